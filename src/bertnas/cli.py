@@ -1,0 +1,162 @@
+"""Command line: ``bertnas run|probe|search|retrain|evaluate|demo|teacher finetune``.
+
+Flags come from :class:`bertnas.config.RunConfig` (one flag per field); ``--config FILE`` (YAML or JSON)
+sets the same keys. Precedence: defaults < saved run config (later stages) < config file < flags.
+User errors print one line ``bertnas: error: ...`` and exit 2, with no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import get_type_hints
+
+from .config import RunConfig, load_config_file
+from .errors import BertnasError
+
+logger = logging.getLogger("bertnas")
+_GROUPS = ["data", "teacher", "probes", "space", "search", "retrain", "measure", "general"]
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, groups: list[str] = _GROUPS) -> None:
+    hints = get_type_hints(RunConfig)
+    sections = {g: parser.add_argument_group(f"{g} settings") for g in groups}
+    for f in fields(RunConfig):
+        group = f.metadata["group"]
+        if group not in sections:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = str(hints[f.name])
+        default = f.default if f.default is not MISSING else None
+        help_text = f"{f.metadata['help']} (default: {default})"
+        if "bool" in kind:
+            sections[group].add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+        else:
+            typ = int if "int" in kind else float if "float" in kind else str
+            sections[group].add_argument(flag, type=typ, default=argparse.SUPPRESS, metavar=f.name.upper(), help=help_text)
+
+
+def _explicit(args: argparse.Namespace) -> dict:
+    names = {f.name for f in fields(RunConfig)}
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
+def _resolve(args: argparse.Namespace, from_run_dir: bool) -> RunConfig:
+    from .pipeline import load_run_config
+
+    file_values = load_config_file(args.config) if getattr(args, "config", None) else {}
+    if from_run_dir:
+        cfg = load_run_config(Path(args.out))
+    else:
+        cfg = RunConfig()
+    cfg = cfg.update(file_values, str(args.config) if file_values else "config")
+    return cfg.update(_explicit(args), "command line").validate()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bertnas", description="Compress a fine-tuned BERT by architecture search (AdaBERT).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    descriptions = {
+        "run": "every step: teacher knowledge, probes, search, retrain, evaluate",
+        "probe": "step 1: cache the teacher's knowledge and train one probe per layer",
+        "search": "step 2: search the cell and depth (reads the run directory)",
+        "retrain": "step 3: train the derived student further; writes OUT/model",
+        "evaluate": "step 4: dev metrics, size and latency of student vs teacher; writes results.json",
+    }
+    for name, text in descriptions.items():
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("--out", required=True, help="run directory")
+        p.add_argument("--config", help="YAML or JSON file of settings (keys as the flags, with _ or -)")
+        _add_config_flags(p)
+
+    d = sub.add_parser("demo", help="the whole pipeline on the built-in synthetic task (no downloads)",
+                       description="Train a tiny teacher on a synthetic task, then run every AdaBERT step.")
+    d.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
+    d.add_argument("--variant", default="single", choices=["single", "pair"], help="single sentence or sentence pair")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--device", default="auto")
+    d.add_argument("--n-train", type=int, default=2000)
+
+    t = sub.add_parser("teacher", help="teacher utilities")
+    tsub = t.add_subparsers(dest="teacher_command", required=True, metavar="COMMAND")
+    f = tsub.add_parser("finetune", help="fine-tune a BERT on a task to make a teacher",
+                        description="Fine-tune a pre-trained checkpoint (--model) or a fresh BERT (--from-scratch).")
+    f.add_argument("--out", required=True, help="where to save the fine-tuned teacher")
+    f.add_argument("--model", help="pre-trained checkpoint: local directory or hub id")
+    f.add_argument("--from-scratch", action="store_true", help="start from random weights (needs --tokenizer)")
+    f.add_argument("--tokenizer", help="tokenizer directory (default: the --model's)")
+    f.add_argument("--layers", type=int, default=4)
+    f.add_argument("--hidden", type=int, default=256)
+    f.add_argument("--heads", type=int, default=4)
+    f.add_argument("--epochs", type=int, default=3)
+    f.add_argument("--lr", type=float, default=5e-5)
+    f.add_argument("--batch-size", type=int, default=32)
+    f.add_argument("--config", help="YAML or JSON file of data settings")
+    _add_config_flags(f, ["data", "general"])
+    return parser
+
+
+def _teacher_finetune(args: argparse.Namespace) -> None:
+    from .pipeline import load_data
+    from .teacher.finetune import finetune, load_pretrained_for_finetune, new_bert
+    from .teacher.loading import load_tokenizer
+    from .utils import resolve_device
+
+    cfg = _resolve(args, from_run_dir=False)
+    cfg.require("task")
+    if args.epochs < 1 or args.lr <= 0 or args.batch_size < 1:
+        raise BertnasError("--epochs and --batch-size must be >= 1 and --lr > 0")
+    if bool(args.model) == bool(args.from_scratch):
+        raise BertnasError("pass exactly one of --model CHECKPOINT or --from-scratch (with --tokenizer)")
+    tok_source = args.tokenizer or args.model
+    if not tok_source:
+        raise BertnasError("--from-scratch needs --tokenizer DIR (a directory with vocab.txt or tokenizer.json)")
+    data = load_data(cfg)
+    tokenizer = load_tokenizer(tok_source, cfg.trust_remote_code)
+    if args.from_scratch:
+        model = new_bert(tokenizer, data.spec.num_labels, args.layers, args.hidden, args.heads,
+                         max_positions=max(512, cfg.max_seq_len))
+    else:
+        model = load_pretrained_for_finetune(args.model, data.spec.num_labels, cfg.trust_remote_code)
+    metrics = finetune(model, tokenizer, data, args.out, args.epochs, args.lr, args.batch_size, cfg.max_seq_len,
+                       cfg.seed, resolve_device(cfg.device))
+    print(f"teacher saved to {args.out}; dev {metrics}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .utils import setup_logging
+
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        import bertnas  # noqa: F401  (registers the adabert model type)
+        from . import pipeline
+
+        if args.command == "demo":
+            from .demo import demo
+
+            demo(args.out, args.variant, args.seed, args.device, n_train=args.n_train)
+        elif args.command == "teacher":
+            _teacher_finetune(args)
+        elif args.command in ("run", "probe"):
+            cfg = _resolve(args, from_run_dir=False)
+            getattr(pipeline, args.command)(cfg, args.out)
+        else:
+            cfg = _resolve(args, from_run_dir=True)
+            pipeline.save_run_config(cfg, Path(args.out))
+            getattr(pipeline, args.command)(cfg, args.out)
+    except BertnasError as exc:
+        print(f"bertnas: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bertnas: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""The run configuration: one typed, documented, validated object, saved into every run directory.
+
+Every field is a CLI flag (``search_epochs`` -> ``--search-epochs``) and a key of the YAML/JSON config
+file (``--config``); precedence is defaults < config file < command line. Defaults follow the AdaBERT
+paper/code where they say something (METHODS.md section 1); choices they leave open are marked "(ours)"
+and explained in docs/design.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from .errors import BertnasError
+
+
+def _f(default: Any, help: str, group: str, **choices: Any) -> Any:
+    return field(default=default, metadata={"help": help, "group": group, **choices})
+
+
+@dataclass
+class RunConfig:
+    # --- data ---
+    task: str = _f("", "GLUE task name (sst2, mrpc, cola, qqp, stsb, mnli, qnli, rte, wnli) or a name for custom files", "data")
+    data_dir: str | None = _f(None, "GLUE task folder with train.tsv and dev.tsv (e.g. glue_data/SST-2)", "data")
+    train_file: str | None = _f(None, "custom training file (.tsv, .csv or .jsonl) instead of --data-dir", "data")
+    dev_file: str | None = _f(None, "custom dev file, same format as --train-file", "data")
+    text_column: str = _f("sentence", "custom files: column with the text", "data")
+    text_pair_column: str | None = _f(None, "custom files: column with the second text of a pair", "data")
+    label_column: str = _f("label", "custom files: column with the label", "data")
+    labels: str | None = _f(None, "custom files: comma-separated label set in model order, or 'regression' (default: from the training file)", "data")
+    metric: str | None = _f(None, "headline metric (default: GLUE's for the task)", "data")
+    max_seq_len: int = _f(128, "tokens per example (pairs together), longer inputs are truncated", "data")
+    max_train_examples: int | None = _f(None, "use only the first N training examples (quick runs)", "data")
+    # --- teacher ---
+    teacher: str = _f("", "fine-tuned teacher: local directory or hub id (sequence classifier + tokenizer)", "teacher")
+    trust_remote_code: bool = _f(False, "allow custom code in the teacher checkpoint (off: safe loading)", "teacher")
+    teacher_batch_size: int = _f(64, "batch size when running the teacher once to cache its knowledge", "teacher")
+    cache_dir: str | None = _f(None, "where teacher knowledge is cached (default: $BERTNAS_CACHE_DIR or ~/.cache/bertnas)", "teacher")
+    # --- probes ---
+    probe_epochs: int = _f(3, "epochs of training for each layer's linear probe", "probes")
+    probe_lr: float = _f(1e-3, "probe learning rate (Adam)", "probes")
+    # --- search space ---
+    hidden_size: int = _f(128, "student hidden size (AdaBERT: 128)", "space")
+    k_max: int = _f(8, "largest number of stacked cells searched (AdaBERT: 8)", "space")
+    dropout: float = _f(0.1, "dropout on embeddings and before the classifier", "space")
+    # --- search ---
+    search_epochs: int = _f(3, "search epochs (paper: 80 on GPU; CPU runs use few)", "search")
+    search_batch_size: int = _f(64, "search batch size", "search")
+    search_lr: float = _f(2e-3, "weight learning rate during search (AdamW) (ours)", "search")
+    arch_lr: float = _f(3e-3, "architecture-weight learning rate (Adam) (ours)", "search")
+    arch_update_interval: int = _f(1, "update the architecture weights every N weight steps (1: alternate every batch)", "search")
+    sampled_only: bool = _f(True, "run only the sampled op on each edge (GDAS); off runs all 10 ops", "search")
+    tau_max: float = _f(1.0, "initial Gumbel-softmax temperature", "search")
+    tau_min: float = _f(0.2, "final Gumbel-softmax temperature", "search")
+    tau_decay: float | None = _f(None, "temperature decay per epoch (code: 0.02); default reaches tau_min at the last epoch", "search")
+    gamma: float = _f(0.8, "weight of distillation vs. cross-entropy", "search")
+    beta: float = _f(4.0, "weight of the efficiency loss", "search")
+    temperature: float = _f(1.0, "distillation temperature T", "search")
+    attentive_kd: bool = _f(True, "weight distillation pairs by how well each teacher layer predicts the gold label", "search")
+    min_parametric: int = _f(1, "collapse guard: parametric ops each node keeps at derivation (0 disables)", "search")
+    search_max_examples: int | None = _f(None, "search on a random subset of N training examples", "search")
+    # --- retraining ---
+    retrain_epochs: int = _f(3, "epochs of training the derived model further", "retrain")
+    retrain_batch_size: int = _f(32, "retraining batch size", "retrain")
+    retrain_lr: float = _f(1e-3, "retraining learning rate (AdamW, linear decay) (ours)", "retrain")
+    weight_decay: float = _f(0.01, "AdamW weight decay", "retrain")
+    # --- measurement ---
+    eval_seq_len: int = _f(128, "sequence length for FLOPs and latency", "measure")
+    latency_threads: int = _f(2, "torch threads for latency (same for student and teacher)", "measure")
+    latency_repeats: int = _f(20, "timed repeats per latency measurement (median reported)", "measure")
+    compare_bert_base: bool = _f(False, "also measure a BERT-base-sized model (random weights) side by side", "measure")
+    # --- general ---
+    seed: int = _f(0, "random seed: the same seed gives the same result", "general")
+    device: str = _f("auto", "auto, cpu, cuda, cuda:N", "general")
+    amp: bool = _f(False, "bfloat16 autocast on CUDA for search and retraining", "general")
+    resume: bool = _f(True, "continue a stage from its last checkpoint if one exists", "general")
+
+    # ------------------------------------------------------------------
+    def validate(self) -> "RunConfig":
+        """Raise BertnasError naming the field, its value and the fix for any invalid value."""
+        def bad(name: str, rule: str) -> BertnasError:
+            return BertnasError(f"invalid config value {name}={getattr(self, name)!r}: {rule}")
+
+        positive_ints = ["max_seq_len", "teacher_batch_size", "hidden_size", "k_max", "search_epochs",
+                         "search_batch_size", "retrain_batch_size", "eval_seq_len", "latency_threads",
+                         "latency_repeats", "arch_update_interval"]
+        for name in positive_ints:
+            if getattr(self, name) < 1:
+                raise bad(name, "must be >= 1")
+        for name in ["probe_epochs", "retrain_epochs"]:
+            if getattr(self, name) < 0:
+                raise bad(name, "must be >= 0")
+        for name in ["max_train_examples", "search_max_examples"]:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise bad(name, "must be >= 1 (or unset for all)")
+        for name in ["probe_lr", "search_lr", "arch_lr", "retrain_lr", "tau_max", "tau_min", "temperature"]:
+            if not getattr(self, name) > 0:
+                raise bad(name, "must be > 0")
+        for name in ["gamma", "dropout"]:
+            if not 0 <= getattr(self, name) <= 1:
+                raise bad(name, "must be in [0, 1]")
+        for name in ["beta", "weight_decay"]:
+            if getattr(self, name) < 0:
+                raise bad(name, "must be >= 0")
+        if self.tau_decay is not None and self.tau_decay < 0:
+            raise bad("tau_decay", "must be >= 0 (or unset)")
+        if self.tau_min > self.tau_max:
+            raise bad("tau_min", f"must not exceed tau_max={self.tau_max}")
+        if self.k_max > 32:
+            raise bad("k_max", "must be <= 32")
+        if self.max_seq_len > 4096:
+            raise bad("max_seq_len", "must be <= 4096")
+        if not 0 <= self.min_parametric <= 2:
+            raise bad("min_parametric", "must be 0, 1 or 2 (each node keeps 2 edges)")
+        return self
+
+    def require(self, *names: str) -> None:
+        """Fail with a one-line message when a stage needs a field the user did not set."""
+        for name in names:
+            if not getattr(self, name):
+                raise BertnasError(f"--{name.replace('_', '-')} is required for this step")
+        if "task" in names and not (self.data_dir or self.train_file):
+            raise BertnasError("no data given: pass --data-dir GLUE_TASK_DIR, or --train-file and --dev-file")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "RunConfig":
+        return cls().update(values, source)
+
+    def update(self, values: dict[str, Any], source: str = "config") -> "RunConfig":
+        """A copy with ``values`` applied; unknown keys and wrongly typed values raise BertnasError."""
+        known = {f.name: f for f in fields(self)}
+        hints = get_type_hints(type(self))
+        out = dataclasses.replace(self)
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise BertnasError(f"{source}: unknown setting {key!r}{hint}")
+            setattr(out, name, _coerce(name, value, hints[name], source))
+        return out
+
+    def save(self, path: str | Path) -> None:
+        from .utils import write_json
+
+        write_json(path, self.to_dict())
+
+
+def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
+    """Check/convert a config-file value to the field's type."""
+    text = str(hint)
+    if value is None:
+        if "None" in text:
+            return None
+        raise BertnasError(f"{source}: setting {name!r} cannot be empty")
+    try:
+        if "bool" in text:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "1", "yes", "on"):
+                return True
+            if str(value).lower() in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if "int" in text:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if "float" in text:
+            return float(value)
+        if isinstance(value, (list, tuple)) and name == "labels":
+            return ",".join(str(v) for v in value)
+        return str(value)
+    except (TypeError, ValueError):
+        kind = "true/false" if "bool" in text else "an integer" if "int" in text else "a number" if "float" in text else "a string"
+        raise BertnasError(f"{source}: setting {name!r} must be {kind}, got {value!r}") from None
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON mapping of settings."""
+    path = Path(path)
+    if not path.is_file():
+        raise BertnasError(f"config file {path} not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # yaml and json raise different types
+        raise BertnasError(f"config file {path} cannot be parsed: {str(exc).splitlines()[0]}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise BertnasError(f"config file {path} must hold a mapping of setting: value, got {type(data).__name__}")
+    return data

@@ -1,0 +1,92 @@
+"""Tokenize a split once and serve padded batches that carry each example's index.
+
+The index lets distillation look up cached teacher/probe outputs without running the teacher. Batches
+are length-grouped (shuffled, then sorted inside chunks of 50 batches) so CPU time is not spent on padding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from ..errors import BertnasError
+from .examples import Examples
+
+
+@dataclass
+class Encoded:
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]]
+    labels: torch.Tensor  # (N,) long, or float for regression
+    pad_id: int
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def encode(tokenizer, examples: Examples, max_seq_len: int, regression: bool = False) -> Encoded:
+    """Tokenize texts (and text pairs) the way the teacher saw them, without padding."""
+    if len(examples) == 0:
+        raise BertnasError(f"no examples to encode in {examples.source or 'the data'}")
+    enc = tokenizer(
+        examples.texts,
+        examples.text_pairs,
+        truncation=True,
+        max_length=max_seq_len,
+        return_token_type_ids=True,
+        return_attention_mask=False,
+    )
+    ids = enc["input_ids"]
+    types = enc.get("token_type_ids") or [[0] * len(x) for x in ids]
+    labels = torch.tensor(examples.labels, dtype=torch.float32 if regression else torch.long)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return Encoded(input_ids=ids, token_type_ids=types, labels=labels, pad_id=pad_id)
+
+
+def collate(data: Encoded, indices: list[int]) -> dict[str, torch.Tensor]:
+    """Pad the chosen examples to their longest; keys match a BERT model's forward plus labels, index."""
+    length = max(len(data.input_ids[i]) for i in indices)
+    ids = torch.full((len(indices), length), data.pad_id, dtype=torch.long)
+    types = torch.zeros((len(indices), length), dtype=torch.long)
+    mask = torch.zeros((len(indices), length), dtype=torch.long)
+    for row, i in enumerate(indices):
+        n = len(data.input_ids[i])
+        ids[row, :n] = torch.tensor(data.input_ids[i])
+        types[row, :n] = torch.tensor(data.token_type_ids[i])
+        mask[row, :n] = 1
+    index = torch.tensor(indices, dtype=torch.long)
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types,
+            "labels": data.labels[index], "index": index}
+
+
+def batches(
+    data: Encoded,
+    batch_size: int,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    subset: list[int] | None = None,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Yield padded batches; with ``shuffle``, length-grouped random batches from ``generator``."""
+    order = list(range(len(data))) if subset is None else list(subset)
+    if shuffle:
+        perm = torch.randperm(len(order), generator=generator).tolist()
+        order = [order[i] for i in perm]
+        chunk = batch_size * 50
+        grouped = []
+        for start in range(0, len(order), chunk):
+            grouped += sorted(order[start : start + chunk], key=lambda i: len(data.input_ids[i]))
+        chunks = [grouped[i : i + batch_size] for i in range(0, len(grouped), batch_size)]
+        for j in torch.randperm(len(chunks), generator=generator).tolist():
+            yield collate(data, chunks[j])
+    else:
+        for start in range(0, len(order), batch_size):
+            yield collate(data, order[start : start + batch_size])
+
+
+def num_batches(n: int, batch_size: int) -> int:
+    return (n + batch_size - 1) // batch_size
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}

@@ -1,0 +1,1 @@
+"""Exporting searched architectures: pictures and, later, deployable students."""

@@ -1,0 +1,350 @@
+"""AdaBERT's stages as functions over a run directory; the CLI and the Python API both call these.
+
+    probe    teacher -> cached knowledge (logits, per-layer features) -> per-layer probes
+    search   knowledge + probes -> supernet search -> genotype + derived student (searched weights)
+    retrain  derived student -> trained further with CE + KD -> Hugging Face model directory
+    evaluate model -> dev metrics, params, FLOPs, latency of student and teacher side by side
+
+Run directory (each stage writes its part through a temp dir and a rename)::
+
+    config.json           resolved settings + versions + git hash
+    tokenizer/            the teacher's tokenizer
+    probes/               probes.safetensors, probes.json (knowledge key, teacher and probe dev metrics)
+    search/               genotype.json, history.json, heads.safetensors, student/ (searched weights)
+    model/                the final model: config.json, model.safetensors, tokenizer files
+    architecture.png      the searched cell and depth
+    results.json, results.md
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .config import RunConfig
+from .data.encode import encode
+from .data.examples import TaskData
+from .data.readers import load_task
+from .errors import BertnasError
+from .utils import atomic_dir, read_json, resolve_device, run_metadata, set_seed, write_json
+
+logger = logging.getLogger("bertnas")
+STAGES = ("probe", "search", "retrain", "evaluate")
+
+
+# ----------------------------------------------------------------------------- helpers
+def load_data(cfg: RunConfig) -> TaskData:
+    """Read the task's train/dev data as the config says (GLUE folder, custom files, or synthetic)."""
+    if _is_glue(cfg) and cfg.data_dir:  # GLUE files have fixed columns
+        data = load_task(cfg.task, cfg.data_dir, metric=cfg.metric)
+    else:
+        data = load_task(cfg.task, cfg.data_dir, cfg.train_file, cfg.dev_file, text_column=cfg.text_column,
+                         text_pair_column=cfg.text_pair_column, label_column=cfg.label_column,
+                         labels=cfg.labels, metric=cfg.metric)
+    if cfg.max_train_examples and cfg.max_train_examples < len(data.train):
+        data.train = data.train.subset(list(range(cfg.max_train_examples)))
+    return data
+
+
+def _is_glue(cfg: RunConfig) -> bool:
+    from .data.tasks import is_glue_task
+
+    return is_glue_task(cfg.task)
+
+
+def save_run_config(cfg: RunConfig, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", {**cfg.to_dict(), "_meta": run_metadata()})
+
+
+def load_run_config(out: Path, overrides: dict | None = None) -> RunConfig:
+    """The config saved in a run directory, with explicit overrides applied."""
+    path = Path(out) / "config.json"
+    if not path.is_file():
+        raise BertnasError(f"{out} is not a bertnas run directory (no config.json): run `bertnas probe` or `bertnas run` first")
+    saved = read_json(path)
+    saved.pop("_meta", None)
+    return RunConfig.from_dict(saved, str(path)).update(overrides or {}, "command line").validate()
+
+
+def _need(path: Path, step: str) -> Path:
+    if not path.exists():
+        raise BertnasError(f"{path} not found: run `bertnas {step} --out {path.parent if path.parent.name not in ('search', 'probes') else path.parent.parent}` first")
+    return path
+
+
+def _tokenizer(out: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(_need(out / "tokenizer", "probe")))
+
+
+def _knowledge_and_probes(cfg: RunConfig, out: Path, data: TaskData):
+    from .teacher.knowledge import load_knowledge
+
+    info = read_json(_need(out / "probes" / "probes.json", "probe"))
+    knowledge = load_knowledge(info["knowledge_key"], cfg.cache_dir)
+    if knowledge.meta["n_train"] != len(data.train) or knowledge.meta["n_dev"] != len(data.dev):
+        raise BertnasError(
+            f"the data changed since `bertnas probe` ({len(data.train)}/{len(data.dev)} train/dev examples now, "
+            f"{knowledge.meta['n_train']}/{knowledge.meta['n_dev']} then): run `bertnas probe` again")
+    probes = load_file(str(out / "probes" / "probes.safetensors"))
+    return knowledge, probes, info
+
+
+# ----------------------------------------------------------------------------- stages
+def probe(cfg: RunConfig, out: str | Path) -> dict:
+    """Load the teacher, cache its knowledge, train and save one probe per layer."""
+    from .teacher.knowledge import compute_knowledge
+    from .teacher.loading import load_teacher
+    from .teacher.probes import train_probes
+
+    out = Path(out)
+    cfg.validate()
+    cfg.require("teacher", "task")
+    device = resolve_device(cfg.device)
+    set_seed(cfg.seed)
+    data = load_data(cfg)  # bad data fails here, before anything is written
+    teacher = load_teacher(cfg.teacher, data.spec, device, cfg.trust_remote_code)
+    save_run_config(cfg, out)
+    with atomic_dir(out / "tokenizer") as tmp:
+        teacher.tokenizer.save_pretrained(tmp)
+    knowledge = compute_knowledge(teacher, data, cfg.max_seq_len, cfg.teacher_batch_size, device, cfg.cache_dir)
+    probes = train_probes(knowledge, data, cfg.probe_epochs, cfg.probe_lr, seed=cfg.seed)
+    info = {
+        "knowledge_key": knowledge.key, "task": data.spec.name, "headline": data.spec.headline,
+        "num_teacher_layers": knowledge.num_layers, "teacher": cfg.teacher,
+        "teacher_dev": knowledge.meta["teacher_dev_metrics"],
+        "probes_dev": [{"layer": l, "name": "embeddings" if l == 0 else f"hidden_{l}", **m}
+                       for l, m in enumerate(probes.metrics)],
+    }
+    with atomic_dir(out / "probes") as tmp:
+        save_file(probes.tensors, str(tmp / "probes.safetensors"))
+        write_json(tmp / "probes.json", info)
+    _print_probes(info)
+    return info
+
+
+def search(cfg: RunConfig, out: str | Path) -> dict:
+    """Search the architecture, derive the genotype, save the student with its searched weights."""
+    from .export.plot import plot_architecture
+    from .search.searcher import build_supernet, finish_search, search as run_search
+    from .training.common import Targets
+
+    out = Path(out)
+    device = resolve_device(cfg.device)
+    set_seed(cfg.seed)
+    data = load_data(cfg)
+    tokenizer = _tokenizer(out)
+    knowledge, probes, _ = _knowledge_and_probes(cfg, out, data)
+    spec = data.spec
+    train = encode(tokenizer, data.train, cfg.max_seq_len, spec.is_regression)
+    dev = encode(tokenizer, data.dev, cfg.max_seq_len, spec.is_regression)
+    targets = Targets(knowledge.logits("train"), probes["train_logits"], device)
+    supernet = build_supernet(cfg, spec, knowledge.word_embeddings, knowledge.position_embeddings,
+                              tokenizer.sep_token_id)
+    t0 = time.perf_counter()
+    ckpt = out / "checkpoints" / "search.pt"
+    arch, heads, history = run_search(cfg, spec, train, dev, targets, supernet, device, ckpt)
+    result = finish_search(cfg, spec, supernet, arch, heads, history, tokenizer.pad_token_id or 0,
+                           tokenizer.sep_token_id)
+    summary = {
+        "genotype": result.genotype.to_dict(), "genotype_str": str(result.genotype),
+        "collapse": result.report.to_dict(), "op_probs": result.op_probs, "depth_probs": result.depth_probs,
+        "op_costs": result.op_costs, "search_seconds": round(time.perf_counter() - t0, 1),
+        "history": history,
+    }
+    with atomic_dir(out / "search") as tmp:
+        result.student.save_pretrained(tmp / "student")
+        save_file({k: v.contiguous() for k, v in result.heads.state_dict().items()}, str(tmp / "heads.safetensors"))
+        write_json(tmp / "genotype.json", summary)
+    plot_architecture(result.genotype, out / "architecture.png", result.op_probs, result.depth_probs,
+                      title=f"AdaBERT cell searched for {spec.name}")
+    ckpt.unlink(missing_ok=True)
+    logger.info("searched genotype: %s", result.genotype)
+    for warning in result.report.warnings:
+        logger.warning("%s", warning)
+    return summary
+
+
+def retrain(cfg: RunConfig, out: str | Path) -> dict:
+    """Train the derived student further and save the final Hugging Face model directory."""
+    from .models.adabert import AdaBertForSequenceClassification
+    from .training.common import KDHeads, Targets
+    from .training.retrain import retrain as run_retrain
+
+    out = Path(out)
+    device = resolve_device(cfg.device)
+    set_seed(cfg.seed)
+    data = load_data(cfg)
+    spec = data.spec
+    tokenizer = _tokenizer(out)
+    knowledge, probes, _ = _knowledge_and_probes(cfg, out, data)
+    student = AdaBertForSequenceClassification.from_pretrained(str(_need(out / "search" / "student", "search")))
+    heads = KDHeads(student.config.architecture.depth, cfg.hidden_size, spec.num_labels)
+    heads.load_state_dict(load_file(str(out / "search" / "heads.safetensors")))
+    train = encode(tokenizer, data.train, cfg.max_seq_len, spec.is_regression)
+    dev = encode(tokenizer, data.dev, cfg.max_seq_len, spec.is_regression)
+    targets = Targets(knowledge.logits("train"), probes["train_logits"], device)
+    t0 = time.perf_counter()
+    ckpt = out / "checkpoints" / "retrain.pt"
+    student, best, history = run_retrain(cfg, spec, student, heads, train, dev, targets, device, ckpt)
+    with atomic_dir(out / "model") as tmp:
+        student.cpu().save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / "training.json", {"dev": best, "history": history,
+                                           "retrain_seconds": round(time.perf_counter() - t0, 1)})
+    ckpt.unlink(missing_ok=True)
+    return {"dev": best, "history": history}
+
+
+def evaluate(cfg: RunConfig, out: str | Path) -> dict:
+    """Dev metrics of the final model, and params/FLOPs/latency of student and teacher side by side."""
+    from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+
+    from .measure import profile_classifier
+    from .teacher.loading import load_teacher
+    from .training.common import evaluate as eval_split
+    from .utils import atomic_write_text
+
+    out = Path(out)
+    device = resolve_device(cfg.device)
+    data = load_data(cfg)
+    spec = data.spec
+    model_dir = _need(out / "model", "retrain")
+    student = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).to(device).eval()
+    tokenizer = _tokenizer(out)
+    dev = encode(tokenizer, data.dev, cfg.max_seq_len, spec.is_regression)
+    student_dev = eval_split(lambda b: student(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                                               token_type_ids=b["token_type_ids"]).logits, dev, spec, device)
+    info = read_json(_need(out / "probes" / "probes.json", "probe"))
+    vocab = student.config.vocab_size
+    prof = dict(batch_sizes=(1, 32), seq_len=cfg.eval_seq_len, threads=cfg.latency_threads,
+                repeats=cfg.latency_repeats, device="cpu")
+    logger.info("measuring latency (seq %d, %d threads, batch 1 and 32)...", cfg.eval_seq_len, cfg.latency_threads)
+    s_prof = profile_classifier(student.cpu(), vocab, **prof)
+    teacher = load_teacher(cfg.teacher, spec, "cpu", cfg.trust_remote_code)
+    t_prof = profile_classifier(teacher.model, teacher.model.config.vocab_size, **prof)
+    headline = spec.headline
+    results = {
+        "task": spec.name, "metric": headline,
+        "teacher": {"params": t_prof["params"], "metric": info["teacher_dev"][headline],
+                    "latency_ms_b1": t_prof["latency_ms_b1"], "latency_ms_b32": t_prof["latency_ms_b32"],
+                    "flops": t_prof["flops"], "dev": info["teacher_dev"], "source": cfg.teacher},
+        "student": {"params": s_prof["params"], "metric": student_dev[headline],
+                    "latency_ms_b1": s_prof["latency_ms_b1"], "latency_ms_b32": s_prof["latency_ms_b32"],
+                    "flops": s_prof["flops"], "dev": student_dev,
+                    "architecture": str(student.config.architecture), "genotype": student.config.genotype},
+        "speedup_b1": round(t_prof["latency_ms_b1"] / s_prof["latency_ms_b1"], 2),
+        "speedup_b32": round(t_prof["latency_ms_b32"] / s_prof["latency_ms_b32"], 2),
+        "compression": round(t_prof["params"] / s_prof["params"], 2),
+        "measurement": {"seq_len": cfg.eval_seq_len, "threads": cfg.latency_threads,
+                        "repeats": cfg.latency_repeats, "statistic": "median", "device": "cpu"},
+    }
+    if cfg.compare_bert_base:
+        logger.info("measuring a BERT-base-sized model (random weights) for reference...")
+        base = BertForSequenceClassification(BertConfig(num_labels=max(spec.num_labels, 1))).eval()
+        b_prof = profile_classifier(base, base.config.vocab_size, **{**prof, "repeats": max(3, cfg.latency_repeats // 4)})
+        results["bert_base"] = {k: b_prof[k] for k in ("params", "flops", "latency_ms_b1", "latency_ms_b32")}
+        results["vs_bert_base"] = {
+            "speedup_b1": round(b_prof["latency_ms_b1"] / s_prof["latency_ms_b1"], 2),
+            "speedup_b32": round(b_prof["latency_ms_b32"] / s_prof["latency_ms_b32"], 2),
+            "compression": round(b_prof["params"] / s_prof["params"], 2),
+        }
+    results["metadata"] = run_metadata()
+    write_json(out / "results.json", results)
+    table = results_table(results)
+    atomic_write_text(out / "results.md", table + "\n")
+    print(table)
+    return results
+
+
+def run(cfg: RunConfig, out: str | Path) -> dict:
+    """All stages in order; with ``resume`` a stage whose output exists for the same settings is skipped."""
+    out = Path(out)
+    cfg.validate()
+    done = _completed(out, cfg) if cfg.resume else set()
+    for name, fn in (("probe", probe), ("search", search), ("retrain", retrain)):
+        if name in done:
+            logger.info("stage %s: already done for these settings, skipping (--no-resume to redo)", name)
+            continue
+        logger.info("stage %s", name)
+        fn(cfg, out)
+        _mark(out, name, cfg)
+    return evaluate(cfg, out)
+
+
+_STAGE_GROUPS = {"probe": {"data", "teacher", "probes"}, "search": {"data", "teacher", "probes", "space", "search"},
+                 "retrain": {"data", "teacher", "probes", "space", "search", "retrain"}}
+
+
+def _stage_key(cfg: RunConfig, stage: str) -> str:
+    from dataclasses import fields
+
+    from .utils import hash_obj
+
+    keep = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.metadata.get("group") in _STAGE_GROUPS[stage]}
+    keep["seed"] = cfg.seed
+    return hash_obj(keep)
+
+
+def _completed(out: Path, cfg: RunConfig) -> set[str]:
+    path = out / "stages.json"
+    if not path.is_file():
+        return set()
+    marks = json.loads(path.read_text())
+    done = set()
+    for stage in ("probe", "search", "retrain"):  # a stage counts only if all before it count too
+        if marks.get(stage) != _stage_key(cfg, stage):
+            break
+        done.add(stage)
+    return done
+
+
+def _mark(out: Path, stage: str, cfg: RunConfig) -> None:
+    path = out / "stages.json"
+    marks = json.loads(path.read_text()) if path.is_file() else {}
+    marks[stage] = _stage_key(cfg, stage)
+    for later in STAGES[STAGES.index(stage) + 1:]:
+        marks.pop(later, None)
+    write_json(path, marks)
+
+
+# ----------------------------------------------------------------------------- printing
+def _fmt_ms(x: float) -> str:
+    return f"{x:.2f}" if x < 100 else f"{x:.0f}"
+
+
+def results_table(r: dict) -> str:
+    """A Markdown table of teacher vs student (and BERT-base if measured)."""
+    m = r["metric"]
+    rows = [("teacher", r["teacher"]), ("student (AdaBERT)", r["student"])]
+    if "bert_base" in r:
+        rows.append(("BERT-base size (random weights)", {**r["bert_base"], "metric": None}))
+    lines = [f"Task {r['task']}: dev {m}, latency at sequence {r['measurement']['seq_len']}, "
+             f"{r['measurement']['threads']} threads, median of {r['measurement']['repeats']}",
+             "", f"| model | params | GFLOPs (b1) | dev {m} | latency b1 (ms) | latency b32 (ms) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, d in rows:
+        metric = "-" if d.get("metric") is None else f"{d['metric']:.4f}"
+        lines.append(f"| {name} | {d['params'] / 1e6:.2f}M | {d['flops'] / 1e9:.3f} | {metric} | "
+                     f"{_fmt_ms(d['latency_ms_b1'])} | {_fmt_ms(d['latency_ms_b32'])} |")
+    lines += ["", f"Student vs teacher: {r['speedup_b1']}x faster (b1), {r['speedup_b32']}x faster (b32), "
+                  f"{r['compression']}x smaller."]
+    if "vs_bert_base" in r:
+        v = r["vs_bert_base"]
+        lines.append(f"Student vs BERT-base size: {v['speedup_b1']}x faster (b1), {v['speedup_b32']}x faster (b32), "
+                     f"{v['compression']}x smaller.")
+    lines.append(f"Architecture: {r['student']['architecture']}")
+    return "\n".join(lines)
+
+
+def _print_probes(info: dict) -> None:
+    h = info["headline"]
+    print(f"teacher dev {h}: {info['teacher_dev'][h]:.4f}")
+    for p in info["probes_dev"]:
+        print(f"  probe {p['name']:<12} dev {h}: {p[h]:.4f}")

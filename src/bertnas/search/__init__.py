@@ -1,0 +1,1 @@
+"""Search algorithms: Gumbel-softmax differentiable NAS over the AdaBERT space, and derivation."""

@@ -1,0 +1,169 @@
+"""AdaBERT's search-time network: every edge holds all candidate ops, every depth 1..K_max is possible.
+
+The architecture weights are NOT part of this module (see ``search.architecture.Architecture``); the
+forward pass takes sampled one-hot op weights (9 edges x 10 ops, shared by all cells) and a sampled one-hot
+depth. With ``sampled_only`` (GDAS style) each edge runs just its sampled op, about an order of magnitude
+cheaper than running all ten; the straight-through weight still carries the gradient to the logits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..models.adabert import AdaBertConfig, AdaBertForSequenceClassification, PooledClassifier, split_pair
+from .genotype import EDGES, NUM_EDGES, NUM_INPUTS, NUM_NODES, Genotype, edge_index
+from .ops import PRIMITIVES, create_op
+
+
+class ProjectedEmbeddings(nn.Module):
+    """The teacher's embedding tables (frozen) projected to the student's hidden size by learned maps.
+
+    After search the projections are folded into plain tables (:meth:`folded`), so the student stores a
+    (vocab x hidden) table and never needs the teacher again.
+    """
+
+    def __init__(
+        self,
+        word_table: torch.Tensor,
+        position_table: torch.Tensor | None,
+        hidden: int,
+        dropout: float,
+        max_positions: int = 512,
+        eps: float = 1e-12,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("word_table", word_table.float(), persistent=False)  # (V, H_t)
+        self.word_proj = nn.Linear(word_table.size(1), hidden, bias=False)
+        if position_table is not None:
+            self.register_buffer("position_table", position_table.float(), persistent=False)  # (P, H_t)
+            self.position_proj = nn.Linear(position_table.size(1), hidden, bias=False)
+            self.max_positions = position_table.size(0)
+        else:  # teacher without absolute positions: learn them from scratch
+            self.position_table = None
+            self.position_embeddings = nn.Embedding(max_positions, hidden)
+            self.max_positions = max_positions
+        self.norm = nn.LayerNorm(hidden, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def positions(self, length: int) -> torch.Tensor:
+        if self.position_table is None:
+            return self.position_embeddings.weight[:length]
+        return self.position_proj(self.position_table[:length])  # (L, C)
+
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.word_proj(self.word_table[input_ids]) + self.positions(input_ids.size(1))[None]  # (B, L, C)
+        x = self.dropout(self.norm(x)) * mask[..., None]
+        return x.transpose(1, 2)  # (B, C, L)
+
+    @torch.no_grad()
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(vocab x hidden, positions x hidden) tables equal to what forward computes before the norm."""
+        return self.word_proj(self.word_table), self.positions(self.max_positions)
+
+
+class MixedOp(nn.Module):
+    """All candidate ops of one edge; the output is the sampled op (or the weighted sum of all)."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.ops = nn.ModuleDict({name: create_op(name, hidden) for name in PRIMITIVES})
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, sampled_only: bool) -> torch.Tensor:
+        if sampled_only:
+            i = int(weights.argmax())
+            return weights[i] * self.ops[PRIMITIVES[i]](x)
+        return sum(w * op(x) for w, op in zip(weights, self.ops.values()))
+
+
+class SearchCell(nn.Module):
+    """A cell with a mixed op on each of its 9 edges; node outputs combined by learned attention."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.edges = nn.ModuleList([MixedOp(hidden) for _ in range(NUM_EDGES)])
+        self.node_logits = nn.Parameter(torch.zeros(NUM_NODES))
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, op_weights: torch.Tensor, sampled_only: bool) -> torch.Tensor:
+        states = [s0, s1]
+        for node in range(NUM_NODES):
+            states.append(sum(
+                self.edges[edge_index(node, src)](states[src], op_weights[edge_index(node, src)], sampled_only)
+                for src in range(NUM_INPUTS + node)
+            ))
+        weights = torch.softmax(self.node_logits, 0)
+        return sum(w * h for w, h in zip(weights, states[NUM_INPUTS:]))
+
+
+@dataclass
+class SupernetOutput:
+    logits: torch.Tensor  # (B, num_labels) of the sampled depth, scaled by its straight-through weight
+    states: list[torch.Tensor]  # outputs of cells 1..depth, each (B, C, L)
+    mask: torch.Tensor  # (B, L) tokens of A or B
+    depth: int
+
+
+class AdaBertSupernet(nn.Module):
+    """Embeddings -> up to K_max search cells -> pooled classifier over the first ``depth`` cells."""
+
+    def __init__(
+        self,
+        embeddings: ProjectedEmbeddings,
+        hidden: int,
+        k_max: int,
+        num_labels: int,
+        pair_input: bool,
+        dropout: float,
+        sep_token_id: int | None,
+    ) -> None:
+        super().__init__()
+        self.hidden, self.k_max, self.num_labels = hidden, k_max, num_labels
+        self.pair_input, self.sep_token_id, self.dropout_p = pair_input, sep_token_id, dropout
+        self.embeddings = embeddings
+        self.cells = nn.ModuleList([SearchCell(hidden) for _ in range(k_max)])
+        self.classifier = PooledClassifier(k_max, hidden, num_labels, dropout)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None,
+        op_weights: torch.Tensor,
+        depth_weights: torch.Tensor,
+        sampled_only: bool = True,
+    ) -> SupernetOutput:
+        ids_a, mask_a, ids_b, mask_b = split_pair(
+            input_ids, attention_mask, token_type_ids, self.pair_input, self.sep_token_id
+        )
+        mask = (mask_a.bool() | mask_b.bool()).long()
+        s0, s1 = self.embeddings(ids_a, mask_a), self.embeddings(ids_b, mask_b)
+        depth = int(depth_weights.argmax()) + 1
+        states = []
+        for cell in self.cells[:depth]:
+            s0, s1 = s1, cell(s0, s1, op_weights, sampled_only) * mask[:, None, :]
+            states.append(s1)
+        logits = self.classifier(states, mask) * depth_weights[depth - 1]
+        return SupernetOutput(logits=logits, states=states, mask=mask, depth=depth)
+
+    @torch.no_grad()
+    def derive_student(self, genotype: Genotype, config: AdaBertConfig) -> AdaBertForSequenceClassification:
+        """Build the final model of ``genotype`` and copy in the searched weights (embeddings folded)."""
+        student = AdaBertForSequenceClassification(config)
+        words, positions = self.embeddings.folded()
+        student.embeddings.word_embeddings.weight.copy_(words)
+        student.embeddings.position_embeddings.weight.copy_(positions[: config.max_position_embeddings])
+        student.embeddings.norm.load_state_dict(self.embeddings.norm.state_dict())
+        for k in range(genotype.depth):
+            searched, derived = self.cells[k], student.cells[k]
+            derived.node_logits.copy_(searched.node_logits)
+            for node, source, op in genotype.edges:
+                derived.ops[f"{node}_{source}"].load_state_dict(
+                    searched.edges[edge_index(node, source)].ops[op].state_dict()
+                )
+        student.classifier.layer_logits.copy_(self.classifier.layer_logits[: genotype.depth])
+        student.classifier.dense.load_state_dict(self.classifier.dense.state_dict())
+        return student
+
+
+__all__ = ["AdaBertSupernet", "MixedOp", "ProjectedEmbeddings", "SearchCell", "SupernetOutput", "EDGES"]

@@ -1,0 +1,61 @@
+"""AdaBERT's candidate operations, as data: an ordered list of names and a name -> factory table.
+
+Every op maps ``(batch, channels, length) -> (batch, channels, length)`` at a fixed hidden size, so any op
+can sit on any edge. Convolutions are ReLU -> Conv1d -> BatchNorm as in the public AdaBERT code; the
+dilated ones use dilation 2 with "same" padding, so they really look ``2 * (k - 1) + 1`` tokens wide.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import BertnasError
+
+
+class ConvBN(nn.Sequential):
+    """ReLU -> Conv1d (same length) -> BatchNorm."""
+
+    def __init__(self, channels: int, kernel: int, dilation: int = 1) -> None:
+        super().__init__(
+            nn.ReLU(),
+            nn.Conv1d(channels, channels, kernel, padding=dilation * (kernel - 1) // 2, dilation=dilation, bias=False),
+            nn.BatchNorm1d(channels),
+        )
+
+
+class Zero(nn.Module):
+    """The 'no edge' op: outputs zeros of the input's shape."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 0.0
+
+
+OPS: dict[str, Callable[[int], nn.Module]] = {
+    "conv_3": lambda c: ConvBN(c, 3),
+    "conv_5": lambda c: ConvBN(c, 5),
+    "conv_7": lambda c: ConvBN(c, 7),
+    "dil_conv_3": lambda c: ConvBN(c, 3, dilation=2),
+    "dil_conv_5": lambda c: ConvBN(c, 5, dilation=2),
+    "dil_conv_7": lambda c: ConvBN(c, 7, dilation=2),
+    "max_pool_3": lambda c: nn.MaxPool1d(3, stride=1, padding=1),
+    "avg_pool_3": lambda c: nn.AvgPool1d(3, stride=1, padding=1, count_include_pad=False),
+    "skip_connect": lambda c: nn.Identity(),
+    "zero": lambda c: Zero(),
+}
+
+PRIMITIVES: tuple[str, ...] = tuple(OPS)
+"""Op names in a fixed order: the columns of the architecture weights."""
+
+PARAMETER_FREE: frozenset[str] = frozenset({"max_pool_3", "avg_pool_3", "skip_connect", "zero"})
+"""Ops with no weights: a cell of only these is a 'bag of embeddings' (the known search collapse)."""
+
+
+def create_op(name: str, channels: int) -> nn.Module:
+    """Build op ``name`` for ``channels`` channels; unknown names list the known ones."""
+    try:
+        factory = OPS[name]
+    except KeyError:
+        raise BertnasError(f"unknown op {name!r}; known ops: {', '.join(PRIMITIVES)}") from None
+    return factory(channels)

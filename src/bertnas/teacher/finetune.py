@@ -1,0 +1,101 @@
+"""Fine-tune a BERT-family model on a task to make a teacher (also builds the demo's tiny teacher)."""
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+
+from ..data.encode import batches, encode, num_batches, to_device
+from ..data.examples import TaskData
+from ..errors import BertnasError
+from ..training.common import evaluate
+from ..training.losses import task_loss
+from ..utils import atomic_dir, set_seed, write_json
+
+logger = logging.getLogger("bertnas")
+
+
+def new_bert(tokenizer, num_labels: int, layers: int = 2, hidden: int = 128, heads: int = 2,
+             max_positions: int = 512) -> BertForSequenceClassification:
+    """A freshly initialised BERT classifier sized for ``tokenizer`` (no pre-trained weights)."""
+    if hidden % heads:
+        raise BertnasError(f"hidden size {hidden} must be divisible by the number of heads {heads}")
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=heads, intermediate_size=4 * hidden, max_position_embeddings=max_positions,
+                        num_labels=num_labels, pad_token_id=tokenizer.pad_token_id or 0)
+    return BertForSequenceClassification(config)
+
+
+def load_pretrained_for_finetune(name: str, num_labels: int, trust_remote_code: bool = False):
+    """A pre-trained checkpoint (any head) with a fresh classification head of ``num_labels``."""
+    from .loading import _check_source
+
+    source = _check_source(name)
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            source, num_labels=num_labels, dtype=torch.float32, trust_remote_code=trust_remote_code,
+            ignore_mismatched_sizes=True)
+    except (OSError, ValueError) as exc:
+        raise BertnasError(f"cannot load {name} for fine-tuning: {str(exc).splitlines()[0][:160]}") from exc
+
+
+def finetune(
+    model: torch.nn.Module,
+    tokenizer,
+    data: TaskData,
+    out_dir: str | Path,
+    epochs: int = 3,
+    lr: float = 5e-5,
+    batch_size: int = 32,
+    max_seq_len: int = 128,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """Train with AdamW and linear decay, keep the best dev epoch, save a Hugging Face directory."""
+    set_seed(seed)
+    device = torch.device(device)
+    spec = data.spec
+    labels = spec.labels or ["score"]
+    model.config.id2label = {i: l for i, l in enumerate(labels)}
+    model.config.label2id = {l: i for i, l in enumerate(labels)}
+    model.config.problem_type = "regression" if spec.is_regression else "single_label_classification"
+    train = encode(tokenizer, data.train, max_seq_len, spec.is_regression)
+    dev = encode(tokenizer, data.dev, max_seq_len, spec.is_regression)
+    model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    steps = num_batches(len(train), batch_size)
+    total = max(1, steps * epochs)
+    warmup = max(1, total // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / (total - warmup + 1))))
+    gen = torch.Generator().manual_seed(seed)
+
+    def predict(b):
+        return model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"]).logits
+
+    best, best_state = None, None
+    for epoch in range(epochs):
+        model.train()
+        for batch in tqdm(batches(train, batch_size, shuffle=True, generator=gen), total=steps,
+                          desc=f"teacher {epoch + 1}/{epochs}", leave=False):
+            b = to_device(batch, device)
+            loss = task_loss(predict(b), b["labels"], spec.is_regression)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+        model.eval()
+        metrics = evaluate(predict, dev, spec, device)
+        logger.info("teacher epoch %d/%d: dev %s", epoch + 1, epochs, metrics)
+        if best is None or metrics[spec.headline] > best[spec.headline]:
+            best, best_state = metrics, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    with atomic_dir(out_dir) as tmp:
+        model.cpu().save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(Path(tmp) / "teacher_metrics.json", {"task": spec.name, "dev": best, "epochs": epochs})
+    return best

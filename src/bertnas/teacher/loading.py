@@ -1,0 +1,123 @@
+"""Load a user's fine-tuned teacher (local directory or hub id) and its tokenizer, with checks.
+
+Safe by default: weights through transformers' safetensors/weights-only loaders, no remote code unless
+asked. Half-precision checkpoints are loaded in float32 so cached knowledge is exact on CPU.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from ..data.examples import TaskSpec
+from ..errors import BertnasError
+
+logger = logging.getLogger("bertnas")
+_GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
+
+
+@dataclass
+class Teacher:
+    model: torch.nn.Module
+    tokenizer: object
+    source: str
+    label_order: list[int] | None = None  # teacher output column for each task label, when they differ
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+    def embedding_tables(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(word table (V, H), absolute position table (P, H) or None) of the teacher."""
+        words = self.model.get_input_embeddings().weight.detach().float().cpu()
+        emb = getattr(self.model.base_model, "embeddings", None)
+        pos = getattr(emb, "position_embeddings", None)
+        return words, (pos.weight.detach().float().cpu() if isinstance(pos, torch.nn.Embedding) else None)
+
+
+def _looks_local(name: str) -> bool:
+    """Hub ids are 'name' or 'org/name'; anything else is meant as a path."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith("/") or "\\" in name
+
+
+def _check_source(name: str) -> str:
+    if not name:
+        raise BertnasError("no teacher given: pass --teacher DIR_OR_HUB_ID (a fine-tuned sequence classifier)")
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise BertnasError(f"teacher {name} is a file: pass the checkpoint directory (with config.json) instead")
+        if not (path / "config.json").is_file():
+            raise BertnasError(f"teacher directory {name} has no config.json: not a Hugging Face checkpoint (save it with save_pretrained)")
+        return str(path)
+    if _looks_local(name):
+        raise BertnasError(f"teacher directory {name} not found: check the path")
+    return name  # a hub id
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False):
+    """The checkpoint's tokenizer (tokenizer.json or vocab files)."""
+    source = _check_source(name)
+    try:
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, TypeError) as exc:
+        raise BertnasError(
+            f"no usable tokenizer in {name} ({str(exc).splitlines()[0][:120]}): save the tokenizer next to the model with tokenizer.save_pretrained"
+        ) from exc
+
+
+def load_teacher(
+    name: str, spec: TaskSpec | None = None, device: torch.device | str = "cpu", trust_remote_code: bool = False
+) -> Teacher:
+    """Load a sequence-classification teacher and check it fits the task and its tokenizer."""
+    source = _check_source(name)
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        where = "the directory" if Path(source).exists() else "no local directory of that name, and the hub (offline?)"
+        raise BertnasError(f"cannot load teacher {name!r} from {where}: {str(exc).splitlines()[0][:160]}") from exc
+    archs = getattr(config, "architectures", None) or []
+    if archs and not any(a.endswith("ForSequenceClassification") for a in archs):
+        raise BertnasError(
+            f"teacher {name} is a {archs[0]} checkpoint, not a sequence classifier: fine-tune it on the task first "
+            "(bertnas teacher finetune --model ...)"
+        )
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, dtype=torch.float32, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        raise BertnasError(f"cannot load teacher weights from {name}: {str(exc).splitlines()[0][:160]}") from exc
+    tokenizer = load_tokenizer(name, trust_remote_code)
+    if len(tokenizer) > model.config.vocab_size:
+        raise BertnasError(
+            f"tokenizer of {name} has {len(tokenizer)} tokens but the teacher's embedding has only "
+            f"{model.config.vocab_size} rows: the tokenizer does not belong to this teacher"
+        )
+    teacher = Teacher(model=model.to(device).eval(), tokenizer=tokenizer, source=source)
+    if spec is not None:
+        teacher.label_order = _label_order(model.config, spec, name)
+    return teacher
+
+
+def _label_order(config, spec: TaskSpec, name: str) -> list[int] | None:
+    """Map task labels to teacher output columns; None when they are the same order."""
+    n = int(config.num_labels)
+    if n != spec.num_labels:
+        kind = "regression (1 output)" if spec.is_regression else f"{spec.num_labels} labels {spec.labels}"
+        raise BertnasError(f"teacher {name} has {n} output(s) but task {spec.name} is {kind}: use a teacher fine-tuned on this task")
+    if spec.is_regression:
+        return None
+    names = [str(config.id2label[i]) for i in range(n)]
+    if all(_GENERIC_LABEL.match(x) for x in names) or names == spec.labels:
+        return None
+    if sorted(names) == sorted(spec.labels):
+        order = [names.index(label) for label in spec.labels]
+        logger.info("teacher label names %s reordered to the task's %s", names, spec.labels)
+        return order
+    logger.warning("teacher labels %s do not name the task labels %s; assuming the same order", names, spec.labels)
+    return None

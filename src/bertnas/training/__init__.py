@@ -1,0 +1,1 @@
+"""Training: AdaBERT's losses, the search and retraining loops, checkpoints."""
