@@ -24,7 +24,7 @@ DEMO_OVERRIDES = {
 
 
 def demo(out: str | Path = "runs/demo", variant: str = "single", seed: int = 0, device: str = "auto",
-         n_train: int = 2000, n_dev: int = 500, teacher_epochs: int = 6, overrides: dict | None = None) -> dict:
+         n_train: int = 2000, n_dev: int = 500, teacher_epochs: int = 8, overrides: dict | None = None) -> dict:
     """Run the full pipeline on the synthetic task; returns results.json's content."""
     out = Path(out)
     set_seed(seed)
@@ -34,8 +34,8 @@ def demo(out: str | Path = "runs/demo", variant: str = "single", seed: int = 0, 
     if not (teacher_dir / "config.json").is_file():
         logger.info("demo: training a small teacher BERT on %s (%d examples)", data.spec.name, len(data.train))
         tokenizer = build_tokenizer(out / "vocab")
-        model = new_bert(tokenizer, data.spec.num_labels, layers=2, hidden=64, heads=2, max_positions=128)
-        finetune(model, tokenizer, data, teacher_dir, epochs=teacher_epochs, lr=2e-3, batch_size=32,
+        model = new_bert(tokenizer, data.spec.num_labels, layers=2, hidden=128, heads=2, max_positions=128)
+        finetune(model, tokenizer, data, teacher_dir, epochs=teacher_epochs, lr=5e-4, batch_size=32,
                  max_seq_len=48, seed=seed, device=resolve_device(device))
     pair = data.spec.pair
     cfg = RunConfig(

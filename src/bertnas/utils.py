@@ -149,3 +149,13 @@ def setup_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
     )
+
+
+def progress(iterable=None, **kwargs):
+    """A tqdm bar for loops longer than a few seconds; silent when output is not a terminal (logs, CI)."""
+    from tqdm.auto import tqdm
+
+    kwargs.setdefault("leave", False)
+    kwargs.setdefault("disable", None)  # None: off when not a TTY
+    kwargs.setdefault("mininterval", 0.5)
+    return tqdm(iterable, **kwargs)

@@ -126,10 +126,10 @@ class AdaBertCell(nn.Module):
         )
         self.node_logits = nn.Parameter(torch.zeros(NUM_NODES))
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
-        states = [s0, s1]  # each (B, C, L)
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        states = [s0, s1]  # each (B, C, L); mask (B, 1, L) keeps padding at zero after every node
         for node, edges in enumerate(self.inputs):
-            states.append(sum(self.ops[f"{node}_{source}"](states[source]) for source, _ in edges))
+            states.append(sum(self.ops[f"{node}_{source}"](states[source]) for source, _ in edges) * mask)
         weights = torch.softmax(self.node_logits, 0)
         return sum(w * h for w, h in zip(weights, states[NUM_INPUTS:]))
 
@@ -201,7 +201,7 @@ class AdaBertForSequenceClassification(PreTrainedModel):
         s0, s1 = self.embeddings(ids_a, mask_a), self.embeddings(ids_b, mask_b)  # (B, C, L') each
         states = []
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1) * mask[:, None, :]
+            s0, s1 = s1, cell(s0, s1, mask[:, None, :].to(s1.dtype))
             states.append(s1)
         logits = self.classifier(states, mask)  # (B, num_labels)
 

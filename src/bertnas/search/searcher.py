@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+
 
 from ..config import RunConfig
 from ..data.encode import Encoded, batches, num_batches, to_device
@@ -27,6 +27,7 @@ from ..spaces.ops import PRIMITIVES
 from ..training.common import (KDHeads, Targets, autocast, epoch_generators, evaluate, load_checkpoint,
                                save_checkpoint, student_loss)
 from ..training.losses import adabert_loss, efficiency_loss, normalized_op_costs
+from ..utils import progress
 from .architecture import Architecture
 from .derive import CollapseReport, derive_genotype
 from .gumbel import auto_decay, temperature
@@ -132,8 +133,8 @@ def search(
         shuffle_gen, gumbel_gen = epoch_generators(cfg.seed, epoch)
         supernet.train(), heads.train()
         totals = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "eff": 0.0}
-        bar = tqdm(batches(train, cfg.search_batch_size, shuffle=True, generator=shuffle_gen, subset=subset),
-                   total=steps, desc=f"search {epoch + 1}/{cfg.search_epochs}", leave=False)
+        bar = progress(batches(train, cfg.search_batch_size, shuffle=True, generator=shuffle_gen, subset=subset),
+                   total=steps, desc=f"search {epoch + 1}/{cfg.search_epochs}")
         for step, batch in enumerate(bar):
             batch = to_device(batch, device)
             tau = temperature(epoch + step / steps, cfg.tau_max, cfg.tau_min, decay)

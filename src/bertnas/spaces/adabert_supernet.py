@@ -85,13 +85,14 @@ class SearchCell(nn.Module):
         self.edges = nn.ModuleList([MixedOp(hidden) for _ in range(NUM_EDGES)])
         self.node_logits = nn.Parameter(torch.zeros(NUM_NODES))
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, op_weights: torch.Tensor, sampled_only: bool) -> torch.Tensor:
-        states = [s0, s1]
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, mask: torch.Tensor, op_weights: torch.Tensor,
+                sampled_only: bool) -> torch.Tensor:
+        states = [s0, s1]  # (B, C, L) each; mask (B, 1, L)
         for node in range(NUM_NODES):
             states.append(sum(
                 self.edges[edge_index(node, src)](states[src], op_weights[edge_index(node, src)], sampled_only)
                 for src in range(NUM_INPUTS + node)
-            ))
+            ) * mask)
         weights = torch.softmax(self.node_logits, 0)
         return sum(w * h for w, h in zip(weights, states[NUM_INPUTS:]))
 
@@ -141,7 +142,7 @@ class AdaBertSupernet(nn.Module):
         depth = int(depth_weights.argmax()) + 1
         states = []
         for cell in self.cells[:depth]:
-            s0, s1 = s1, cell(s0, s1, op_weights, sampled_only) * mask[:, None, :]
+            s0, s1 = s1, cell(s0, s1, mask[:, None, :].to(s1.dtype), op_weights, sampled_only)
             states.append(s1)
         logits = self.classifier(states, mask) * depth_weights[depth - 1]
         return SupernetOutput(logits=logits, states=states, mask=mask, depth=depth)

@@ -2,7 +2,8 @@
 
 Every op maps ``(batch, channels, length) -> (batch, channels, length)`` at a fixed hidden size, so any op
 can sit on any edge. Convolutions are ReLU -> Conv1d -> BatchNorm as in the public AdaBERT code; the
-dilated ones use dilation 2 with "same" padding, so they really look ``2 * (k - 1) + 1`` tokens wide.
+dilated ones use dilation 2 with "same" padding, so they really look ``2 * (k - 1) + 1`` tokens wide. Pools treat positions past the end as zeros, the
+same value masked padding tokens have, so a prediction does not depend on how much padding a batch has.
 """
 from __future__ import annotations
 
@@ -25,6 +26,19 @@ class ConvBN(nn.Sequential):
         )
 
 
+class MaxPool(nn.Module):
+    """Max over a window of 3 with zero padding, so that the sequence end looks the same whether it is
+    followed by padding tokens (zeroed by the mask) or by nothing."""
+
+    def __init__(self, kernel: int = 3) -> None:
+        super().__init__()
+        self.pad = kernel // 2
+        self.pool = nn.MaxPool1d(kernel, stride=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(nn.functional.pad(x, (self.pad, self.pad)))
+
+
 class Zero(nn.Module):
     """The 'no edge' op: outputs zeros of the input's shape."""
 
@@ -39,8 +53,8 @@ OPS: dict[str, Callable[[int], nn.Module]] = {
     "dil_conv_3": lambda c: ConvBN(c, 3, dilation=2),
     "dil_conv_5": lambda c: ConvBN(c, 5, dilation=2),
     "dil_conv_7": lambda c: ConvBN(c, 7, dilation=2),
-    "max_pool_3": lambda c: nn.MaxPool1d(3, stride=1, padding=1),
-    "avg_pool_3": lambda c: nn.AvgPool1d(3, stride=1, padding=1, count_include_pad=False),
+    "max_pool_3": lambda c: MaxPool(3),
+    "avg_pool_3": lambda c: nn.AvgPool1d(3, stride=1, padding=1, count_include_pad=True),
     "skip_connect": lambda c: nn.Identity(),
     "zero": lambda c: Zero(),
 }

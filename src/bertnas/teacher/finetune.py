@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
 from ..data.encode import batches, encode, num_batches, to_device
@@ -14,7 +14,7 @@ from ..data.examples import TaskData
 from ..errors import BertnasError
 from ..training.common import evaluate
 from ..training.losses import task_loss
-from ..utils import atomic_dir, set_seed, write_json
+from ..utils import atomic_dir, progress, set_seed, write_json
 
 logger = logging.getLogger("bertnas")
 
@@ -79,8 +79,8 @@ def finetune(
     best, best_state = None, None
     for epoch in range(epochs):
         model.train()
-        for batch in tqdm(batches(train, batch_size, shuffle=True, generator=gen), total=steps,
-                          desc=f"teacher {epoch + 1}/{epochs}", leave=False):
+        for batch in progress(batches(train, batch_size, shuffle=True, generator=gen), total=steps,
+                          desc=f"teacher {epoch + 1}/{epochs}"):
             b = to_device(batch, device)
             loss = task_loss(predict(b), b["labels"], spec.is_regression)
             opt.zero_grad(set_to_none=True)

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
+
 
 from ..data.encode import Encoded, batches, encode, num_batches, to_device
 from ..data.examples import Examples, TaskData
 from ..data.metrics import compute_metrics
-from ..utils import atomic_write_text, hash_obj
+from ..utils import atomic_write_text, hash_obj, progress
 from .loading import Teacher
 
 logger = logging.getLogger("bertnas")
@@ -100,7 +100,7 @@ def _run_teacher(teacher: Teacher, enc: Encoded, batch_size: int, device: torch.
     hidden = int(model.config.hidden_size)
     features = torch.empty((layers, n, 2 * hidden), dtype=torch.float16)
     logits = None
-    for batch in tqdm(batches(enc, batch_size), total=num_batches(n, batch_size), desc=desc, leave=False):
+    for batch in progress(batches(enc, batch_size), total=num_batches(n, batch_size), desc=desc):
         idx = batch["index"]
         b = to_device(batch, device)
         out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+
 
 from ..data.examples import TaskData
 from ..data.metrics import compute_metrics
 from ..training.losses import task_loss
+from ..utils import progress
 from .knowledge import Knowledge
 
 logger = logging.getLogger("bertnas")
@@ -69,7 +70,7 @@ def train_probes(
     opt = torch.optim.Adam(probes.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     steps = epochs * ((n + batch_size - 1) // batch_size)
-    with tqdm(total=steps, desc="probes", leave=False) as bar:
+    with progress(total=steps, desc="probes") as bar:
         for _ in range(epochs):
             perm = torch.randperm(n, generator=gen)
             for start in range(0, n, batch_size):

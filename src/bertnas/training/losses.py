@@ -88,7 +88,7 @@ class LossParts:
     efficiency: float
 
     def as_dict(self) -> dict[str, float]:
-        return {"loss": float(self.total), "ce": self.ce, "kd": self.kd, "eff": self.efficiency}
+        return {"loss": float(self.total.detach()), "ce": self.ce, "kd": self.kd, "eff": self.efficiency}
 
 
 def adabert_loss(
@@ -99,5 +99,5 @@ def adabert_loss(
     eff = 0.0
     if efficiency is not None:
         total = total + beta * efficiency
-        eff = float(efficiency)
-    return LossParts(total=total, ce=float(ce), kd=float(kd), efficiency=eff)
+        eff = float(efficiency.detach())
+    return LossParts(total=total, ce=float(ce.detach()), kd=float(kd.detach()), efficiency=eff)

@@ -7,12 +7,13 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+
 
 from ..config import RunConfig
 from ..data.encode import Encoded, batches, num_batches, to_device
 from ..data.examples import TaskSpec
 from ..models.adabert import AdaBertForSequenceClassification
+from ..utils import progress
 from .common import KDHeads, Targets, autocast, epoch_generators, evaluate, load_checkpoint, save_checkpoint, student_loss
 from .losses import adabert_loss
 
@@ -68,8 +69,8 @@ def retrain(
         shuffle_gen, _ = epoch_generators(cfg.seed + 7919, epoch)
         student.train(), heads.train()
         sums = {"loss": 0.0, "ce": 0.0, "kd": 0.0}
-        bar = tqdm(batches(train, cfg.retrain_batch_size, shuffle=True, generator=shuffle_gen), total=steps,
-                   desc=f"retrain {epoch + 1}/{cfg.retrain_epochs}", leave=False)
+        bar = progress(batches(train, cfg.retrain_batch_size, shuffle=True, generator=shuffle_gen), total=steps,
+                   desc=f"retrain {epoch + 1}/{cfg.retrain_epochs}")
         for batch in bar:
             batch = to_device(batch, device)
             with autocast(device, cfg.amp):

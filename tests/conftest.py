@@ -1,0 +1,47 @@
+"""Shared fixtures: a tiny BERT teacher saved with save_pretrained, and synthetic task files."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+# Keep the knowledge cache out of the user's home directory, for this process and the CLIs it starts.
+os.environ["BERTNAS_CACHE_DIR"] = tempfile.mkdtemp(prefix="bertnas-test-cache-")
+
+
+@pytest.fixture(scope="session")
+def synthetic_files(tmp_path_factory) -> dict[str, Path]:
+    """Small single-sentence and pair tasks written as TSV files."""
+    from bertnas.data.synthetic import generate, write_task
+
+    root = tmp_path_factory.mktemp("synthetic")
+    out = {}
+    for variant in ("single", "pair"):
+        data = generate(variant, n_train=160, n_dev=48, seed=1)
+        out[variant] = write_task(data, root / variant)
+    return out
+
+
+def make_teacher(directory: Path, num_labels: int = 2, seed: int = 0) -> Path:
+    """A randomly initialised 2-layer BERT classifier with the synthetic vocabulary, saved to ``directory``."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from bertnas.data.synthetic import build_tokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer(directory)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=160, num_labels=num_labels)
+    model = BertForSequenceClassification(config)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory) -> Path:
+    return make_teacher(tmp_path_factory.mktemp("teacher"))

@@ -1,0 +1,164 @@
+"""Every registered op and model: forward shapes, backward, every parameter gets a gradient, no NaN."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bertnas.errors import BertnasError
+from bertnas.models.adabert import AdaBertConfig, AdaBertForSequenceClassification, split_pair
+from bertnas.search.architecture import Architecture
+from bertnas.spaces.adabert_supernet import AdaBertSupernet, ProjectedEmbeddings
+from bertnas.spaces.genotype import EDGES, NUM_EDGES, Genotype
+from bertnas.spaces.ops import OPS, PARAMETER_FREE, PRIMITIVES, create_op
+
+GENOTYPE = Genotype(edges=((0, 0, "conv_3"), (0, 1, "max_pool_3"), (1, 0, "skip_connect"), (1, 2, "dil_conv_5"),
+                           (2, 1, "conv_7"), (2, 3, "avg_pool_3")), depth=3)
+
+
+def _grads_ok(module: torch.nn.Module) -> None:
+    for name, p in module.named_parameters():
+        assert p.grad is not None, f"{name} got no gradient"
+        assert torch.isfinite(p.grad).all(), f"{name} has a non-finite gradient"
+
+
+@pytest.mark.parametrize("name", PRIMITIVES)
+def test_every_op_keeps_shape_and_trains(name):
+    op = create_op(name, 16)
+    x = torch.randn(3, 16, 11, requires_grad=True)
+    y = op(x)
+    assert y.shape == x.shape
+    assert torch.isfinite(y).all()
+    y.square().sum().backward()
+    if name == "zero":
+        assert torch.equal(y, torch.zeros_like(y))
+    else:
+        assert x.grad is not None and x.grad.abs().sum() > 0
+    _grads_ok(op)
+    assert (sum(p.numel() for p in op.parameters()) == 0) == (name in PARAMETER_FREE)
+
+
+def test_dilated_conv_really_dilates():
+    """A dilated conv 3 (dilation 2) sees token t+-2 but not t+-1; a plain conv 3 sees t+-1."""
+    torch.manual_seed(0)
+    x = torch.zeros(1, 4, 9)
+    x[0, :, 4] = 1.0  # impulse in the middle
+    for name, reach in (("conv_3", {3, 4, 5}), ("dil_conv_3", {2, 4, 6})):
+        op = create_op(name, 4).eval()
+        conv = op[1]
+        torch.nn.init.constant_(conv.weight, 1.0)
+        y = conv(torch.relu(x))[0].abs().sum(0)
+        assert {int(i) for i in torch.nonzero(y).flatten()} == reach, name
+
+
+def test_unknown_op_lists_known_ones():
+    with pytest.raises(BertnasError, match="known ops: conv_3"):
+        create_op("conv_9", 8)
+    assert set(OPS) == set(PRIMITIVES) and len(PRIMITIVES) == 10
+
+
+def _batch(pair: bool, sep: int = 3):
+    # [CLS] a a [SEP] b b b [SEP] (pair) or [CLS] a a a [SEP] pad (single)
+    if pair:
+        ids = torch.tensor([[2, 7, 8, sep, 9, 10, 11, sep], [2, 7, sep, 9, sep, 0, 0, 0]])
+        types = torch.tensor([[0, 0, 0, 0, 1, 1, 1, 1], [0, 0, 0, 1, 1, 0, 0, 0]])
+        mask = torch.tensor([[1] * 8, [1, 1, 1, 1, 1, 0, 0, 0]])
+    else:
+        ids = torch.tensor([[2, 7, 8, 9, sep, 0], [2, 7, sep, 0, 0, 0]])
+        types = torch.zeros_like(ids)
+        mask = (ids != 0).long()
+    return ids, mask, types
+
+
+def test_split_pair_shifts_sentence_b_to_the_front():
+    ids, mask, types = _batch(pair=True)
+    a, ma, b, mb = split_pair(ids, mask, types, pair_input=True, sep_token_id=3)
+    assert a[0].tolist()[:4] == [2, 7, 8, 3] and ma[0].tolist() == [1, 1, 1, 1]
+    assert b[0].tolist() == [9, 10, 11, 3] and mb[0].tolist() == [1, 1, 1, 1]
+    assert b[1].tolist()[:2] == [9, 3] and mb[1].tolist() == [1, 1, 0, 0]
+    # without token types, the first [SEP] splits the pair
+    a2, ma2, b2, mb2 = split_pair(ids, mask, None, pair_input=True, sep_token_id=3)
+    assert torch.equal(b2 * mb2, b * mb) and torch.equal(ma2, ma)
+
+
+@pytest.mark.parametrize("pair", [False, True])
+def test_final_model_forward_backward_all_grads(pair):
+    torch.manual_seed(0)
+    cfg = AdaBertConfig(vocab_size=20, max_position_embeddings=16, hidden_size=16, genotype=GENOTYPE.to_dict(),
+                        pair_input=pair, num_labels=3, sep_token_id=3)
+    model = AdaBertForSequenceClassification(cfg)
+    ids, mask, types = _batch(pair)
+    out = model(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=torch.tensor([0, 2]),
+                output_hidden_states=True)
+    assert out.logits.shape == (2, 3)
+    assert len(out.hidden_states) == GENOTYPE.depth
+    out.loss.backward()
+    _grads_ok(model)
+
+
+def test_padding_does_not_change_the_prediction():
+    torch.manual_seed(0)
+    cfg = AdaBertConfig(vocab_size=20, max_position_embeddings=16, hidden_size=16, genotype=GENOTYPE.to_dict())
+    model = AdaBertForSequenceClassification(cfg).eval()
+    ids = torch.tensor([[2, 7, 8, 9, 3]])
+    padded = torch.tensor([[2, 7, 8, 9, 3, 0, 0, 0]])
+    a = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+    b = model(input_ids=padded, attention_mask=(padded != 0).long()).logits
+    # conv windows at the sequence end see zeros in both cases, pads are masked after every cell
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def _supernet(pair: bool, k_max: int = 3) -> AdaBertSupernet:
+    torch.manual_seed(0)
+    emb = ProjectedEmbeddings(torch.randn(20, 12), torch.randn(16, 12), hidden=16, dropout=0.0)
+    return AdaBertSupernet(emb, hidden=16, k_max=k_max, num_labels=2, pair_input=pair, dropout=0.0, sep_token_id=3)
+
+
+@pytest.mark.parametrize("sampled_only", [True, False])
+def test_supernet_with_all_ops_gives_every_parameter_a_gradient(sampled_only):
+    """Full mixed ops over all depths: every op of every cell and both projections receive gradients."""
+    net = _supernet(pair=True)
+    ids, mask, types = _batch(pair=True)
+    ops_w = torch.full((NUM_EDGES, len(PRIMITIVES)), 1.0 / len(PRIMITIVES), requires_grad=True)
+    depth_w = torch.tensor([0.0, 0.0, 1.0], requires_grad=True)
+    if sampled_only:  # cycle every op through every edge so each one runs once
+        loss = 0
+        for j in range(len(PRIMITIVES)):
+            onehot = torch.nn.functional.one_hot(torch.full((NUM_EDGES,), j), len(PRIMITIVES)).float()
+            out = net(ids, mask, types, onehot, depth_w, sampled_only=True)
+            loss = loss + out.logits.square().sum() + sum(s.square().mean() for s in out.states)
+    else:
+        out = net(ids, mask, types, ops_w, depth_w, sampled_only=False)
+        loss = out.logits.square().sum() + sum(s.square().mean() for s in out.states)
+    loss.backward()
+    _grads_ok(net)
+
+
+def test_gdas_mode_sends_gradient_to_the_architecture():
+    net = _supernet(pair=False)
+    arch = Architecture(k_max=3)
+    ids, mask, types = _batch(pair=False)
+    ops_w, depth_w = arch.sample(1.0, torch.Generator().manual_seed(0))
+    out = net(ids, mask, types, ops_w, depth_w, sampled_only=True)
+    assert out.depth == int(depth_w.argmax()) + 1 and len(out.states) == out.depth
+    out.logits.square().sum().backward()
+    assert arch.alpha.grad is not None and arch.alpha.grad.abs().sum() > 0
+    assert arch.depth_logits.grad.abs().sum() > 0
+    assert not any(p is arch.alpha for p in net.parameters())  # kept out of the weights by construction
+
+
+def test_derived_student_keeps_the_searched_weights():
+    """The student built from a genotype computes exactly what the supernet computes for that genotype."""
+    net = _supernet(pair=True).eval()
+    cfg = AdaBertConfig(vocab_size=20, max_position_embeddings=16, hidden_size=16, genotype=GENOTYPE.to_dict(),
+                        pair_input=True, num_labels=2, sep_token_id=3, dropout=0.0)
+    student = net.derive_student(GENOTYPE, cfg).eval()
+    ids, mask, types = _batch(pair=True)
+    # supernet weights for the genotype: chosen op weight 1 on kept edges, 'zero' on dropped edges
+    ops_w = torch.zeros(NUM_EDGES, len(PRIMITIVES))
+    kept = {(n, s): op for n, s, op in GENOTYPE.edges}
+    for e, (n, s) in enumerate(EDGES):
+        ops_w[e, PRIMITIVES.index(kept.get((n, s), "zero"))] = 1.0
+    depth_w = torch.nn.functional.one_hot(torch.tensor(GENOTYPE.depth - 1), 3).float()
+    expected = net(ids, mask, types, ops_w, depth_w, sampled_only=True).logits
+    got = student(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
+    assert torch.allclose(expected, got, atol=1e-5)

@@ -1,0 +1,143 @@
+"""End to end: `bertnas run` on the synthetic task with a tiny teacher built here; the saved student loads
+through transformers' Auto classes and pipeline; stages resume; results.json has the promised keys."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY = ["--max-seq-len", "32", "--hidden-size", "16", "--k-max", "4", "--search-epochs", "2",
+        "--retrain-epochs", "1", "--probe-epochs", "2", "--search-batch-size", "16", "--retrain-batch-size", "16",
+        "--eval-seq-len", "32", "--latency-repeats", "2", "--latency-threads", "1", "--device", "cpu"]
+
+
+def bertnas(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bertnas.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_teacher, synthetic_files):
+    out = tmp_path_factory.mktemp("run") / "single"
+    data = synthetic_files["single"]
+    proc = bertnas("run", "--teacher", str(tiny_teacher), "--task", "synthetic-single",
+                   "--train-file", str(data / "train.tsv"), "--dev-file", str(data / "dev.tsv"), "--out", str(out), *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_run_writes_every_artifact(finished_run):
+    out, proc = finished_run
+    for rel in ["config.json", "tokenizer", "probes/probes.json", "probes/probes.safetensors", "search/genotype.json",
+                "search/student/config.json", "model/config.json", "model/model.safetensors", "architecture.png",
+                "results.json", "results.md"]:
+        assert (out / rel).exists(), rel
+    assert not (out / "checkpoints" / "search.pt").exists()  # removed once the stage completed
+    assert (out / "architecture.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| student (AdaBERT) |" in proc.stdout
+
+
+def test_results_json_has_the_promised_keys(finished_run):
+    out, _ = finished_run
+    r = json.loads((out / "results.json").read_text())
+    assert r["task"] == "synthetic-single" and r["metric"] == "accuracy"
+    for who in ("teacher", "student"):
+        for key in ("params", "metric", "latency_ms_b1", "latency_ms_b32"):
+            assert r[who][key] > 0 or key == "metric", (who, key)
+        assert 0.0 <= r[who]["metric"] <= 1.0
+    assert "architecture" in r["student"]
+    assert r["speedup_b1"] == pytest.approx(r["teacher"]["latency_ms_b1"] / r["student"]["latency_ms_b1"], rel=0.02)
+    assert r["compression"] == pytest.approx(r["teacher"]["params"] / r["student"]["params"], rel=0.02)
+    # params are counted over all weights, embeddings included
+    from bertnas import AdaBertForSequenceClassification
+
+    student = AdaBertForSequenceClassification.from_pretrained(out / "model")
+    assert r["student"]["params"] == sum(p.numel() for p in student.parameters())
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["_meta"]["torch"] == torch.__version__ and cfg["search_epochs"] == 2
+
+
+def test_saved_student_loads_with_auto_classes_and_pipeline(finished_run):
+    out, _ = finished_run
+    import bertnas  # noqa: F401  registers the adabert model type
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    assert AutoConfig.from_pretrained(out / "model").model_type == "adabert"
+    model = AutoModelForSequenceClassification.from_pretrained(out / "model").eval()
+    tok = AutoTokenizer.from_pretrained(out / "model")
+    assert len(tok) == model.config.vocab_size
+    enc = tok(["the movie was good", "the movie was not good"], padding=True, return_tensors="pt")
+    logits = model(**enc).logits
+    assert logits.shape == (2, 2) and torch.isfinite(logits).all()
+    clf = pipeline("text-classification", model=model, tokenizer=tok)
+    pred = clf("the movie was not very good")
+    assert pred[0]["label"] in ("0", "1") and 0 <= pred[0]["score"] <= 1
+    # same prediction as running the model by hand
+    enc1 = tok("the movie was not very good", return_tensors="pt")
+    assert pred[0]["label"] == model.config.id2label[int(model(**enc1).logits.argmax())]
+
+
+def test_the_dev_metric_in_results_is_reproduced_by_the_saved_model(finished_run):
+    out, _ = finished_run
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from bertnas.data.readers import read_custom
+
+    model = AutoModelForSequenceClassification.from_pretrained(out / "model").eval()
+    tok = AutoTokenizer.from_pretrained(out / "model")
+    cfg = json.loads((out / "config.json").read_text())
+    dev = read_custom(cfg["train_file"], cfg["dev_file"]).dev
+    correct = 0
+    with torch.no_grad():
+        for text, label in zip(dev.texts, dev.labels):
+            correct += int(model(**tok(text, return_tensors="pt", truncation=True, max_length=32)).logits.argmax()) == label
+    r = json.loads((out / "results.json").read_text())
+    assert correct / len(dev) == pytest.approx(r["student"]["metric"], abs=1e-9)
+
+
+def test_stages_rerun_from_the_run_directory(finished_run):
+    """Each step reads what the previous one saved: re-run retrain then evaluate alone."""
+    out, _ = finished_run
+    before = json.loads((out / "search" / "genotype.json").read_text())["genotype_str"]
+    proc = bertnas("retrain", "--out", str(out), "--retrain-epochs", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = bertnas("evaluate", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((out / "results.json").read_text())["student"]["architecture"] == before
+
+
+def test_pair_task_end_to_end_with_python_api(tmp_path, synthetic_files):
+    """Sentence-pair task through the Python API, teacher from `bertnas teacher finetune --from-scratch`."""
+    from conftest import make_teacher
+
+    import bertnas
+
+    data = synthetic_files["pair"]
+    vocab_dir = make_teacher(tmp_path / "vocab_source")
+    teacher = tmp_path / "teacher"
+    proc = bertnas_cli_finetune(vocab_dir, teacher, data)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cfg = bertnas.RunConfig(task="pairs", train_file=str(data / "train.tsv"), dev_file=str(data / "dev.tsv"),
+                            text_column="sentence1", text_pair_column="sentence2", teacher=str(teacher),
+                            max_seq_len=48, hidden_size=16, k_max=3, search_epochs=1, retrain_epochs=1, probe_epochs=1,
+                            eval_seq_len=48, latency_repeats=2, latency_threads=1, device="cpu")
+    results = bertnas.run(cfg, tmp_path / "run")
+    assert results["task"] == "pairs"
+    model = bertnas.AdaBertForSequenceClassification.from_pretrained(tmp_path / "run" / "model")
+    assert model.config.pair_input is True
+    from transformers import pipeline, AutoTokenizer
+
+    clf = pipeline("text-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(tmp_path / "run" / "model"))
+    assert clf({"text": "the cat was good", "text_pair": "the cat was not bad"})["label"] in ("0", "1")
+
+
+def bertnas_cli_finetune(vocab_dir: Path, out: Path, data: Path) -> subprocess.CompletedProcess:
+    return bertnas("teacher", "finetune", "--from-scratch", "--tokenizer", str(vocab_dir), "--layers", "1",
+                   "--hidden", "32", "--heads", "2", "--epochs", "1", "--lr", "1e-3", "--task", "pairs",
+                   "--train-file", str(data / "train.tsv"), "--dev-file", str(data / "dev.tsv"),
+                   "--text-column", "sentence1", "--text-pair-column", "sentence2", "--max-seq-len", "48",
+                   "--out", str(out), "--device", "cpu")
