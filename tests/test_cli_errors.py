@@ -146,3 +146,10 @@ def test_unknown_device(files, tiny_teacher):
     data, tmp = files
     assert_clean_error(_run(tiny_teacher, data / "train.tsv", data / "dev.tsv", tmp / "out", "--device", "tpu9"),
                        "device")
+
+
+def test_max_seq_len_beyond_the_teachers_positions(files, tiny_teacher):
+    data, tmp = files
+    proc = _run(tiny_teacher, data / "train.tsv", data / "dev.tsv", tmp / "out", "--max-seq-len", "400")
+    assert_clean_error(proc, "--max-seq-len 400", "160 positions")
+    assert not (tmp / "out").exists()

@@ -8,7 +8,7 @@ from bertnas.errors import BertnasError
 from bertnas.models.adabert import AdaBertConfig, AdaBertForSequenceClassification, split_pair
 from bertnas.search.architecture import Architecture
 from bertnas.spaces.adabert_supernet import AdaBertSupernet, ProjectedEmbeddings
-from bertnas.spaces.genotype import EDGES, NUM_EDGES, Genotype
+from bertnas.spaces.genotype import NUM_EDGES, Genotype
 from bertnas.spaces.ops import OPS, PARAMETER_FREE, PRIMITIVES, create_op
 
 GENOTYPE = Genotype(edges=((0, 0, "conv_3"), (0, 1, "max_pool_3"), (1, 0, "skip_connect"), (1, 2, "dil_conv_5"),
@@ -78,6 +78,16 @@ def test_split_pair_shifts_sentence_b_to_the_front():
     # without token types, the first [SEP] splits the pair
     a2, ma2, b2, mb2 = split_pair(ids, mask, None, pair_input=True, sep_token_id=3)
     assert torch.equal(b2 * mb2, b * mb) and torch.equal(ma2, ma)
+
+
+def test_split_pair_handles_roberta_style_zero_token_types():
+    """<s> A </s></s> B </s> with all-zero types (RoBERTa, XLM-R): split at the separators, B after the run."""
+    ids = torch.tensor([[0, 5, 6, 2, 2, 7, 8, 2, 1], [0, 5, 2, 2, 9, 2, 1, 1, 1]])
+    mask = torch.tensor([[1] * 8 + [0], [1] * 6 + [0] * 3])
+    for types in (torch.zeros_like(ids), None):
+        a, ma, b, mb = split_pair(ids, mask, types, pair_input=True, sep_token_id=2)
+        assert (b * mb)[0].tolist() == [7, 8, 2, 0, 0] and (b * mb)[1].tolist() == [9, 2, 0, 0, 0]
+        assert (a * ma)[0].tolist() == [0, 5, 6, 2, 2]
 
 
 @pytest.mark.parametrize("pair", [False, True])
@@ -153,12 +163,8 @@ def test_derived_student_keeps_the_searched_weights():
                         pair_input=True, num_labels=2, sep_token_id=3, dropout=0.0)
     student = net.derive_student(GENOTYPE, cfg).eval()
     ids, mask, types = _batch(pair=True)
-    # supernet weights for the genotype: chosen op weight 1 on kept edges, 'zero' on dropped edges
-    ops_w = torch.zeros(NUM_EDGES, len(PRIMITIVES))
-    kept = {(n, s): op for n, s, op in GENOTYPE.edges}
-    for e, (n, s) in enumerate(EDGES):
-        ops_w[e, PRIMITIVES.index(kept.get((n, s), "zero"))] = 1.0
-    depth_w = torch.nn.functional.one_hot(torch.tensor(GENOTYPE.depth - 1), 3).float()
+    ops_w, depth_w = Architecture(k_max=3).genotype_weights(GENOTYPE)
+    assert ops_w.sum() == NUM_EDGES and ops_w[:, PRIMITIVES.index("zero")].sum() == NUM_EDGES - 6
     expected = net(ids, mask, types, ops_w, depth_w, sampled_only=True).logits
     got = student(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
     assert torch.allclose(expected, got, atol=1e-5)

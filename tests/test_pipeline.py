@@ -99,6 +99,26 @@ def test_the_dev_metric_in_results_is_reproduced_by_the_saved_model(finished_run
     assert correct / len(dev) == pytest.approx(r["student"]["metric"], abs=1e-9)
 
 
+def test_single_stage_commands_keep_stage_marks_honest(finished_run):
+    """Re-running a step by hand clears the marks of the steps after it, so `run` redoes them."""
+    out, _ = finished_run
+    from bertnas.pipeline import _completed, load_run_config
+
+    cfg = load_run_config(out)
+    assert _completed(out, cfg) == {"probe", "search", "retrain"}
+    assert _completed(out, cfg.update({"beta": 1.0})) == {"probe"}  # search settings changed
+
+
+def test_changed_data_of_the_same_size_is_refused(finished_run, tmp_path):
+    out, _ = finished_run
+    cfg = json.loads((out / "config.json").read_text())
+    dev = Path(cfg["dev_file"]).read_text().splitlines()
+    changed = tmp_path / "dev.tsv"
+    changed.write_text("\n".join(dev[:1] + [dev[2], dev[1]] + dev[3:]) + "\n")  # same rows, other order
+    proc = bertnas("evaluate", "--out", str(out), "--dev-file", str(changed))
+    assert proc.returncode == 2 and "data changed" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_stages_rerun_from_the_run_directory(finished_run):
     """Each step reads what the previous one saved: re-run retrain then evaluate alone."""
     out, _ = finished_run
@@ -112,12 +132,12 @@ def test_stages_rerun_from_the_run_directory(finished_run):
 
 def test_pair_task_end_to_end_with_python_api(tmp_path, synthetic_files):
     """Sentence-pair task through the Python API, teacher from `bertnas teacher finetune --from-scratch`."""
-    from conftest import make_teacher
-
     import bertnas
+    from bertnas.data.synthetic import build_tokenizer
 
     data = synthetic_files["pair"]
-    vocab_dir = make_teacher(tmp_path / "vocab_source")
+    vocab_dir = tmp_path / "tokenizer_only"  # no model files: just a tokenizer
+    build_tokenizer(vocab_dir).save_pretrained(vocab_dir)
     teacher = tmp_path / "teacher"
     proc = bertnas_cli_finetune(vocab_dir, teacher, data)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -53,3 +53,13 @@ def test_seed_fixes_the_search(tmp_path):
     c, _, _ = _search(tmp_path, 1, seed=1)
     assert torch.equal(a.alpha, b.alpha)
     assert not torch.equal(a.alpha, c.alpha)
+
+
+def test_checkpoint_from_other_settings_is_not_resumed(tmp_path):
+    ckpt = tmp_path / "ckpt" / "search.pt"
+    cfg, spec, train, dev, targets, net = _setup(tmp_path)
+    search(cfg.update({"search_epochs": 1}), spec, train, dev, targets, net, torch.device("cpu"), ckpt, resume_key="A")
+    cfg, spec, train, dev, targets, net = _setup(tmp_path)
+    _, _, history = search(cfg.update({"search_epochs": 1}), spec, train, dev, targets, net, torch.device("cpu"),
+                           ckpt, resume_key="B")
+    assert len(history) == 1 and torch.load(ckpt, weights_only=True)["resume_key"] == "B"  # ran again, not resumed

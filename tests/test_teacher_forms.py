@@ -49,6 +49,9 @@ def test_label_names_in_another_order_are_realigned():
     cfg = BertConfig(num_labels=2, id2label={0: "pos", 1: "neg"})
     assert _label_order(cfg, spec, "t") == [1, 0]
     assert _label_order(BertConfig(num_labels=2), spec, "t") is None  # LABEL_0/LABEL_1: same order
+    mnli = TaskSpec("mnli", ["contradiction", "entailment", "neutral"], True, ["accuracy"], "accuracy")
+    hub = BertConfig(num_labels=3, id2label={0: "CONTRADICTION", 1: "NEUTRAL", 2: "ENTAILMENT"})
+    assert _label_order(hub, mnli, "t") == [0, 2, 1]  # case-insensitive, realigned
     with pytest.raises(BertnasError, match="3 output"):
         _label_order(BertConfig(num_labels=3), spec, "t")
 
@@ -115,6 +118,24 @@ def test_regression_task_end_to_end(tmp_path):
                 labels=torch.tensor([1.5]))
     assert out.logits.shape == (1, 1) and out.loss is not None
     assert json.loads((tmp_path / "run" / "search" / "genotype.json").read_text())["genotype"]["depth"] in (1, 2)
+
+
+def test_regression_probes_start_at_the_label_mean():
+    """Standardized features: a probe's mean prediction is its bias, so it must start at the target mean."""
+    from bertnas.data.examples import Examples, TaskData
+    from bertnas.teacher.knowledge import Knowledge
+    from bertnas.teacher.probes import train_probes
+
+    g = torch.Generator().manual_seed(0)
+    n = 64
+    labels = (torch.rand(n, generator=g) * 5).tolist()
+    spec = TaskSpec("stsb", None, True, ["pearson"], "pearson")
+    ex = Examples(texts=["x"] * n, text_pairs=["y"] * n, labels=labels)
+    feats = torch.randn(3, n, 8, generator=g).half()
+    k = Knowledge(key="k", meta={"num_layers": 2}, tensors={"train_features": feats, "dev_features": feats})
+    probes = train_probes(k, TaskData(spec, ex, ex), epochs=1, lr=1e-3)
+    mean_pred = probes.logits("train").squeeze(-1).mean(1)
+    assert torch.allclose(mean_pred, torch.full((3,), sum(labels) / n), atol=0.05)
 
 
 def test_teacher_without_position_embeddings_table(tmp_path):

@@ -147,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             getattr(pipeline, args.command)(cfg, args.out)
         else:
             cfg = _resolve(args, from_run_dir=True)
-            pipeline.save_run_config(cfg, Path(args.out))
             getattr(pipeline, args.command)(cfg, args.out)
+            pipeline.save_run_config(cfg, Path(args.out))  # only a step that succeeded changes the saved settings
     except BertnasError as exc:
         print(f"bertnas: error: {exc}", file=sys.stderr)
         return 2

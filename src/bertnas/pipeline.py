@@ -26,8 +26,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .config import RunConfig
-from .data.encode import encode
-from .data.examples import TaskData
+from dataclasses import dataclass
+
+from .data.encode import Encoded, encode
+from .data.examples import TaskData, TaskSpec
+from .data.metrics import compute_metrics
 from .data.readers import load_task
 from .errors import BertnasError
 from .utils import atomic_dir, read_json, resolve_device, run_metadata, set_seed, write_json
@@ -77,10 +80,10 @@ def _need(path: Path, step: str) -> Path:
     return path
 
 
-def _tokenizer(out: Path):
+def _tokenizer(out: Path, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(_need(out / "tokenizer", "probe")))
+    return AutoTokenizer.from_pretrained(str(_need(out / "tokenizer", "probe")), trust_remote_code=trust_remote_code)
 
 
 def _knowledge_and_probes(cfg: RunConfig, out: Path, data: TaskData):
@@ -88,12 +91,39 @@ def _knowledge_and_probes(cfg: RunConfig, out: Path, data: TaskData):
 
     info = read_json(_need(out / "probes" / "probes.json", "probe"))
     knowledge = load_knowledge(info["knowledge_key"], cfg.cache_dir)
-    if knowledge.meta["n_train"] != len(data.train) or knowledge.meta["n_dev"] != len(data.dev):
-        raise BertnasError(
-            f"the data changed since `bertnas probe` ({len(data.train)}/{len(data.dev)} train/dev examples now, "
-            f"{knowledge.meta['n_train']}/{knowledge.meta['n_dev']} then): run `bertnas probe` again")
+    knowledge.check_data(data)
     probes = load_file(str(out / "probes" / "probes.safetensors"))
     return knowledge, probes, info
+
+
+@dataclass
+class _StageInputs:
+    """What search and retraining read from a run directory (never the teacher itself)."""
+
+    spec: TaskSpec
+    tokenizer: object
+    knowledge: object
+    train: Encoded
+    dev: Encoded
+    targets: object
+    device: torch.device
+
+
+def _stage_inputs(cfg: RunConfig, out: Path) -> _StageInputs:
+    from .training.common import Targets
+
+    device = resolve_device(cfg.device)
+    set_seed(cfg.seed)
+    data = load_data(cfg)
+    tokenizer = _tokenizer(out, cfg.trust_remote_code)
+    knowledge, probes, _ = _knowledge_and_probes(cfg, out, data)
+    spec = data.spec
+    return _StageInputs(
+        spec=spec, tokenizer=tokenizer, knowledge=knowledge,
+        train=encode(tokenizer, data.train, cfg.max_seq_len, spec.is_regression),
+        dev=encode(tokenizer, data.dev, cfg.max_seq_len, spec.is_regression),
+        targets=Targets(knowledge.logits("train"), probes["train_logits"], device), device=device,
+    )
 
 
 # ----------------------------------------------------------------------------- stages
@@ -110,6 +140,10 @@ def probe(cfg: RunConfig, out: str | Path) -> dict:
     set_seed(cfg.seed)
     data = load_data(cfg)  # bad data fails here, before anything is written
     teacher = load_teacher(cfg.teacher, data.spec, device, cfg.trust_remote_code)
+    _, positions = teacher.embedding_tables()
+    if positions is not None and cfg.max_seq_len > positions.size(0):
+        raise BertnasError(f"--max-seq-len {cfg.max_seq_len} is longer than the teacher's {positions.size(0)} "
+                           "positions: pass a smaller --max-seq-len")
     save_run_config(cfg, out)
     with atomic_dir(out / "tokenizer") as tmp:
         teacher.tokenizer.save_pretrained(tmp)
@@ -118,13 +152,14 @@ def probe(cfg: RunConfig, out: str | Path) -> dict:
     info = {
         "knowledge_key": knowledge.key, "task": data.spec.name, "headline": data.spec.headline,
         "num_teacher_layers": knowledge.num_layers, "teacher": cfg.teacher,
-        "teacher_dev": knowledge.meta["teacher_dev_metrics"],
+        "teacher_dev": compute_metrics(data.spec, knowledge.logits("dev").numpy(), data.dev.labels),
         "probes_dev": [{"layer": l, "name": "embeddings" if l == 0 else f"hidden_{l}", **m}
                        for l, m in enumerate(probes.metrics)],
     }
     with atomic_dir(out / "probes") as tmp:
         save_file(probes.tensors, str(tmp / "probes.safetensors"))
         write_json(tmp / "probes.json", info)
+    _mark(out, "probe", cfg)
     _print_probes(info)
     return info
 
@@ -133,23 +168,16 @@ def search(cfg: RunConfig, out: str | Path) -> dict:
     """Search the architecture, derive the genotype, save the student with its searched weights."""
     from .export.plot import plot_architecture
     from .search.searcher import build_supernet, finish_search, search as run_search
-    from .training.common import Targets
 
     out = Path(out)
-    device = resolve_device(cfg.device)
-    set_seed(cfg.seed)
-    data = load_data(cfg)
-    tokenizer = _tokenizer(out)
-    knowledge, probes, _ = _knowledge_and_probes(cfg, out, data)
-    spec = data.spec
-    train = encode(tokenizer, data.train, cfg.max_seq_len, spec.is_regression)
-    dev = encode(tokenizer, data.dev, cfg.max_seq_len, spec.is_regression)
-    targets = Targets(knowledge.logits("train"), probes["train_logits"], device)
+    inputs = _stage_inputs(cfg, out)
+    spec, tokenizer, knowledge = inputs.spec, inputs.tokenizer, inputs.knowledge
     supernet = build_supernet(cfg, spec, knowledge.word_embeddings, knowledge.position_embeddings,
                               tokenizer.sep_token_id)
     t0 = time.perf_counter()
     ckpt = out / "checkpoints" / "search.pt"
-    arch, heads, history = run_search(cfg, spec, train, dev, targets, supernet, device, ckpt)
+    arch, heads, history = run_search(cfg, spec, inputs.train, inputs.dev, inputs.targets, supernet, inputs.device, ckpt,
+                                      resume_key=_stage_key(cfg, "search") + knowledge.key)
     result = finish_search(cfg, spec, supernet, arch, heads, history, tokenizer.pad_token_id or 0,
                            tokenizer.sep_token_id)
     summary = {
@@ -165,6 +193,8 @@ def search(cfg: RunConfig, out: str | Path) -> dict:
     plot_architecture(result.genotype, out / "architecture.png", result.op_probs, result.depth_probs,
                       title=f"AdaBERT cell searched for {spec.name}")
     ckpt.unlink(missing_ok=True)
+    (out / "checkpoints" / "retrain.pt").unlink(missing_ok=True)  # it belonged to the previous search
+    _mark(out, "search", cfg)
     logger.info("searched genotype: %s", result.genotype)
     for warning in result.report.warnings:
         logger.warning("%s", warning)
@@ -174,31 +204,26 @@ def search(cfg: RunConfig, out: str | Path) -> dict:
 def retrain(cfg: RunConfig, out: str | Path) -> dict:
     """Train the derived student further and save the final Hugging Face model directory."""
     from .models.adabert import AdaBertForSequenceClassification
-    from .training.common import KDHeads, Targets
+    from .training.common import KDHeads
     from .training.retrain import retrain as run_retrain
 
     out = Path(out)
-    device = resolve_device(cfg.device)
-    set_seed(cfg.seed)
-    data = load_data(cfg)
-    spec = data.spec
-    tokenizer = _tokenizer(out)
-    knowledge, probes, _ = _knowledge_and_probes(cfg, out, data)
+    inputs = _stage_inputs(cfg, out)
+    spec, tokenizer = inputs.spec, inputs.tokenizer
     student = AdaBertForSequenceClassification.from_pretrained(str(_need(out / "search" / "student", "search")))
-    heads = KDHeads(student.config.architecture.depth, cfg.hidden_size, spec.num_labels)
+    heads = KDHeads(student.config.architecture.depth, student.config.hidden_size, spec.num_labels)
     heads.load_state_dict(load_file(str(out / "search" / "heads.safetensors")))
-    train = encode(tokenizer, data.train, cfg.max_seq_len, spec.is_regression)
-    dev = encode(tokenizer, data.dev, cfg.max_seq_len, spec.is_regression)
-    targets = Targets(knowledge.logits("train"), probes["train_logits"], device)
     t0 = time.perf_counter()
     ckpt = out / "checkpoints" / "retrain.pt"
-    student, best, history = run_retrain(cfg, spec, student, heads, train, dev, targets, device, ckpt)
+    student, best, history = run_retrain(cfg, spec, student, heads, inputs.train, inputs.dev, inputs.targets,
+                                         inputs.device, ckpt, resume_key=_stage_key(cfg, "retrain") + inputs.knowledge.key)
     with atomic_dir(out / "model") as tmp:
         student.cpu().save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / "training.json", {"dev": best, "history": history,
                                            "retrain_seconds": round(time.perf_counter() - t0, 1)})
     ckpt.unlink(missing_ok=True)
+    _mark(out, "retrain", cfg)
     return {"dev": best, "history": history}
 
 
@@ -217,11 +242,16 @@ def evaluate(cfg: RunConfig, out: str | Path) -> dict:
     spec = data.spec
     model_dir = _need(out / "model", "retrain")
     student = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).to(device).eval()
-    tokenizer = _tokenizer(out)
+    tokenizer = _tokenizer(out, cfg.trust_remote_code)
     dev = encode(tokenizer, data.dev, cfg.max_seq_len, spec.is_regression)
     student_dev = eval_split(lambda b: student(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
                                                token_type_ids=b["token_type_ids"]).logits, dev, spec, device)
+    from .teacher.knowledge import load_knowledge
+
     info = read_json(_need(out / "probes" / "probes.json", "probe"))
+    knowledge = load_knowledge(info["knowledge_key"], cfg.cache_dir)
+    knowledge.check_data(data)
+    teacher_dev = compute_metrics(spec, knowledge.logits("dev").numpy(), data.dev.labels)
     vocab = student.config.vocab_size
     prof = dict(batch_sizes=(1, 32), seq_len=cfg.eval_seq_len, threads=cfg.latency_threads,
                 repeats=cfg.latency_repeats, device="cpu")
@@ -232,9 +262,9 @@ def evaluate(cfg: RunConfig, out: str | Path) -> dict:
     headline = spec.headline
     results = {
         "task": spec.name, "metric": headline,
-        "teacher": {"params": t_prof["params"], "metric": info["teacher_dev"][headline],
+        "teacher": {"params": t_prof["params"], "metric": teacher_dev[headline],
                     "latency_ms_b1": t_prof["latency_ms_b1"], "latency_ms_b32": t_prof["latency_ms_b32"],
-                    "flops": t_prof["flops"], "dev": info["teacher_dev"], "source": cfg.teacher},
+                    "flops": t_prof["flops"], "dev": teacher_dev, "source": cfg.teacher},
         "student": {"params": s_prof["params"], "metric": student_dev[headline],
                     "latency_ms_b1": s_prof["latency_ms_b1"], "latency_ms_b32": s_prof["latency_ms_b32"],
                     "flops": s_prof["flops"], "dev": student_dev,
@@ -274,7 +304,6 @@ def run(cfg: RunConfig, out: str | Path) -> dict:
             continue
         logger.info("stage %s", name)
         fn(cfg, out)
-        _mark(out, name, cfg)
     return evaluate(cfg, out)
 
 

@@ -79,12 +79,15 @@ def split_pair(
     """
     if not pair_input:
         return input_ids, attention_mask, input_ids, attention_mask
+    by_sep = _types_from_sep(input_ids, attention_mask, sep_token_id)
     if token_type_ids is None:
-        if sep_token_id is None:
-            raise ValueError("pair input needs token_type_ids or config.sep_token_id to find sentence B")
-        is_sep = (input_ids == sep_token_id).long()
-        # tokens after the first [SEP] belong to B
-        token_type_ids = ((is_sep.cumsum(1) - is_sep) > 0).long()
+        token_type_ids = by_sep
+    elif by_sep is not None:
+        # RoBERTa-style tokenizers give all-zero types even for pairs: split those rows at [SEP] instead
+        no_b = ((token_type_ids == 1) & attention_mask.bool()).sum(1, keepdim=True) == 0
+        token_type_ids = torch.where(no_b, by_sep, token_type_ids)
+    if token_type_ids is None:
+        raise ValueError("pair input needs token_type_ids or config.sep_token_id to find sentence B")
     mask_b = attention_mask.bool() & (token_type_ids == 1)
     mask_a = attention_mask.bool() & (token_type_ids == 0)
     len_a, len_b = mask_a.sum(1), mask_b.sum(1)  # (B,)
@@ -96,6 +99,19 @@ def split_pair(
     ids_a = input_ids[:, :length] if input_ids.size(1) >= length else F.pad(input_ids, (0, length - input_ids.size(1)))
     keep_a = positions[None, :] < len_a[:, None]
     return ids_a * keep_a, keep_a.long(), ids_b * keep_b, keep_b.long()
+
+
+def _types_from_sep(input_ids: torch.Tensor, attention_mask: torch.Tensor, sep_token_id: int | None) -> torch.Tensor | None:
+    """Token types from separators: B starts at the first non-[SEP] token after the first [SEP]
+    (so RoBERTa's ``</s></s>`` between the sentences stays with A)."""
+    if sep_token_id is None:
+        return None
+    is_sep = (input_ids == sep_token_id) & attention_mask.bool()  # (B, L)
+    positions = torch.arange(input_ids.size(1), device=input_ids.device)[None, :]
+    first_sep = torch.where(is_sep.any(1, keepdim=True), is_sep.float().argmax(1, keepdim=True), input_ids.size(1))
+    candidates = (positions > first_sep) & ~is_sep & attention_mask.bool()
+    start = torch.where(candidates.any(1, keepdim=True), candidates.float().argmax(1, keepdim=True), input_ids.size(1))
+    return (positions >= start).long()
 
 
 class AdaBertEmbeddings(nn.Module):

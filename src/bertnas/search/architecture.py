@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..spaces.genotype import NUM_EDGES
+from ..spaces.genotype import EDGES, NUM_EDGES, Genotype
 from ..spaces.ops import PRIMITIVES
 from .gumbel import gumbel_softmax_st
 
@@ -25,12 +25,16 @@ class Architecture(nn.Module):
         """(op weights (9, 10), depth weights (K_max,)), each row one-hot in value, soft in gradient."""
         return gumbel_softmax_st(self.alpha, tau, generator), gumbel_softmax_st(self.depth_logits, tau, generator)
 
-    @torch.no_grad()
-    def argmax_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The current most likely choices as one-hot weights (for evaluating the supernet)."""
-        ops = torch.nn.functional.one_hot(self.alpha.argmax(-1), self.alpha.size(-1)).float()
-        depth = torch.nn.functional.one_hot(self.depth_logits.argmax(), self.k_max).float()
-        return ops, depth
+    def genotype_weights(self, genotype: Genotype) -> tuple[torch.Tensor, torch.Tensor]:
+        """One-hot weights that make the supernet compute ``genotype``: its op on kept edges, zero elsewhere.
+
+        Used to evaluate the derived architecture with the supernet's weights during search."""
+        kept = {(node, source): op for node, source, op in genotype.edges}
+        ops = torch.zeros_like(self.alpha)
+        for e, (node, source) in enumerate(EDGES):
+            ops[e, PRIMITIVES.index(kept.get((node, source), "zero"))] = 1.0
+        depth = torch.nn.functional.one_hot(torch.tensor(genotype.depth - 1), self.k_max).float()
+        return ops.detach(), depth.to(ops.device)
 
     def op_probs(self) -> torch.Tensor:
         return torch.softmax(self.alpha, -1)

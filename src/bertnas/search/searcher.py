@@ -86,6 +86,7 @@ def search(
     supernet: AdaBertSupernet,
     device: torch.device,
     checkpoint: Path | None = None,
+    resume_key: str = "",
 ) -> tuple[Architecture, KDHeads, list[dict]]:
     """Run the search loop; returns the learned architecture weights, the heads and per-epoch history."""
     arch = Architecture(cfg.k_max).to(device)
@@ -107,7 +108,7 @@ def search(
     steps = num_batches(n_examples, cfg.search_batch_size)
 
     start_epoch, history = 0, []
-    state = load_checkpoint(checkpoint) if (checkpoint and cfg.resume) else None
+    state = load_checkpoint(checkpoint, resume_key) if (checkpoint and cfg.resume) else None
     if state is not None:
         supernet.load_state_dict(state["supernet"])
         heads.load_state_dict(state["heads"])
@@ -155,19 +156,20 @@ def search(
             bar.set_postfix(loss=f"{parts.total.item():.3f}", tau=f"{tau:.2f}")
 
         supernet.eval()
-        ops_argmax, depth_argmax = arch.argmax_weights()
+        genotype, report = derive_genotype(arch.alpha, arch.depth_logits, cfg.min_parametric)
+        ops_g, depth_g = arch.genotype_weights(genotype)
         dev_metrics = evaluate(
-            lambda b: supernet(b["input_ids"], b["attention_mask"], b["token_type_ids"], ops_argmax.to(device),
-                               depth_argmax.to(device), sampled_only=True).logits,
+            lambda b: supernet(b["input_ids"], b["attention_mask"], b["token_type_ids"], ops_g, depth_g,
+                               sampled_only=True).logits,
             dev, spec, device,
         )
-        genotype, report = derive_genotype(arch.alpha, arch.depth_logits, cfg.min_parametric)
         record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 1), "tau": round(tau, 4),
                   **{k: round(v / steps, 5) for k, v in totals.items()},
-                  "dev_argmax": dev_metrics, "genotype": str(genotype),
-                  "parameter_free_mass": [round(x, 3) for x in report.parameter_free_mass]}
+                  "dev_derived": dev_metrics, "genotype": str(genotype),
+                  "parameter_free_mass": [round(x, 3) for x in report.parameter_free_mass],
+                  "depth_probs": [round(float(p), 3) for p in arch.depth_probs().detach()]}
         history.append(record)
-        logger.info("search epoch %d/%d (%.0fs): loss %.4f, dev (argmax arch) %s, genotype %s",
+        logger.info("search epoch %d/%d (%.0fs): loss %.4f, dev (derived arch) %s, genotype %s",
                     epoch + 1, cfg.search_epochs, record["seconds"], record["loss"], dev_metrics, genotype)
         for w in report.warnings:
             logger.warning("search epoch %d: %s", epoch + 1, w)
@@ -175,6 +177,7 @@ def search(
             save_checkpoint(checkpoint, {
                 "supernet": supernet.state_dict(), "heads": heads.state_dict(), "arch": arch.state_dict(),
                 "w_opt": w_opt.state_dict(), "a_opt": a_opt.state_dict(), "epoch": epoch + 1, "history": history,
+                "resume_key": resume_key,
             })
     return arch, heads, history
 

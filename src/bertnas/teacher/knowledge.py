@@ -13,11 +13,12 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 
 from ..data.encode import Encoded, batches, encode, num_batches, to_device
@@ -27,32 +28,53 @@ from ..utils import atomic_write_text, hash_obj, progress
 from .loading import Teacher
 
 logger = logging.getLogger("bertnas")
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass
 class Knowledge:
+    """Cached teacher outputs; tensors are read from the file only when first asked for (features are big)."""
+
     key: str
-    tensors: dict[str, torch.Tensor]
     meta: dict
+    path: Path | None = None
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def get(self, name: str) -> torch.Tensor | None:
+        if name not in self.tensors:
+            if self.path is None:
+                return None
+            with safe_open(str(self.path), framework="pt") as f:
+                if name not in f.keys():
+                    return None
+                self.tensors[name] = f.get_tensor(name)
+        return self.tensors[name]
 
     def logits(self, split: str) -> torch.Tensor:
-        return self.tensors[f"{split}_logits"]
+        return self.get(f"{split}_logits")
 
     def features(self, split: str) -> torch.Tensor:
-        return self.tensors[f"{split}_features"]
+        return self.get(f"{split}_features")
 
     @property
     def word_embeddings(self) -> torch.Tensor:
-        return self.tensors["word_embeddings"]
+        return self.get("word_embeddings")
 
     @property
     def position_embeddings(self) -> torch.Tensor | None:
-        return self.tensors.get("position_embeddings")
+        return self.get("position_embeddings")
 
     @property
     def num_layers(self) -> int:
         return int(self.meta["num_layers"])
+
+    def check_data(self, data: TaskData) -> None:
+        """Refuse to pair this knowledge with data it was not computed on (targets are looked up by index)."""
+        from ..errors import BertnasError
+
+        if self.meta.get("train_hash") != hash_examples(data.train) or self.meta.get("dev_hash") != hash_examples(data.dev):
+            raise BertnasError("the data changed since `bertnas probe` computed the teacher's knowledge: "
+                               "run `bertnas probe` again")
 
 
 def default_cache_dir() -> Path:
@@ -62,7 +84,7 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bertnas"
 
 
-def _hash_examples(ex: Examples) -> str:
+def hash_examples(ex: Examples) -> str:
     h = hashlib.sha256()
     for i in range(len(ex)):
         h.update(ex.texts[i].encode())
@@ -87,8 +109,8 @@ def knowledge_key(teacher: Teacher, data: TaskData, max_seq_len: int) -> str:
     return hash_obj({
         "version": CACHE_VERSION,
         "teacher": teacher_fingerprint(teacher),
-        "train": _hash_examples(data.train),
-        "dev": _hash_examples(data.dev),
+        "train": hash_examples(data.train),
+        "dev": hash_examples(data.dev),
         "max_seq_len": max_seq_len,
     })[:24]
 
@@ -133,7 +155,7 @@ def compute_knowledge(
     path, meta_path = cache / f"knowledge-{key}.safetensors", cache / f"knowledge-{key}.json"
     if path.is_file() and meta_path.is_file():
         logger.info("teacher knowledge: cache hit %s", path)
-        return Knowledge(key=key, tensors=load_file(str(path)), meta=json.loads(meta_path.read_text()))
+        return Knowledge(key=key, meta=json.loads(meta_path.read_text()), path=path)
 
     logger.info("teacher knowledge: running the teacher once over %d train + %d dev examples", len(data.train), len(data.dev))
     regression = data.spec.is_regression
@@ -152,6 +174,7 @@ def compute_knowledge(
         "key": key, "teacher": teacher.source, "task": data.spec.name,
         "num_layers": teacher.num_layers, "teacher_hidden": int(teacher.model.config.hidden_size),
         "n_train": len(data.train), "n_dev": len(data.dev), "max_seq_len": max_seq_len,
+        "train_hash": hash_examples(data.train), "dev_hash": hash_examples(data.dev),
         "teacher_dev_metrics": dev_metrics,
     }
     cache.mkdir(parents=True, exist_ok=True)
@@ -160,7 +183,7 @@ def compute_knowledge(
     os.replace(tmp, path)
     atomic_write_text(meta_path, json.dumps(meta, indent=2))
     logger.info("teacher dev %s (from cached logits); knowledge saved to %s", dev_metrics, path)
-    return Knowledge(key=key, tensors=tensors, meta=meta)
+    return Knowledge(key=key, meta=meta, path=path, tensors=tensors)
 
 
 def load_knowledge(key: str, cache_dir: str | Path | None = None) -> Knowledge:
@@ -171,4 +194,4 @@ def load_knowledge(key: str, cache_dir: str | Path | None = None) -> Knowledge:
     path, meta_path = cache / f"knowledge-{key}.safetensors", cache / f"knowledge-{key}.json"
     if not (path.is_file() and meta_path.is_file()):
         raise BertnasError(f"teacher knowledge {key} not in cache {cache}: run `bertnas probe` again (or pass the same --cache-dir)")
-    return Knowledge(key=key, tensors=load_file(str(path)), meta=json.loads(meta_path.read_text()))
+    return Knowledge(key=key, meta=json.loads(meta_path.read_text()), path=path)

@@ -36,7 +36,12 @@ class Teacher:
         words = self.model.get_input_embeddings().weight.detach().float().cpu()
         emb = getattr(self.model.base_model, "embeddings", None)
         pos = getattr(emb, "position_embeddings", None)
-        return words, (pos.weight.detach().float().cpu() if isinstance(pos, torch.nn.Embedding) else None)
+        if not isinstance(pos, torch.nn.Embedding):
+            return words, None
+        table = pos.weight.detach().float().cpu()
+        if pos.padding_idx is not None:  # RoBERTa-style: real positions start after the padding row
+            table = table[pos.padding_idx + 1 :]
+        return words, table
 
 
 def _looks_local(name: str) -> bool:
@@ -60,8 +65,13 @@ def _check_source(name: str) -> str:
 
 
 def load_tokenizer(name: str, trust_remote_code: bool = False):
-    """The checkpoint's tokenizer (tokenizer.json or vocab files)."""
-    source = _check_source(name)
+    """A tokenizer from a directory (tokenizer.json or vocab files; no model needed) or a hub id."""
+    if not name:
+        raise BertnasError("no tokenizer given: pass a directory with tokenizer.json or vocab.txt")
+    path = Path(name).expanduser()
+    if not path.exists() and _looks_local(name):
+        raise BertnasError(f"tokenizer directory {name} not found: check the path")
+    source = str(path) if path.exists() else name
     try:
         return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, TypeError) as exc:
@@ -104,6 +114,11 @@ def load_teacher(
     return teacher
 
 
+def _norm_label(label: object) -> str:
+    """Compare label names loosely: 'NOT_ENTAILMENT' == 'not-entailment' == 'not_entailment'."""
+    return str(label).strip().lower().replace("-", "_").replace(" ", "_")
+
+
 def _label_order(config, spec: TaskSpec, name: str) -> list[int] | None:
     """Map task labels to teacher output columns; None when they are the same order."""
     n = int(config.num_labels)
@@ -112,11 +127,12 @@ def _label_order(config, spec: TaskSpec, name: str) -> list[int] | None:
         raise BertnasError(f"teacher {name} has {n} output(s) but task {spec.name} is {kind}: use a teacher fine-tuned on this task")
     if spec.is_regression:
         return None
-    names = [str(config.id2label[i]) for i in range(n)]
-    if all(_GENERIC_LABEL.match(x) for x in names) or names == spec.labels:
+    names = [_norm_label(config.id2label[i]) for i in range(n)]
+    wanted = [_norm_label(x) for x in spec.labels]
+    if all(_GENERIC_LABEL.match(str(config.id2label[i])) for i in range(n)) or names == wanted:
         return None
-    if sorted(names) == sorted(spec.labels):
-        order = [names.index(label) for label in spec.labels]
+    if sorted(names) == sorted(wanted):
+        order = [names.index(label) for label in wanted]
         logger.info("teacher label names %s reordered to the task's %s", names, spec.labels)
         return order
     logger.warning("teacher labels %s do not name the task labels %s; assuming the same order", names, spec.labels)

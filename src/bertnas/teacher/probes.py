@@ -33,6 +33,20 @@ class Probes:
         return self.tensors[f"{split}_logits"]
 
 
+def _feature_stats(x: torch.Tensor, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std over examples of (L+1, N, F) float16 features, accumulated in float64 chunks."""
+    total = torch.zeros(x.size(0), 1, x.size(2), dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for start in range(0, x.size(1), chunk):
+        part = x[:, start : start + chunk].double()
+        total += part.sum(1, keepdim=True)
+        squares += part.square().sum(1, keepdim=True)
+    n = x.size(1)
+    mean = total / n
+    var = (squares - n * mean.square()) / max(n - 1, 1)
+    return mean.float(), var.clamp(min=0).sqrt().float().clamp(min=1e-4)
+
+
 class _LayerProbes(nn.Module):
     """L + 1 independent linear classifiers, computed in one batched matmul."""
 
@@ -59,14 +73,19 @@ def train_probes(
     train_x = knowledge.features("train")  # (L+1, N, F) float16
     dev_x = knowledge.features("dev")
     labels = torch.tensor(data.train.labels, dtype=torch.float32 if regression else torch.long)
-    mean = train_x.float().mean(1, keepdim=True)  # (L+1, 1, F)
-    std = train_x.float().std(1, keepdim=True).clamp(min=1e-4)
+    mean, std = _feature_stats(train_x)  # (L+1, 1, F) each, without a float32 copy of all features
 
     def norm(x: torch.Tensor) -> torch.Tensor:
         return (x.float() - mean) / std
 
     layers, n, dim = train_x.shape
     probes = _LayerProbes(layers, dim, spec.num_labels)
+    with torch.no_grad():  # start at the prior: mean target (regression) or log class frequencies
+        if regression:
+            probes.bias.fill_(float(labels.mean()))
+        else:
+            counts = torch.bincount(labels, minlength=spec.num_labels).float() + 1.0
+            probes.bias.copy_((counts / counts.sum()).log().expand(layers, -1))
     opt = torch.optim.Adam(probes.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     steps = epochs * ((n + batch_size - 1) // batch_size)

@@ -93,11 +93,22 @@ def save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path) -> dict | None:
-    """The saved state, loaded safely (weights_only), or None if there is none."""
+def load_checkpoint(path: Path, resume_key: str = "") -> dict | None:
+    """The saved state, loaded safely (weights_only); None if there is none, or if it was made with other
+    settings or inputs (then the stage starts over rather than mixing two runs)."""
+    import logging
+
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: not worth a traceback, start over
+        logging.getLogger("bertnas").warning("ignoring unreadable checkpoint %s (%s); starting over", path, exc)
+        return None
+    if state.get("resume_key", "") != resume_key:
+        logging.getLogger("bertnas").warning("checkpoint %s was made with other settings; starting over", path)
+        return None
+    return state
 
 
 def autocast(device: torch.device, enabled: bool):

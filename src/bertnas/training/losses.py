@@ -29,10 +29,10 @@ def distill_loss(
 ) -> torch.Tensor:
     """KL(teacher || student) at temperature T, scaled by T^2; MSE between outputs for regression."""
     if regression:
-        per = (student.squeeze(-1) - teacher.squeeze(-1).to(student.dtype)) ** 2
-    else:
-        t = F.log_softmax(teacher.to(student.dtype) / temperature, -1)
-        s = F.log_softmax(student / temperature, -1)
+        per = (student.float().squeeze(-1) - teacher.float().squeeze(-1)) ** 2
+    else:  # float32 on both sides, also under bf16 autocast
+        t = F.log_softmax(teacher.float() / temperature, -1)
+        s = F.log_softmax(student.float() / temperature, -1)
         per = (t.exp() * (t - s)).sum(-1) * temperature**2
     return per.mean() if reduction == "mean" else per
 

@@ -30,6 +30,7 @@ def retrain(
     targets: Targets,
     device: torch.device,
     checkpoint: Path | None = None,
+    resume_key: str = "",
 ) -> tuple[AdaBertForSequenceClassification, dict[str, float], list[dict]]:
     """Returns the student with its best-dev weights, those dev metrics, and per-epoch history."""
     student.to(device)
@@ -53,7 +54,7 @@ def retrain(
     total = steps * cfg.retrain_epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / total))
     start_epoch = 0
-    state = load_checkpoint(checkpoint) if (checkpoint and cfg.resume) else None
+    state = load_checkpoint(checkpoint, resume_key) if (checkpoint and cfg.resume) else None
     if state is not None:
         student.load_state_dict(state["student"])
         heads.load_state_dict(state["heads"])
@@ -102,7 +103,7 @@ def retrain(
             save_checkpoint(checkpoint, {
                 "student": student.state_dict(), "heads": heads.state_dict(), "opt": opt.state_dict(),
                 "sched": sched.state_dict(), "best_state": best_state, "best_metrics": best_metrics,
-                "epoch": epoch + 1, "history": history,
+                "epoch": epoch + 1, "history": history, "resume_key": resume_key,
             })
     student.load_state_dict(best_state)
     return student, best_metrics, history
