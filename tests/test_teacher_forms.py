@@ -93,6 +93,13 @@ def test_three_class_glue_task_and_cache_reuse(tmp_path, caplog):
     # a different max length is different knowledge
     bertnas.probe(cfg.update({"max_seq_len": 40}), tmp_path / "run3")
     assert len(list((tmp_path / "cache").glob("knowledge-*.safetensors"))) == 2
+    # the rest of the pipeline on 3 classes; MNLI's mismatched dev split is reported too
+    tiny = {"hidden_size": 16, "k_max": 2, "search_epochs": 1, "retrain_epochs": 1, "eval_seq_len": 32,
+            "latency_repeats": 1, "latency_threads": 1}
+    results = bertnas.run(cfg.update(tiny), tmp_path / "run")
+    assert results["metric"] == "accuracy" and set(results["student"]["extra_dev"]) == {"dev_mismatched"}
+    model = bertnas.AdaBertForSequenceClassification.from_pretrained(tmp_path / "run" / "model")
+    assert model.config.num_labels == 3 and model.config.id2label[1] == "entailment" and model.config.pair_input
 
 
 def test_regression_task_end_to_end(tmp_path):

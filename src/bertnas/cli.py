@@ -132,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    if not args.verbose:  # transformers' own per-file progress bars add noise to ours
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     try:
         import bertnas  # noqa: F401  (registers the adabert model type)
         from . import pipeline

@@ -244,8 +244,12 @@ def evaluate(cfg: RunConfig, out: str | Path) -> dict:
     student = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).to(device).eval()
     tokenizer = _tokenizer(out, cfg.trust_remote_code)
     dev = encode(tokenizer, data.dev, cfg.max_seq_len, spec.is_regression)
-    student_dev = eval_split(lambda b: student(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                                               token_type_ids=b["token_type_ids"]).logits, dev, spec, device)
+    def predict(b):
+        return student(input_ids=b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"]).logits
+
+    student_dev = eval_split(predict, dev, spec, device)
+    extra_dev = {name: eval_split(predict, encode(tokenizer, ex, cfg.max_seq_len, spec.is_regression), spec, device)
+                 for name, ex in data.extra_dev.items()}  # e.g. MNLI dev_mismatched
     from .teacher.knowledge import load_knowledge
 
     info = read_json(_need(out / "probes" / "probes.json", "probe"))
@@ -268,7 +272,8 @@ def evaluate(cfg: RunConfig, out: str | Path) -> dict:
         "student": {"params": s_prof["params"], "metric": student_dev[headline],
                     "latency_ms_b1": s_prof["latency_ms_b1"], "latency_ms_b32": s_prof["latency_ms_b32"],
                     "flops": s_prof["flops"], "dev": student_dev,
-                    "architecture": str(student.config.architecture), "genotype": student.config.genotype},
+                    "architecture": str(student.config.architecture), "genotype": student.config.genotype,
+                    **({"extra_dev": extra_dev} if extra_dev else {})},
         "speedup_b1": round(t_prof["latency_ms_b1"] / s_prof["latency_ms_b1"], 2),
         "speedup_b32": round(t_prof["latency_ms_b32"] / s_prof["latency_ms_b32"], 2),
         "compression": round(t_prof["params"] / s_prof["params"], 2),
