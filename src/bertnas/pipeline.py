@@ -20,14 +20,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from .config import RunConfig
-from dataclasses import dataclass
-
 from .data.encode import Encoded, encode
 from .data.examples import TaskData, TaskSpec
 from .data.metrics import compute_metrics
@@ -86,14 +85,14 @@ def _tokenizer(out: Path, trust_remote_code: bool = False):
     return AutoTokenizer.from_pretrained(str(_need(out / "tokenizer", "probe")), trust_remote_code=trust_remote_code)
 
 
-def _knowledge_and_probes(cfg: RunConfig, out: Path, data: TaskData):
+def _knowledge(cfg: RunConfig, out: Path, data: TaskData):
+    """The run's cached teacher knowledge and probes.json, checked against the data read now."""
     from .teacher.knowledge import load_knowledge
 
     info = read_json(_need(out / "probes" / "probes.json", "probe"))
     knowledge = load_knowledge(info["knowledge_key"], cfg.cache_dir)
     knowledge.check_data(data)
-    probes = load_file(str(out / "probes" / "probes.safetensors"))
-    return knowledge, probes, info
+    return knowledge, info
 
 
 @dataclass
@@ -116,7 +115,8 @@ def _stage_inputs(cfg: RunConfig, out: Path) -> _StageInputs:
     set_seed(cfg.seed)
     data = load_data(cfg)
     tokenizer = _tokenizer(out, cfg.trust_remote_code)
-    knowledge, probes, _ = _knowledge_and_probes(cfg, out, data)
+    knowledge, _ = _knowledge(cfg, out, data)
+    probes = load_file(str(out / "probes" / "probes.safetensors"))
     spec = data.spec
     return _StageInputs(
         spec=spec, tokenizer=tokenizer, knowledge=knowledge,
@@ -244,17 +244,15 @@ def evaluate(cfg: RunConfig, out: str | Path) -> dict:
     student = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).to(device).eval()
     tokenizer = _tokenizer(out, cfg.trust_remote_code)
     dev = encode(tokenizer, data.dev, cfg.max_seq_len, spec.is_regression)
+
     def predict(b):
-        return student(input_ids=b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"]).logits
+        return student(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                       token_type_ids=b["token_type_ids"]).logits
 
     student_dev = eval_split(predict, dev, spec, device)
     extra_dev = {name: eval_split(predict, encode(tokenizer, ex, cfg.max_seq_len, spec.is_regression), spec, device)
                  for name, ex in data.extra_dev.items()}  # e.g. MNLI dev_mismatched
-    from .teacher.knowledge import load_knowledge
-
-    info = read_json(_need(out / "probes" / "probes.json", "probe"))
-    knowledge = load_knowledge(info["knowledge_key"], cfg.cache_dir)
-    knowledge.check_data(data)
+    knowledge, _ = _knowledge(cfg, out, data)
     teacher_dev = compute_metrics(spec, knowledge.logits("dev").numpy(), data.dev.labels)
     vocab = student.config.vocab_size
     prof = dict(batch_sizes=(1, 32), seq_len=cfg.eval_seq_len, threads=cfg.latency_threads,

@@ -79,13 +79,13 @@ def split_pair(
     """
     if not pair_input:
         return input_ids, attention_mask, input_ids, attention_mask
-    by_sep = _types_from_sep(input_ids, attention_mask, sep_token_id)
     if token_type_ids is None:
-        token_type_ids = by_sep
-    elif by_sep is not None:
+        token_type_ids = _types_from_sep(input_ids, attention_mask, sep_token_id)
+    else:
         # RoBERTa-style tokenizers give all-zero types even for pairs: split those rows at [SEP] instead
         no_b = ((token_type_ids == 1) & attention_mask.bool()).sum(1, keepdim=True) == 0
-        token_type_ids = torch.where(no_b, by_sep, token_type_ids)
+        if bool(no_b.any()) and sep_token_id is not None:
+            token_type_ids = torch.where(no_b, _types_from_sep(input_ids, attention_mask, sep_token_id), token_type_ids)
     if token_type_ids is None:
         raise ValueError("pair input needs token_type_ids or config.sep_token_id to find sentence B")
     mask_b = attention_mask.bool() & (token_type_ids == 1)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 
-
 from ..config import RunConfig
 from ..data.encode import Encoded, batches, num_batches, to_device
 from ..data.examples import TaskSpec
@@ -135,7 +134,7 @@ def search(
         supernet.train(), heads.train()
         totals = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "eff": 0.0}
         bar = progress(batches(train, cfg.search_batch_size, shuffle=True, generator=shuffle_gen, subset=subset),
-                   total=steps, desc=f"search {epoch + 1}/{cfg.search_epochs}")
+                       total=steps, desc=f"search {epoch + 1}/{cfg.search_epochs}")
         for step, batch in enumerate(bar):
             batch = to_device(batch, device)
             tau = temperature(epoch + step / steps, cfg.tau_max, cfg.tau_min, decay)

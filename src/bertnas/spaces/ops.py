@@ -2,8 +2,9 @@
 
 Every op maps ``(batch, channels, length) -> (batch, channels, length)`` at a fixed hidden size, so any op
 can sit on any edge. Convolutions are ReLU -> Conv1d -> BatchNorm as in the public AdaBERT code; the
-dilated ones use dilation 2 with "same" padding, so they really look ``2 * (k - 1) + 1`` tokens wide. Pools treat positions past the end as zeros, the
-same value masked padding tokens have, so a prediction does not depend on how much padding a batch has.
+dilated ones use dilation 2 with "same" padding, so they really look ``2 * (k - 1) + 1`` tokens wide.
+Pools treat positions past the end as zeros, the same value masked padding tokens have, so a prediction
+does not depend on how much padding a batch has.
 """
 from __future__ import annotations
 

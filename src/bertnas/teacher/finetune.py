@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 
 import torch
-
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
 from ..data.encode import batches, encode, num_batches, to_device
@@ -80,7 +79,7 @@ def finetune(
     for epoch in range(epochs):
         model.train()
         for batch in progress(batches(train, batch_size, shuffle=True, generator=gen), total=steps,
-                          desc=f"teacher {epoch + 1}/{epochs}"):
+                              desc=f"teacher {epoch + 1}/{epochs}"):
             b = to_device(batch, device)
             loss = task_loss(predict(b), b["labels"], spec.is_regression)
             opt.zero_grad(set_to_none=True)

@@ -20,7 +20,6 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-
 from ..data.encode import Encoded, batches, encode, num_batches, to_device
 from ..data.examples import Examples, TaskData
 from ..data.metrics import compute_metrics

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 from torch import nn
 
-
 from ..data.examples import TaskData
 from ..data.metrics import compute_metrics
 from ..training.losses import task_loss

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 
-
 from ..config import RunConfig
 from ..data.encode import Encoded, batches, num_batches, to_device
 from ..data.examples import TaskSpec
@@ -71,7 +70,7 @@ def retrain(
         student.train(), heads.train()
         sums = {"loss": 0.0, "ce": 0.0, "kd": 0.0}
         bar = progress(batches(train, cfg.retrain_batch_size, shuffle=True, generator=shuffle_gen), total=steps,
-                   desc=f"retrain {epoch + 1}/{cfg.retrain_epochs}")
+                       desc=f"retrain {epoch + 1}/{cfg.retrain_epochs}")
         for batch in bar:
             batch = to_device(batch, device)
             with autocast(device, cfg.amp):
