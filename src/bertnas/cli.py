@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--batch-size", type=int, default=32)
     f.add_argument("--config", help="YAML or JSON file of data settings")
     _add_config_flags(f, ["data", "general"])
+
+    from .nasbert.cli import add_nasbert_parser  # NAS-BERT's own subcommands: bertnas nasbert ...
+
+    add_nasbert_parser(sub)
     return parser
 
 
@@ -146,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
             demo(args.out, args.variant, args.seed, args.device, n_train=args.n_train)
         elif args.command == "teacher":
             _teacher_finetune(args)
+        elif args.command == "nasbert":
+            from .nasbert.cli import run_nasbert_command
+
+            run_nasbert_command(args)
         elif args.command in ("run", "probe"):
             cfg = _resolve(args, from_run_dir=False)
             getattr(pipeline, args.command)(cfg, args.out)
