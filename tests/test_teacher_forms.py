@@ -79,7 +79,7 @@ def test_three_class_glue_task_and_cache_reuse(tmp_path, caplog):
                             probe_epochs=1, device="cpu", cache_dir=str(tmp_path / "cache"))
     info = bertnas.probe(cfg, tmp_path / "run")
     assert info["task"] == "mnli" and len(info["probes_dev"]) == 3  # embeddings + 2 layers
-    cached = list((tmp_path / "cache").glob("knowledge-*.safetensors"))
+    cached = list((tmp_path / "cache").glob("knowledge-*/meta.json"))
     assert len(cached) == 1
     mtime = cached[0].stat().st_mtime_ns
     with caplog.at_level(logging.INFO, logger="bertnas"):
@@ -92,7 +92,7 @@ def test_three_class_glue_task_and_cache_reuse(tmp_path, caplog):
     assert probes["train_logits"].shape == (3, 60, 3)
     # a different max length is different knowledge
     bertnas.probe(cfg.update({"max_seq_len": 40}), tmp_path / "run3")
-    assert len(list((tmp_path / "cache").glob("knowledge-*.safetensors"))) == 2
+    assert len(list((tmp_path / "cache").glob("knowledge-*/meta.json"))) == 2
     # the rest of the pipeline on 3 classes; MNLI's mismatched dev split is reported too
     tiny = {"hidden_size": 16, "k_max": 2, "search_epochs": 1, "retrain_epochs": 1, "eval_seq_len": 32,
             "latency_repeats": 1, "latency_threads": 1}

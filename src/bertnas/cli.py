@@ -35,7 +35,10 @@ def _add_config_flags(parser: argparse.ArgumentParser, groups: list[str] = _GROU
             sections[group].add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         else:
             typ = int if "int" in kind else float if "float" in kind else str
-            sections[group].add_argument(flag, type=typ, default=argparse.SUPPRESS, metavar=f.name.upper(), help=help_text)
+            choices = f.metadata.get("choices")
+            sections[group].add_argument(flag, type=typ, default=argparse.SUPPRESS, choices=choices,
+                                         metavar="{" + ",".join(choices) + "}" if choices else f.name.upper(),
+                                         help=help_text)
 
 
 def _explicit(args: argparse.Namespace) -> dict:

@@ -40,6 +40,11 @@ class RunConfig:
     trust_remote_code: bool = _f(False, "allow custom code in the teacher checkpoint (off: safe loading)", "teacher")
     teacher_batch_size: int = _f(64, "batch size when running the teacher once to cache its knowledge", "teacher")
     cache_dir: str | None = _f(None, "where teacher knowledge is cached (default: $BERTNAS_CACHE_DIR or ~/.cache/bertnas)", "teacher")
+    teacher_dtype: str = _f("auto", "precision of the teacher pass: auto (bfloat16 where the hardware has it and it agrees with float32 on dev), fp32 or bf16", "teacher", choices=("auto", "fp32", "bf16"))
+    teacher_token_budget: int | None = _f(None, "at most this many padded tokens per teacher batch (batches of short sentences grow up to --teacher-batch-size)", "teacher")
+    augment: int = _f(0, "teacher-labelled augmentation: N extra copies of each training example (TinyBERT-style word replacement, deletion, swaps; paper: about 20); 0 turns it off", "teacher")
+    augment_replace_prob: float = _f(0.4, "augmentation: chance that a word is replaced by one of its nearest neighbours", "teacher")
+    augment_edit_prob: float = _f(0.1, "augmentation: chance that a word is deleted, and separately that it is swapped with its neighbour", "teacher")
     # --- probes ---
     probe_epochs: int = _f(3, "epochs of training for each layer's linear probe", "probes")
     probe_lr: float = _f(1e-3, "probe learning rate (Adam)", "probes")
@@ -85,6 +90,16 @@ class RunConfig:
         def bad(name: str, rule: str) -> BertnasError:
             return BertnasError(f"invalid config value {name}={getattr(self, name)!r}: {rule}")
 
+        import math
+
+        hints = get_type_hints(type(self))
+        for f in fields(self):  # NaN and inf pass every comparison below: refuse them first
+            value = getattr(self, f.name)
+            if "float" in str(hints[f.name]) and isinstance(value, float) and not math.isfinite(value):
+                raise bad(f.name, "must be a finite number")
+            allowed = f.metadata.get("choices")
+            if allowed and value not in allowed:
+                raise bad(f.name, f"must be one of {', '.join(allowed)}")
         positive_ints = ["max_seq_len", "teacher_batch_size", "hidden_size", "k_max", "search_epochs",
                          "search_batch_size", "retrain_batch_size", "eval_seq_len", "latency_threads",
                          "latency_repeats", "arch_update_interval"]
@@ -94,7 +109,12 @@ class RunConfig:
         for name in ["probe_epochs", "retrain_epochs"]:
             if getattr(self, name) < 0:
                 raise bad(name, "must be >= 0")
-        for name in ["max_train_examples", "search_max_examples"]:
+        if self.augment < 0:
+            raise bad("augment", "must be >= 0 (0 turns augmentation off)")
+        for name in ["augment_replace_prob", "augment_edit_prob"]:
+            if not 0 <= getattr(self, name) <= 1:
+                raise bad(name, "must be in [0, 1]")
+        for name in ["max_train_examples", "search_max_examples", "teacher_token_budget"]:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise bad(name, "must be >= 1 (or unset for all)")
         for name in ["probe_lr", "search_lr", "arch_lr", "retrain_lr", "tau_max", "tau_min", "temperature"]:

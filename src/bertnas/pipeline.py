@@ -147,7 +147,8 @@ def probe(cfg: RunConfig, out: str | Path) -> dict:
     save_run_config(cfg, out)
     with atomic_dir(out / "tokenizer") as tmp:
         teacher.tokenizer.save_pretrained(tmp)
-    knowledge = compute_knowledge(teacher, data, cfg.max_seq_len, cfg.teacher_batch_size, device, cfg.cache_dir)
+    knowledge = compute_knowledge(teacher, data, cfg.max_seq_len, cfg.teacher_batch_size, device, cfg.cache_dir,
+                                  cfg.teacher_dtype, cfg.teacher_token_budget)
     probes = train_probes(knowledge, data, cfg.probe_epochs, cfg.probe_lr, seed=cfg.seed)
     info = {
         "knowledge_key": knowledge.key, "task": data.spec.name, "headline": data.spec.headline,

@@ -151,11 +151,94 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
-def progress(iterable=None, **kwargs):
-    """A tqdm bar for loops longer than a few seconds; silent when output is not a terminal (logs, CI)."""
-    from tqdm.auto import tqdm
+PROGRESS_INTERVAL_ENV = "BERTNAS_PROGRESS_INTERVAL"
+"""Seconds between progress log lines when output is not a terminal (default 20)."""
 
-    kwargs.setdefault("leave", False)
-    kwargs.setdefault("disable", None)  # None: off when not a TTY
-    kwargs.setdefault("mininterval", 0.5)
-    return tqdm(iterable, **kwargs)
+
+def progress(iterable=None, *, total: int | None = None, desc: str = "", examples: int | None = None, **kwargs):
+    """A progress display for loops longer than a few seconds.
+
+    On a terminal: a tqdm bar. Otherwise (a log file, CI): a log line at least every
+    ``$BERTNAS_PROGRESS_INTERVAL`` seconds (20) with step / total, rate, examples per second (when
+    ``examples``, the examples the whole loop covers, is given) and the time left, so a user who sent the
+    output to a file can tell the run is alive and when it will end.
+    """
+    import sys
+
+    if sys.stderr.isatty() and not os.environ.get("TQDM_DISABLE"):
+        from tqdm.auto import tqdm
+
+        kwargs.setdefault("leave", False)
+        kwargs.setdefault("mininterval", 0.5)
+        return tqdm(iterable, total=total, desc=desc, **kwargs)
+    interval = float(os.environ.get(PROGRESS_INTERVAL_ENV, "20"))
+    return LogProgress(iterable, total=total, desc=desc, examples=examples, interval=interval)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class LogProgress:
+    """tqdm's interface (iterate, ``update``, ``set_postfix``, context manager) writing periodic log lines."""
+
+    def __init__(self, iterable=None, total: int | None = None, desc: str = "", examples: int | None = None,
+                 interval: float = 20.0) -> None:
+        import time
+
+        self.iterable, self.desc, self.interval = iterable, desc or "progress", interval
+        if total is None and iterable is not None and hasattr(iterable, "__len__"):
+            total = len(iterable)
+        self.total, self.examples = total, examples
+        self.n, self.postfix, self.lines = 0, {}, 0
+        self.start = self.last = time.monotonic()
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.update(1)
+
+    def __enter__(self) -> "LogProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def set_postfix(self, ordered_dict=None, refresh: bool = True, **kwargs) -> None:
+        self.postfix = {**(ordered_dict or {}), **kwargs}
+
+    def update(self, n: int = 1) -> None:
+        import time
+
+        self.n += n
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            self.lines += 1
+            logger.info("%s", self.line(now - self.start))
+
+    def line(self, elapsed: float) -> str:
+        rate = self.n / elapsed if elapsed > 0 else 0.0
+        parts = [f"{self.desc}: step {self.n}/{self.total if self.total else '?'}"]
+        if self.total:
+            parts[0] += f" ({100 * self.n / self.total:.0f}%)"
+        parts.append(f"{rate:.2f} steps/s")
+        if self.examples and self.total:
+            parts.append(f"{rate * self.examples / self.total:.0f} examples/s")
+        parts += [f"{k} {v}" for k, v in self.postfix.items()]
+        parts.append(f"elapsed {_duration(elapsed)}")
+        if self.total and rate > 0:
+            parts.append(f"left {_duration((self.total - self.n) / rate)}")
+        return ", ".join(parts)
+
+    def close(self) -> None:
+        import time
+
+        if self.lines:  # only loops long enough to have reported say they are done
+            self.lines = 0
+            logger.info("%s: done, %d steps in %s", self.desc, self.n, _duration(time.monotonic() - self.start))

@@ -84,6 +84,26 @@ def batches(
             yield collate(data, order[start : start + batch_size])
 
 
+def inference_batches(data: Encoded, max_batch: int, token_budget: int | None = None) -> list[list[int]]:
+    """Index lists for a forward-only pass: examples sorted by length, so a batch pads little.
+
+    A batch holds at most ``max_batch`` examples and, with ``token_budget``, at most that many padded tokens
+    (short sentences then travel in bigger batches). Results must be written back by example index.
+    """
+    order = sorted(range(len(data)), key=lambda i: len(data.input_ids[i]))
+    out: list[list[int]] = []
+    current: list[int] = []
+    for i in order:  # ascending length: the newest example is always the longest of its batch
+        longest = len(data.input_ids[i])
+        if current and (len(current) >= max_batch or (token_budget and (len(current) + 1) * longest > token_budget)):
+            out.append(current)
+            current = []
+        current.append(i)
+    if current:
+        out.append(current)
+    return out
+
+
 def num_batches(n: int, batch_size: int) -> int:
     return (n + batch_size - 1) // batch_size
 

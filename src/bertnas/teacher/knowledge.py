@@ -1,52 +1,72 @@
 """Run the teacher once and cache what every later step needs from it.
 
-Stored (safetensors, keyed by a hash of teacher weights + tokenizer + data + settings):
-  * ``{split}_logits``   (N, num_labels) the teacher's predictions, in task label order;
-  * ``{split}_features`` (L + 1, N, 2H) float16: for the embedding layer and each hidden layer, the
+Stored in one directory per (teacher weights + tokenizer + data + settings), ``knowledge-<key>/``:
+  * ``{split}_logits.npy``   (N, num_labels) float32: the teacher's predictions, in task label order;
+  * ``{split}_features.npy`` (L + 1, N, 2H) float16: for the embedding layer and each hidden layer, the
     [CLS] vector concatenated with the masked token mean -- the inputs of the per-layer probes;
-  * ``word_embeddings`` / ``position_embeddings``: the tables the student projects.
-Search and retraining read only this file, so the teacher never runs twice.
+  * ``tables.safetensors``: the word / position embedding tables the student projects;
+  * ``meta.json``, written last (a directory without it is never used).
+The arrays are written batch by batch into memory-mapped files and read back memory-mapped, so neither
+this pass nor the later stages hold a big split in RAM. Search and retraining read only this directory:
+the teacher never runs twice.
+
+The pass is built for CPU speed: examples sorted by length (little padding), ``torch.inference_mode``, and
+bfloat16 autocast where the hardware has it, kept only if it agrees with float32 on the dev split.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..data.encode import Encoded, batches, encode, num_batches, to_device
-from ..data.examples import Examples, TaskData
+from ..data.encode import Encoded, collate, encode, inference_batches, to_device
+from ..data.examples import Examples, TaskData, TaskSpec
 from ..data.metrics import compute_metrics
+from ..errors import BertnasError
 from ..utils import atomic_write_text, hash_obj, progress
 from .loading import Teacher
 
 logger = logging.getLogger("bertnas")
-CACHE_VERSION = 2
+CACHE_VERSION = 3
+TEACHER_DTYPES = ("auto", "fp32", "bf16")
+BF16_MIN_AGREEMENT = 0.995  # share of dev predictions bf16 must keep (argmax; regression: within 1% of the spread)
+BF16_MAX_METRIC_CHANGE = 0.002  # 0.2 points of the headline dev metric
 
 
 @dataclass
 class Knowledge:
-    """Cached teacher outputs; tensors are read from the file only when first asked for (features are big)."""
+    """Cached teacher outputs; arrays are opened memory-mapped when first asked for."""
 
     key: str
     meta: dict
-    path: Path | None = None
+    path: Path | None = None  # the knowledge directory
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def get(self, name: str) -> torch.Tensor | None:
         if name not in self.tensors:
             if self.path is None:
                 return None
-            with safe_open(str(self.path), framework="pt") as f:
-                if name not in f.keys():
-                    return None
-                self.tensors[name] = f.get_tensor(name)
+            array = self.path / f"{name}.npy"
+            if array.is_file():
+                self.tensors[name] = torch.from_numpy(np.load(array, mmap_mode="c", allow_pickle=False))
+            else:
+                with safe_open(str(self.path / "tables.safetensors"), framework="pt") as f:
+                    if name not in f.keys():
+                        return None
+                    self.tensors[name] = f.get_tensor(name)
         return self.tensors[name]
 
     def logits(self, split: str) -> torch.Tensor:
@@ -69,8 +89,6 @@ class Knowledge:
 
     def check_data(self, data: TaskData) -> None:
         """Refuse to pair this knowledge with data it was not computed on (targets are looked up by index)."""
-        from ..errors import BertnasError
-
         if self.meta.get("train_hash") != hash_examples(data.train) or self.meta.get("dev_hash") != hash_examples(data.dev):
             raise BertnasError("the data changed since `bertnas probe` computed the teacher's knowledge: "
                                "run `bertnas probe` again")
@@ -104,39 +122,173 @@ def teacher_fingerprint(teacher: Teacher) -> str:
     return h.hexdigest()
 
 
-def knowledge_key(teacher: Teacher, data: TaskData, max_seq_len: int) -> str:
+def knowledge_key(teacher: Teacher, data: TaskData, max_seq_len: int, teacher_dtype: str = "auto") -> str:
     return hash_obj({
         "version": CACHE_VERSION,
         "teacher": teacher_fingerprint(teacher),
         "train": hash_examples(data.train),
         "dev": hash_examples(data.dev),
         "max_seq_len": max_seq_len,
+        "teacher_dtype": teacher_dtype,
     })[:24]
 
 
-@torch.no_grad()
-def _run_teacher(teacher: Teacher, enc: Encoded, batch_size: int, device: torch.device, desc: str):
+# ----------------------------------------------------------------------------- the teacher pass
+@functools.lru_cache(maxsize=None)
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """True where bfloat16 matmuls run natively (CUDA with bf16, CPUs with AVX512-BF16 or AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and _cpu_has_bf16()
+
+
+def layer_features(hidden_states: tuple[torch.Tensor, ...], mask: torch.Tensor) -> torch.Tensor:
+    """(L + 1, B, 2H): [CLS] and masked token mean of every layer; ``mask`` is (B, T)."""
+    m = mask.unsqueeze(-1).to(hidden_states[0].dtype)  # (B, T, 1)
+    count = m.sum(1).clamp(min=1)
+    return torch.stack([torch.cat([h[:, 0], (h * m).sum(1) / count], -1) for h in hidden_states])
+
+
+Sink = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
+"""Receives (example indices (B,), logits (B, C) float32 in task label order, features (L+1, B, 2H))."""
+
+
+def teacher_pass(
+    teacher: Teacher,
+    enc: Encoded,
+    sink: Sink,
+    device: torch.device,
+    bf16: bool,
+    batch_size: int = 64,
+    token_budget: int | None = None,
+    want_features: bool = True,
+    desc: str = "teacher",
+) -> None:
+    """Run the teacher over ``enc`` once, in length-sorted batches, handing each batch to ``sink``."""
     model = teacher.model
-    n, layers = len(enc), teacher.num_layers + 1
-    hidden = int(model.config.hidden_size)
-    features = torch.empty((layers, n, 2 * hidden), dtype=torch.float16)
-    logits = None
-    for batch in progress(batches(enc, batch_size), total=num_batches(n, batch_size), desc=desc):
-        idx = batch["index"]
-        b = to_device(batch, device)
-        out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                    token_type_ids=b["token_type_ids"], output_hidden_states=True)
-        mask = b["attention_mask"].unsqueeze(-1).float()  # (B, L, 1)
-        for layer, h in enumerate(out.hidden_states):  # each (B, L, H)
-            mean = (h * mask).sum(1) / mask.sum(1).clamp(min=1)
-            features[layer, idx] = torch.cat([h[:, 0], mean], -1).half().cpu()
-        lg = out.logits.float().cpu()
-        if teacher.label_order is not None:
-            lg = lg[:, teacher.label_order]
-        if logits is None:
-            logits = torch.empty((n, lg.size(1)), dtype=torch.float32)
-        logits[idx] = lg
-    return logits, features
+    plan = inference_batches(enc, batch_size, token_budget)
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
+    with torch.inference_mode(), autocast:
+        for indices in progress(plan, total=len(plan), desc=desc, examples=len(enc)):
+            batch = to_device(collate(enc, indices), device)
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                        token_type_ids=batch["token_type_ids"], output_hidden_states=want_features)
+            logits = out.logits.float()
+            if teacher.label_order is not None:
+                logits = logits[:, teacher.label_order]
+            feats = layer_features(out.hidden_states, batch["attention_mask"]) if want_features else None
+            sink(batch["index"].cpu(), logits.cpu(), None if feats is None else feats.float().cpu())
+
+
+def _dev_agreement(spec: TaskSpec, fp32: torch.Tensor, bf16: torch.Tensor, labels: list) -> dict:
+    """How far bf16 predictions are from fp32 ones on dev: agreement share and headline metric change."""
+    if spec.is_regression:
+        spread = float(fp32.std()) or 1.0
+        agree = float(((bf16 - fp32).abs().squeeze(-1) <= 0.01 * spread).float().mean())
+    else:
+        agree = float((bf16.argmax(-1) == fp32.argmax(-1)).float().mean())
+    m32 = compute_metrics(spec, fp32.numpy(), labels)[spec.headline]
+    m16 = compute_metrics(spec, bf16.numpy(), labels)[spec.headline]
+    return {"agreement": round(agree, 5), "metric_fp32": m32, "metric_bf16": m16, "metric_change": round(m16 - m32, 5)}
+
+
+def _collect(n: int, layers: int | None) -> tuple[dict[str, torch.Tensor | None], Sink]:
+    """In-memory arrays for a small split (dev) and the sink that fills them by index."""
+    store: dict[str, torch.Tensor | None] = {"logits": None, "features": None}
+
+    def sink(idx: torch.Tensor, logits: torch.Tensor, feats: torch.Tensor | None) -> None:
+        if store["logits"] is None:
+            store["logits"] = torch.empty((n, logits.size(1)), dtype=torch.float32)
+            if feats is not None:
+                store["features"] = torch.empty((feats.size(0), n, feats.size(2)), dtype=torch.float16)
+        store["logits"][idx] = logits
+        if feats is not None:
+            store["features"][:, idx] = feats.half()
+
+    return store, sink
+
+
+def choose_precision(
+    teacher: Teacher,
+    dev: Encoded,
+    spec: TaskSpec,
+    dev_labels: list,
+    requested: str,
+    device: torch.device,
+    batch_size: int = 64,
+    token_budget: int | None = None,
+) -> tuple[bool, dict[str, torch.Tensor], dict]:
+    """Decide bf16 or fp32 for the teacher pass; returns (use bf16, fp32 dev outputs, the evidence).
+
+    ``auto`` keeps bf16 only where the hardware has it and, on the dev split, it agrees with fp32 on at least
+    99.5% of predictions and moves the headline metric by at most 0.2 points; ``fp32``/``bf16`` force one.
+    The dev outputs stored are always the fp32 ones.
+    """
+    if requested not in TEACHER_DTYPES:
+        raise BertnasError(f"invalid teacher dtype {requested!r}: use one of {', '.join(TEACHER_DTYPES)}")
+    fp32, sink = _collect(len(dev), None)
+    teacher_pass(teacher, dev, sink, device, bf16=False, batch_size=batch_size, token_budget=token_budget,
+                 desc="teacher dev (fp32)")
+    report: dict = {"requested": requested}
+    if requested == "fp32" or (requested == "auto" and not bf16_supported(device)):
+        if requested == "auto":
+            logger.info("teacher pass in float32: this %s has no native bfloat16", device.type)
+        report["chosen"] = "fp32"
+        return False, fp32, report
+    half, sink16 = _collect(len(dev), None)
+    teacher_pass(teacher, dev, sink16, device, bf16=True, batch_size=batch_size, token_budget=token_budget,
+                 want_features=False, desc="teacher dev (bf16 check)")
+    report.update(_dev_agreement(spec, fp32["logits"], half["logits"], dev_labels))
+    ok = report["agreement"] >= BF16_MIN_AGREEMENT and abs(report["metric_change"]) <= BF16_MAX_METRIC_CHANGE
+    if requested == "bf16":
+        report["chosen"] = "bf16"
+        if not ok:
+            logger.warning("teacher in bfloat16 (forced) agrees with float32 on only %.2f%% of dev predictions "
+                           "(metric change %+.4f)", 100 * report["agreement"], report["metric_change"])
+        return True, fp32, report
+    report["chosen"] = "bf16" if ok else "fp32"
+    if ok:
+        logger.info("teacher pass in bfloat16: agrees with float32 on %.2f%% of dev predictions, metric change %+.4f",
+                    100 * report["agreement"], report["metric_change"])
+    else:
+        logger.warning("teacher pass falls back to float32: bfloat16 agrees on only %.2f%% of dev predictions "
+                       "(needs %.1f%%) and moves the dev %s by %+.4f (at most %.3f allowed); "
+                       "--teacher-dtype bf16 forces it", 100 * report["agreement"], 100 * BF16_MIN_AGREEMENT,
+                       spec.headline, report["metric_change"], BF16_MAX_METRIC_CHANGE)
+    return ok, fp32, report
+
+
+class _MemmapWriter:
+    """The sink that writes a split's logits and features by index into .npy files on disk."""
+
+    def __init__(self, directory: Path, split: str, n: int) -> None:
+        self.directory, self.split, self.n = directory, split, n
+        self.logits: np.ndarray | None = None
+        self.features: np.ndarray | None = None
+
+    def __call__(self, idx: torch.Tensor, logits: torch.Tensor, feats: torch.Tensor | None) -> None:
+        if self.logits is None:
+            self.logits = np.lib.format.open_memmap(self.directory / f"{self.split}_logits.npy", mode="w+",
+                                                    dtype=np.float32, shape=(self.n, logits.size(1)))
+            self.features = np.lib.format.open_memmap(self.directory / f"{self.split}_features.npy", mode="w+",
+                                                      dtype=np.float16, shape=(feats.size(0), self.n, feats.size(2)))
+        rows = idx.numpy()
+        self.logits[rows] = logits.numpy()
+        self.features[:, rows] = feats.half().numpy()
+
+    def close(self) -> None:
+        for array in (self.logits, self.features):
+            if array is not None:
+                array.flush()
+        self.logits = self.features = None
 
 
 def compute_knowledge(
@@ -146,51 +298,73 @@ def compute_knowledge(
     batch_size: int = 64,
     device: torch.device | str = "cpu",
     cache_dir: str | Path | None = None,
+    teacher_dtype: str = "auto",
+    token_budget: int | None = None,
 ) -> Knowledge:
-    """Load the teacher's knowledge from the cache, or compute and store it."""
+    """Load the teacher's knowledge from the cache, or compute and store it (see the module docstring)."""
     device = torch.device(device)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = knowledge_key(teacher, data, max_seq_len)
-    path, meta_path = cache / f"knowledge-{key}.safetensors", cache / f"knowledge-{key}.json"
-    if path.is_file() and meta_path.is_file():
-        logger.info("teacher knowledge: cache hit %s", path)
-        return Knowledge(key=key, meta=json.loads(meta_path.read_text()), path=path)
+    key = knowledge_key(teacher, data, max_seq_len, teacher_dtype)
+    final = cache / f"knowledge-{key}"
+    if (final / "meta.json").is_file():
+        logger.info("teacher knowledge: cache hit %s", final)
+        return Knowledge(key=key, meta=json.loads((final / "meta.json").read_text()), path=final)
 
     logger.info("teacher knowledge: running the teacher once over %d train + %d dev examples", len(data.train), len(data.dev))
+    t0 = time.perf_counter()
     regression = data.spec.is_regression
-    tensors: dict[str, torch.Tensor] = {}
-    for split, examples in (("train", data.train), ("dev", data.dev)):
-        enc = encode(teacher.tokenizer, examples, max_seq_len, regression)
-        tensors[f"{split}_logits"], tensors[f"{split}_features"] = _run_teacher(
-            teacher, enc, batch_size, device, f"teacher {split}"
-        )
-    words, positions = teacher.embedding_tables()
-    tensors["word_embeddings"] = words.contiguous()
-    if positions is not None:
-        tensors["position_embeddings"] = positions.contiguous()
-    dev_metrics = compute_metrics(data.spec, tensors["dev_logits"].numpy(), data.dev.labels)
-    meta = {
-        "key": key, "teacher": teacher.source, "task": data.spec.name,
-        "num_layers": teacher.num_layers, "teacher_hidden": int(teacher.model.config.hidden_size),
-        "n_train": len(data.train), "n_dev": len(data.dev), "max_seq_len": max_seq_len,
-        "train_hash": hash_examples(data.train), "dev_hash": hash_examples(data.dev),
-        "teacher_dev_metrics": dev_metrics,
-    }
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(tensors, str(tmp), metadata={"bertnas_key": key})
-    os.replace(tmp, path)
-    atomic_write_text(meta_path, json.dumps(meta, indent=2))
-    logger.info("teacher dev %s (from cached logits); knowledge saved to %s", dev_metrics, path)
-    return Knowledge(key=key, meta=meta, path=path, tensors=tensors)
+    train, dev = (encode(teacher.tokenizer, ex, max_seq_len, regression) for ex in (data.train, data.dev))
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".knowledge-{key}.tmp-", dir=cache))
+    except OSError as exc:
+        raise BertnasError(f"cannot write the knowledge cache in {cache} ({exc.strerror}): pass a writable --cache-dir") from exc
+    try:
+        bf16, dev_out, precision = choose_precision(teacher, dev, data.spec, data.dev.labels, teacher_dtype, device,
+                                                    batch_size, token_budget)
+        np.save(tmp / "dev_logits.npy", dev_out["logits"].numpy())
+        np.save(tmp / "dev_features.npy", dev_out["features"].numpy())
+        writer = _MemmapWriter(tmp, "train", len(train))
+        t_train = time.perf_counter()
+        teacher_pass(teacher, train, writer, device, bf16, batch_size, token_budget,
+                     desc=f"teacher train ({'bf16' if bf16 else 'fp32'})")
+        writer.close()
+        train_seconds = time.perf_counter() - t_train
+        words, positions = teacher.embedding_tables()
+        tables = {"word_embeddings": words.contiguous()}
+        if positions is not None:
+            tables["position_embeddings"] = positions.contiguous()
+        save_file(tables, str(tmp / "tables.safetensors"))
+        dev_metrics = compute_metrics(data.spec, dev_out["logits"].numpy(), data.dev.labels)
+        meta = {
+            "key": key, "teacher": teacher.source, "task": data.spec.name,
+            "num_layers": teacher.num_layers, "teacher_hidden": int(teacher.model.config.hidden_size),
+            "n_train": len(data.train), "n_dev": len(data.dev), "max_seq_len": max_seq_len,
+            "train_hash": hash_examples(data.train), "dev_hash": hash_examples(data.dev),
+            "teacher_dev_metrics": dev_metrics, "precision": precision,
+            "train_examples_per_second": round(len(train) / max(train_seconds, 1e-9), 1),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=2))
+        if final.exists():  # an incomplete leftover (no meta.json)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("teacher knowledge: %d train examples at %.0f/s (%s); dev %s; saved to %s", len(train),
+                meta["train_examples_per_second"], precision["chosen"], dev_metrics, final)
+    return Knowledge(key=key, meta=meta, path=final)
 
 
 def load_knowledge(key: str, cache_dir: str | Path | None = None) -> Knowledge:
     """Load cached knowledge by key (as recorded in a run directory)."""
-    from ..errors import BertnasError
-
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    path, meta_path = cache / f"knowledge-{key}.safetensors", cache / f"knowledge-{key}.json"
-    if not (path.is_file() and meta_path.is_file()):
+    path = cache / f"knowledge-{key}"
+    if not (path / "meta.json").is_file():
         raise BertnasError(f"teacher knowledge {key} not in cache {cache}: run `bertnas probe` again (or pass the same --cache-dir)")
-    return Knowledge(key=key, meta=json.loads(meta_path.read_text()), path=path)
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BertnasError(f"cached teacher knowledge {path} is damaged ({exc}): delete it and run `bertnas probe` again") from exc
+    return Knowledge(key=key, meta=meta, path=path)
