@@ -115,14 +115,24 @@ def _stage_inputs(cfg: RunConfig, out: Path) -> _StageInputs:
     set_seed(cfg.seed)
     data = load_data(cfg)
     tokenizer = _tokenizer(out, cfg.trust_remote_code)
-    knowledge, _ = _knowledge(cfg, out, data)
+    knowledge, info = _knowledge(cfg, out, data)
     probes = load_file(str(out / "probes" / "probes.safetensors"))
     spec = data.spec
+    train = encode(tokenizer, data.train, cfg.max_seq_len, spec.is_regression)
+    teacher_logits, probe_logits = knowledge.logits("train"), probes["train_logits"]
+    if info.get("augment_key"):  # teacher-labelled copies follow the original examples
+        from .data.encode import concat
+        from .teacher.augment import load_augmented
+
+        aug = load_augmented(info["augment_key"], cfg.cache_dir, spec.is_regression, train.pad_id)
+        train = concat(train, aug.encoded)
+        teacher_logits = torch.cat([teacher_logits, aug.teacher_logits])
+        probe_logits = torch.cat([probe_logits, aug.probe_logits], 1)
+        logger.info("training data: %d examples + %d teacher-labelled copies", len(data.train), len(aug.encoded))
     return _StageInputs(
-        spec=spec, tokenizer=tokenizer, knowledge=knowledge,
-        train=encode(tokenizer, data.train, cfg.max_seq_len, spec.is_regression),
+        spec=spec, tokenizer=tokenizer, knowledge=knowledge, train=train,
         dev=encode(tokenizer, data.dev, cfg.max_seq_len, spec.is_regression),
-        targets=Targets(knowledge.logits("train"), probes["train_logits"], device), device=device,
+        targets=Targets(teacher_logits, probe_logits, device), device=device,
     )
 
 
@@ -150,12 +160,23 @@ def probe(cfg: RunConfig, out: str | Path) -> dict:
     knowledge = compute_knowledge(teacher, data, cfg.max_seq_len, cfg.teacher_batch_size, device, cfg.cache_dir,
                                   cfg.teacher_dtype, cfg.teacher_token_budget)
     probes = train_probes(knowledge, data, cfg.probe_epochs, cfg.probe_lr, seed=cfg.seed)
+    augmented = {}
+    if cfg.augment:
+        from .teacher.augment import AugmentSettings, label_augmented
+
+        settings = AugmentSettings(cfg.augment, cfg.augment_replace_prob, cfg.augment_edit_prob, cfg.seed)
+        train_enc = encode(teacher.tokenizer, data.train, cfg.max_seq_len, data.spec.is_regression)
+        aug = label_augmented(teacher, train_enc, settings, probes.tensors, knowledge.key, device,
+                              knowledge.meta.get("precision", {}).get("chosen") == "bf16", data.spec.is_regression,
+                              cfg.teacher_batch_size, cfg.teacher_token_budget, cfg.cache_dir)
+        augmented = {"augment_key": aug.key, "augment_examples": len(aug.encoded)}
     info = {
         "knowledge_key": knowledge.key, "task": data.spec.name, "headline": data.spec.headline,
         "num_teacher_layers": knowledge.num_layers, "teacher": cfg.teacher,
         "teacher_dev": compute_metrics(data.spec, knowledge.logits("dev").numpy(), data.dev.labels),
         "probes_dev": [{"layer": l, "name": "embeddings" if l == 0 else f"hidden_{l}", **m}
                        for l, m in enumerate(probes.metrics)],
+        "teacher_precision": knowledge.meta.get("precision"), **augmented,
     }
     with atomic_dir(out / "probes") as tmp:
         save_file(probes.tensors, str(tmp / "probes.safetensors"))
@@ -180,7 +201,7 @@ def search(cfg: RunConfig, out: str | Path) -> dict:
     arch, heads, history = run_search(cfg, spec, inputs.train, inputs.dev, inputs.targets, supernet, inputs.device, ckpt,
                                       resume_key=_stage_key(cfg, "search") + knowledge.key)
     result = finish_search(cfg, spec, supernet, arch, heads, history, tokenizer.pad_token_id or 0,
-                           tokenizer.sep_token_id)
+                           tokenizer.sep_token_id, train_labels=inputs.train.labels)
     summary = {
         "genotype": result.genotype.to_dict(), "genotype_str": str(result.genotype),
         "collapse": result.report.to_dict(), "op_probs": result.op_probs, "depth_probs": result.depth_probs,
@@ -212,7 +233,8 @@ def retrain(cfg: RunConfig, out: str | Path) -> dict:
     inputs = _stage_inputs(cfg, out)
     spec, tokenizer = inputs.spec, inputs.tokenizer
     student = AdaBertForSequenceClassification.from_pretrained(str(_need(out / "search" / "student", "search")))
-    heads = KDHeads(student.config.architecture.depth, student.config.hidden_size, spec.num_labels)
+    heads = KDHeads(student.config.architecture.depth, student.config.hidden_size, spec.num_labels,
+                    pair=student.config.pair_input)
     heads.load_state_dict(load_file(str(out / "search" / "heads.safetensors")))
     t0 = time.perf_counter()
     ckpt = out / "checkpoints" / "retrain.pt"

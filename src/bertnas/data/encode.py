@@ -44,6 +44,13 @@ def encode(tokenizer, examples: Examples, max_seq_len: int, regression: bool = F
     return Encoded(input_ids=ids, token_type_ids=types, labels=labels, pad_id=pad_id)
 
 
+def concat(first: Encoded, second: Encoded) -> Encoded:
+    """``first`` followed by ``second`` (indices of ``second`` shift by ``len(first)``)."""
+    return Encoded(input_ids=first.input_ids + second.input_ids,
+                   token_type_ids=first.token_type_ids + second.token_type_ids,
+                   labels=torch.cat([first.labels, second.labels.to(first.labels.dtype)]), pad_id=first.pad_id)
+
+
 def collate(data: Encoded, indices: list[int]) -> dict[str, torch.Tensor]:
     """Pad the chosen examples to their longest; keys match a BERT model's forward plus labels, index."""
     length = max(len(data.input_ids[i]) for i in indices)

@@ -58,6 +58,15 @@ class _LayerProbes(nn.Module):
         return torch.einsum("lbf,lfc->lbc", x, self.weight) + self.bias[:, None, :]
 
 
+def apply_probes(tensors: dict[str, torch.Tensor], features: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """Probe logits (L + 1, N, C) of features (L + 1, N, F) with trained probe ``tensors`` (weight, bias, mean, std)."""
+    out = []
+    for s in range(0, features.size(1), chunk):
+        x = (features[:, s : s + chunk].float() - tensors["mean"]) / tensors["std"]
+        out.append(torch.einsum("lbf,lfc->lbc", x, tensors["weight"]) + tensors["bias"][:, None, :])
+    return torch.cat(out, 1)
+
+
 def train_probes(
     knowledge: Knowledge,
     data: TaskData,
@@ -101,17 +110,14 @@ def train_probes(
                 opt.step()
                 bar.update(1)
 
+    trained = {"weight": probes.weight.detach().contiguous(), "bias": probes.bias.detach().contiguous(),
+               "mean": mean.contiguous(), "std": std.contiguous()}
     with torch.no_grad():
-        def predict(x: torch.Tensor) -> torch.Tensor:
-            return torch.cat([probes(norm(x[:, s : s + 4096])) for s in range(0, x.size(1), 4096)], 1)
-
-        train_logits, dev_logits = predict(train_x), predict(dev_x)
+        train_logits, dev_logits = apply_probes(trained, train_x), apply_probes(trained, dev_x)
     metrics = [compute_metrics(spec, dev_logits[l].numpy(), np.asarray(data.dev.labels)) for l in range(layers)]
     for l, m in enumerate(metrics):
         logger.info("probe layer %d (%s): dev %s", l, "embeddings" if l == 0 else f"hidden {l}", m)
     return Probes(
-        tensors={"train_logits": train_logits.contiguous(), "dev_logits": dev_logits.contiguous(),
-                 "weight": probes.weight.detach().contiguous(), "bias": probes.bias.detach().contiguous(),
-                 "mean": mean.contiguous(), "std": std.contiguous()},
+        tensors={"train_logits": train_logits.contiguous(), "dev_logits": dev_logits.contiguous(), **trained},
         metrics=metrics,
     )

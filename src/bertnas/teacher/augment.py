@@ -1,0 +1,254 @@
+"""Teacher-labelled data augmentation (TinyBERT-style), on token ids.
+
+AdaBERT's headline numbers train on about 20 copies of every training example, each with some words
+replaced by similar words, labelled by the teacher. Here a copy is made from the example's token ids:
+
+* **replacement**: a whole word (one vocabulary token that starts a word, e.g. ``movie`` but not ``##s``)
+  becomes one of its nearest neighbours by cosine in the teacher's input embedding table;
+* **deletion** and **swapping** of whole words (a word may span several word pieces);
+* special tokens ([CLS], [SEP], ...) and the pair structure (token types) are kept.
+
+Working on ids keeps sentence pairs intact and never lengthens an example, so nothing is re-tokenized.
+Copies are seeded by (seed, copy number): the same settings give the same data. The teacher labels them in
+one pass (see :func:`label_augmented`), storing only what search and training read: the teacher's logits
+and the per-layer probe predictions (not the large per-layer features).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.encode import Encoded
+from ..errors import BertnasError
+from ..utils import atomic_write_text, hash_obj
+from .knowledge import default_cache_dir, teacher_pass
+from .loading import Teacher
+
+logger = logging.getLogger("bertnas")
+NEIGHBOURS = 15  # candidates per word, as TinyBERT's GloVe neighbours
+
+
+@dataclass
+class AugmentSettings:
+    copies: int
+    replace_prob: float = 0.4
+    edit_prob: float = 0.1
+    seed: int = 0
+
+
+def word_starts(tokenizer) -> tuple[np.ndarray, np.ndarray]:
+    """Per vocabulary id: (starts a word, is a whole alphabetic word usable as a replacement).
+
+    WordPiece marks continuations with ``##``; byte-level BPE and SentencePiece mark word starts with
+    ``Ġ``/``▁``. Special tokens are neither.
+    """
+    vocab = tokenizer.get_vocab()
+    size = max(max(vocab.values()) + 1, len(tokenizer))
+    starts, whole = np.zeros(size, bool), np.zeros(size, bool)
+    tokens = list(vocab)
+    wordpiece = any(t.startswith("##") for t in tokens)
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    for token, i in vocab.items():
+        if i in special:
+            continue
+        if wordpiece:
+            is_start, bare = not token.startswith("##"), token
+        else:
+            is_start = token.startswith(("Ġ", "▁"))
+            bare = token[1:] if is_start else token
+        starts[i] = is_start
+        whole[i] = is_start and bare.isalpha() and len(bare) > 1
+    return starts, whole
+
+
+def nearest_neighbours(table: torch.Tensor, queries: np.ndarray, pool: np.ndarray, k: int = NEIGHBOURS) -> dict[int, np.ndarray]:
+    """For each query id, the ``k`` pool ids closest by cosine in ``table`` (itself excluded)."""
+    emb = torch.nn.functional.normalize(table.float(), dim=-1)
+    pool_t = torch.as_tensor(pool)
+    pool_emb = emb[pool_t]  # (P, H)
+    out: dict[int, np.ndarray] = {}
+    for start in range(0, len(queries), 2048):
+        q = torch.as_tensor(queries[start : start + 2048])
+        sims = emb[q] @ pool_emb.T  # (Q, P)
+        sims[pool_t[None, :] == q[:, None]] = -2.0  # never the word itself
+        top = sims.topk(min(k, len(pool)), dim=-1).indices
+        for row, qid in enumerate(q.tolist()):
+            out[qid] = pool[top[row].numpy()]
+    return out
+
+
+def _words(ids: list[int], types: list[int], starts: np.ndarray, special: set[int]) -> list[tuple[int, int, int]]:
+    """(start, end, segment) spans of the words in one example; special tokens are spans of their own."""
+    spans: list[list[int]] = []
+    for pos, tok in enumerate(ids):
+        if tok in special or not spans or starts[tok] or spans[-1][2] != types[pos] or ids[spans[-1][0]] in special:
+            spans.append([pos, pos + 1, types[pos]])
+        else:
+            spans[-1][1] = pos + 1
+    return [tuple(s) for s in spans]
+
+
+def augment_one(ids: list[int], types: list[int], rng: np.random.Generator, settings: AugmentSettings,
+                starts: np.ndarray, neighbours: dict[int, np.ndarray], special: set[int]) -> tuple[list[int], list[int]]:
+    """One augmented copy of an encoded example (ids and token types)."""
+    out: list[tuple[list[int], list[int], bool]] = []  # (token ids, token types, is special) per word
+    for start, end, _ in _words(ids, types, starts, special):
+        toks, tt = ids[start:end], types[start:end]
+        if toks[0] in special:
+            out.append((toks, tt, True))
+            continue
+        roll = rng.random(3)
+        if roll[0] < settings.edit_prob:  # delete
+            continue
+        if roll[1] < settings.replace_prob and len(toks) == 1 and toks[0] in neighbours:
+            candidates = neighbours[toks[0]]
+            toks = [int(candidates[rng.integers(len(candidates))])]
+        out.append((toks, tt, False))
+        if roll[2] < settings.edit_prob and len(out) >= 2 and not out[-2][2] and out[-2][1][0] == tt[0]:
+            out[-1], out[-2] = out[-2], out[-1]  # swap with the previous word of the same sentence
+    if not any(not sp for _, _, sp in out):  # everything deleted: keep the original
+        return list(ids), list(types)
+    return [t for toks, _, _ in out for t in toks], [t for _, tt, _ in out for t in tt]
+
+
+def augment_encoded(enc: Encoded, tokenizer, word_table: torch.Tensor, settings: AugmentSettings) -> Encoded:
+    """``settings.copies`` augmented copies of every example, copy-major (all of copy 1, then copy 2, ...).
+
+    Labels are placeholders: the teacher labels the copies (:func:`label_augmented`).
+    """
+    if settings.copies < 1:
+        raise BertnasError(f"--augment must be >= 1 to augment, got {settings.copies}")
+    starts, whole = word_starts(tokenizer)
+    starts = starts[: word_table.size(0)] if len(starts) > word_table.size(0) else starts
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    used = np.unique(np.concatenate([np.asarray(x, dtype=np.int64) for x in enc.input_ids]))
+    used = used[(used < len(whole)) & whole[np.minimum(used, len(whole) - 1)]]
+    pool = np.nonzero(whole[: word_table.size(0)])[0]
+    if len(pool) < 2 or len(used) == 0:
+        neighbours: dict[int, np.ndarray] = {}
+        logger.warning("augmentation: the vocabulary has no whole words to swap in; only deletions and swaps")
+    else:
+        neighbours = nearest_neighbours(word_table, used, pool)
+    ids_out, types_out = [], []
+    for copy in range(settings.copies):
+        rng = np.random.default_rng([settings.seed, copy])
+        for ids, types in zip(enc.input_ids, enc.token_type_ids):
+            a, b = augment_one(ids, types, rng, settings, starts, neighbours, special)
+            ids_out.append(a)
+            types_out.append(b)
+    labels = torch.zeros(len(ids_out), dtype=enc.labels.dtype)
+    return Encoded(input_ids=ids_out, token_type_ids=types_out, labels=labels, pad_id=enc.pad_id)
+
+
+@dataclass
+class Augmented:
+    """Augmented examples with the teacher's labels, logits and per-layer probe logits."""
+
+    encoded: Encoded
+    teacher_logits: torch.Tensor  # (N, C)
+    probe_logits: torch.Tensor  # (L + 1, N, C)
+    key: str
+
+
+def augment_key(knowledge_key: str, settings: AugmentSettings, probe_tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in ("weight", "bias", "mean", "std"):
+        h.update(probe_tensors[name].detach().float().contiguous().numpy().tobytes())
+    return hash_obj({"knowledge": knowledge_key, "settings": settings.__dict__, "probes": h.hexdigest()})[:24]
+
+
+def _save(directory: Path, enc: Encoded, logits: np.ndarray, meta: dict) -> None:
+    """Write the copies' ids (concatenated, with offsets) and logits; probe logits are already on disk."""
+    lengths = np.array([len(x) for x in enc.input_ids], dtype=np.int64)
+    np.save(directory / "offsets.npy", np.concatenate([[0], np.cumsum(lengths)]))
+    np.save(directory / "input_ids.npy", np.concatenate([np.asarray(x, np.int32) for x in enc.input_ids]))
+    np.save(directory / "token_type_ids.npy", np.concatenate([np.asarray(x, np.int8) for x in enc.token_type_ids]))
+    np.save(directory / "teacher_logits.npy", logits)
+    atomic_write_text(directory / "meta.json", json.dumps(meta, indent=2))
+
+
+def load_augmented(key: str, cache_dir: str | Path | None, regression: bool, pad_id: int) -> Augmented:
+    """Read augmented examples and their teacher outputs from the cache (as recorded in probes.json)."""
+    path = (Path(cache_dir) if cache_dir else default_cache_dir()) / f"augment-{key}"
+    if not (path / "meta.json").is_file():
+        raise BertnasError(f"augmented data {key} not in cache {path.parent}: run `bertnas probe` again (or pass the same --cache-dir)")
+    offsets = np.load(path / "offsets.npy")
+    ids = np.load(path / "input_ids.npy", mmap_mode="r")
+    types = np.load(path / "token_type_ids.npy", mmap_mode="r")
+    logits = torch.from_numpy(np.load(path / "teacher_logits.npy"))
+    probes = torch.from_numpy(np.load(path / "probe_logits.npy", mmap_mode="c"))
+    enc = Encoded(
+        input_ids=[ids[offsets[i] : offsets[i + 1]].tolist() for i in range(len(offsets) - 1)],
+        token_type_ids=[types[offsets[i] : offsets[i + 1]].tolist() for i in range(len(offsets) - 1)],
+        labels=teacher_labels(logits, regression), pad_id=pad_id,
+    )
+    return Augmented(encoded=enc, teacher_logits=logits, probe_logits=probes, key=key)
+
+
+def teacher_labels(logits: torch.Tensor, regression: bool) -> torch.Tensor:
+    """Gold labels for augmented examples: the teacher's prediction."""
+    return logits.squeeze(-1).float() if regression else logits.argmax(-1)
+
+
+def label_augmented(
+    teacher: Teacher,
+    train: Encoded,
+    settings: AugmentSettings,
+    probe_tensors: dict[str, torch.Tensor],
+    knowledge_key: str,
+    device: torch.device,
+    bf16: bool,
+    regression: bool,
+    batch_size: int = 64,
+    token_budget: int | None = None,
+    cache_dir: str | Path | None = None,
+) -> Augmented:
+    """Make the augmented copies and label them with the teacher and the probes in one pass (cached)."""
+    from .probes import apply_probes
+
+    key = augment_key(knowledge_key, settings, probe_tensors)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    final = cache / f"augment-{key}"
+    if (final / "meta.json").is_file():
+        logger.info("augmentation: cache hit %s", final)
+        return load_augmented(key, cache, regression, train.pad_id)
+    enc = augment_encoded(train, teacher.tokenizer, teacher.model.get_input_embeddings().weight.detach().cpu(), settings)
+    n = len(enc)
+    logger.info("augmentation: %d copies of %d examples = %d new examples, labelled by the teacher (%s)",
+                settings.copies, len(train), n, "bf16" if bf16 else "fp32")
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".augment-{key}.tmp-", dir=cache))
+    try:
+        layers = probe_tensors["weight"].size(0)
+        num_labels = probe_tensors["weight"].size(-1)
+        logits = np.zeros((n, num_labels), np.float32)
+        probe_logits = np.lib.format.open_memmap(tmp / "probe_logits.npy", mode="w+", dtype=np.float32,
+                                                 shape=(layers, n, num_labels))
+
+        def sink(idx: torch.Tensor, lg: torch.Tensor, feats: torch.Tensor | None) -> None:
+            rows = idx.numpy()
+            logits[rows] = lg.numpy()
+            probe_logits[:, rows] = apply_probes(probe_tensors, feats.half()).numpy()
+
+        teacher_pass(teacher, enc, sink, device, bf16, batch_size, token_budget, desc="teacher (augmented)")
+        probe_logits.flush()
+        del probe_logits
+        meta = {"key": key, "knowledge_key": knowledge_key, "settings": settings.__dict__, "n": n,
+                "n_original": len(train)}
+        _save(tmp, enc, logits, meta)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return load_augmented(key, cache, regression, train.pad_id)
