@@ -54,8 +54,8 @@ def word_starts(tokenizer) -> tuple[np.ndarray, np.ndarray]:
     vocab = tokenizer.get_vocab()
     size = max(max(vocab.values()) + 1, len(tokenizer))
     starts, whole = np.zeros(size, bool), np.zeros(size, bool)
-    tokens = list(vocab)
-    wordpiece = any(t.startswith("##") for t in tokens)
+    marked = sum(t.startswith(("Ġ", "▁")) for t in vocab)
+    wordpiece = marked < 0.05 * len(vocab)  # else byte-level BPE / SentencePiece: the mark starts a word
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
     for token, i in vocab.items():
         if i in special:
@@ -101,13 +101,18 @@ def augment_one(ids: list[int], types: list[int], rng: np.random.Generator, sett
                 starts: np.ndarray, neighbours: dict[int, np.ndarray], special: set[int]) -> tuple[list[int], list[int]]:
     """One augmented copy of an encoded example (ids and token types)."""
     out: list[tuple[list[int], list[int], bool]] = []  # (token ids, token types, is special) per word
-    for start, end, _ in _words(ids, types, starts, special):
+    words = _words(ids, types, starts, special)
+    left = {}  # words per segment: a deletion never empties a sentence
+    for start, _, segment in words:
+        left[segment] = left.get(segment, 0) + (ids[start] not in special)
+    for start, end, segment in words:
         toks, tt = ids[start:end], types[start:end]
         if toks[0] in special:
             out.append((toks, tt, True))
             continue
         roll = rng.random(3)
-        if roll[0] < settings.edit_prob:  # delete
+        if roll[0] < settings.edit_prob and left[segment] > 1:  # delete
+            left[segment] -= 1
             continue
         if roll[1] < settings.replace_prob and len(toks) == 1 and toks[0] in neighbours:
             candidates = neighbours[toks[0]]
@@ -115,8 +120,6 @@ def augment_one(ids: list[int], types: list[int], rng: np.random.Generator, sett
         out.append((toks, tt, False))
         if roll[2] < settings.edit_prob and len(out) >= 2 and not out[-2][2] and out[-2][1][0] == tt[0]:
             out[-1], out[-2] = out[-2], out[-1]  # swap with the previous word of the same sentence
-    if not any(not sp for _, _, sp in out):  # everything deleted: keep the original
-        return list(ids), list(types)
     return [t for toks, _, _ in out for t in toks], [t for _, tt, _ in out for t in tt]
 
 
