@@ -17,6 +17,7 @@ from .models.adabert import AdaBertConfig, AdaBertForSequenceClassification, reg
 from .spaces.genotype import Genotype
 
 register_auto_classes()
+from .nasbert.modeling import register_auto_classes as _register_nasbert; _register_nasbert()  # noqa: E702
 
 
 def __getattr__(name: str):

@@ -1,0 +1,97 @@
+"""Unlabelled text for task-agnostic distillation: text files, folders of them, GLUE task folders.
+
+``--corpus`` is a comma-separated list of sources. Each source is
+- a text file: one sentence or paragraph per line (blank lines skipped);
+- a GLUE task folder (has ``train.tsv`` with a header): the sentence columns of ``train.tsv``
+  (both sentences of a pair, each as its own line of text);
+- any other folder: every ``*.txt`` file inside it (recursively, sorted);
+- a ``datasets`` id (``hf:NAME`` or ``hf:NAME:CONFIG``), only if the ``datasets`` package is installed.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import random
+from pathlib import Path
+
+from ..errors import BertnasError
+
+logger = logging.getLogger("bertnas")
+
+#: Header names of text columns in GLUE-style train.tsv files.
+TEXT_COLUMNS = ("sentence", "sentence1", "sentence2", "#1 String", "#2 String", "question", "question1", "question2")
+
+
+def _read_lines(path: Path) -> list[str]:
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return [line.strip() for line in fh if line.strip()]
+
+
+def _read_glue_train(path: Path) -> list[str]:
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader, None)
+        if header is None:
+            return []
+        columns = [i for i, name in enumerate(header) if name.strip() in TEXT_COLUMNS]
+        if not columns:
+            raise BertnasError(f"{path}: no sentence column in the header ({', '.join(header[:8])}); "
+                               f"expected one of {', '.join(TEXT_COLUMNS)}")
+        out = []
+        for row in reader:
+            out += [row[i].strip() for i in columns if i < len(row) and row[i].strip()]
+        return out
+
+
+def _read_datasets(name: str) -> list[str]:
+    try:
+        import datasets  # noqa: F401
+    except ImportError:
+        raise BertnasError(f"corpus {name!r} is a datasets id but the 'datasets' package is not installed: "
+                           "pip install datasets, or pass a local folder of text files") from None
+    parts = name.split(":")[1:]
+    ds = datasets.load_dataset(parts[0], parts[1] if len(parts) > 1 else None, split="train")
+    column = next((c for c in ("text", "sentence", "content") if c in ds.column_names), None)
+    if column is None:
+        raise BertnasError(f"dataset {parts[0]} has no text column (columns: {', '.join(ds.column_names)})")
+    return [t.strip() for t in ds[column] if t and t.strip()]
+
+
+def read_source(source: str) -> list[str]:
+    """The lines of text of one corpus source (see the module docstring)."""
+    if source.startswith("hf:"):
+        return _read_datasets(source)
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise BertnasError(f"corpus {source} not found: pass text files, folders of .txt files or GLUE task folders")
+    if path.is_file():
+        return _read_lines(path)
+    if (path / "train.tsv").is_file():
+        return _read_glue_train(path / "train.tsv")
+    files = sorted(path.rglob("*.txt"))
+    if not files:
+        raise BertnasError(f"corpus folder {source} has no .txt files and no train.tsv")
+    return [line for f in files for line in _read_lines(f)]
+
+
+def read_corpus(spec: str, max_sentences: int | None = None, seed: int = 0, min_chars: int = 1) -> list[str]:
+    """All sources of a comma-separated ``spec``, de-duplicated in order, then a seeded random subset.
+
+    The subset keeps large corpora bounded on CPU; the same seed always picks the same sentences.
+    """
+    if not spec or not spec.strip():
+        raise BertnasError("no corpus given: pass --corpus FILE_OR_FOLDER[,MORE]")
+    seen: set[str] = set()
+    texts: list[str] = []
+    for source in (s.strip() for s in spec.split(",") if s.strip()):
+        lines = read_source(source)
+        logger.info("corpus %s: %d lines", source, len(lines))
+        for line in lines:
+            if len(line) >= min_chars and line not in seen:
+                seen.add(line)
+                texts.append(line)
+    if not texts:
+        raise BertnasError(f"corpus {spec} is empty: it holds no non-blank lines of text")
+    if max_sentences is not None and len(texts) > max_sentences:
+        texts = random.Random(seed).sample(texts, max_sentences)
+    return texts

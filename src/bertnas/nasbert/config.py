@@ -1,0 +1,122 @@
+"""Settings of the NAS-BERT stages: typed, documented, validated, saved into the run directory.
+
+Paper values are noted; defaults are small so a supernet trains on two CPU cores in minutes.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from ..errors import BertnasError
+
+
+@dataclass
+class SupernetSettings:
+    """``bertnas nasbert supernet``: corpus, teacher pass, block-wise distillation, progressive shrinking.
+
+    Args:
+        teacher: pre-trained BERT-family encoder (directory with config.json) to distil from.
+        corpus: comma-separated text files, folders of .txt files or GLUE task folders.
+        max_sentences: random subset of the corpus (seeded) kept for CPU runs.
+        heldout_sentences: sentences held out to score paths (never trained on).
+        max_len: tokens per sentence (longer ones are truncated).
+        num_blocks, layers_per_block, hidden_sizes: the space (paper: 4, 6, 128..512).
+        epochs: passes over the training sentences (paper: 3 warm-up + shrinking epochs).
+        batch_size, lr: AdamW on all supernet weights, linear decay.
+        warmup_epochs: epochs before the first shrink (paper: 3).
+        bins: B, size bins per block (paper: 10).
+        samples_per_bin: E, paths scored per bin per shrink (paper: 2000).
+        keep_per_bin: m, shrinking stops at this many paths per bin (paper: 10).
+        score_batches: held-out batches per scored path (paper: 5).
+        teacher_batch_size: batch size of the one teacher pass.
+        cache_dir: where the teacher states are cached (default: $BERTNAS_CACHE_DIR or ~/.cache/bertnas).
+    """
+
+    teacher: str = ""
+    corpus: str = ""
+    max_sentences: int = 20000
+    heldout_sentences: int = 256
+    max_len: int = 64
+    num_blocks: int = 3
+    layers_per_block: int = 2
+    hidden_sizes: str = "128,192,256,384"
+    epochs: int = 4
+    batch_size: int = 32
+    lr: float = 5e-4
+    warmup_epochs: int = 1
+    bins: int = 4
+    samples_per_bin: int = 16
+    keep_per_bin: int = 4
+    score_batches: int = 2
+    teacher_batch_size: int = 64
+    cache_dir: str | None = None
+    seed: int = 0
+    device: str = "auto"
+
+    def hidden_list(self) -> tuple[int, ...]:
+        try:
+            return tuple(int(x) for x in str(self.hidden_sizes).split(",") if x.strip())
+        except ValueError:
+            raise BertnasError(f"--hidden-sizes {self.hidden_sizes!r}: expected comma-separated integers, e.g. 128,256") from None
+
+    def validate(self) -> "SupernetSettings":
+        if not self.teacher:
+            raise BertnasError("no teacher given: pass --teacher DIR (a pre-trained BERT-family encoder)")
+        if not self.corpus:
+            raise BertnasError("no corpus given: pass --corpus FILE_OR_FOLDER[,MORE]")
+        for name in ("max_sentences", "max_len", "num_blocks", "layers_per_block", "epochs", "batch_size", "bins",
+                     "samples_per_bin", "keep_per_bin", "score_batches", "teacher_batch_size", "heldout_sentences"):
+            if getattr(self, name) < 1:
+                raise BertnasError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.warmup_epochs < 0 or self.lr <= 0:
+            raise BertnasError("--warmup-epochs must be >= 0 and --lr > 0")
+        self.hidden_list()
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SupernetSettings":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def training_key(self) -> dict:
+        """The settings a checkpoint depends on: resuming with other values starts over."""
+        d = self.to_dict()
+        for k in ("epochs", "device", "cache_dir", "teacher_batch_size"):
+            d.pop(k)
+        return d
+
+
+@dataclass
+class FinetuneSettings:
+    """``bertnas nasbert finetune``: (1 - lambda) task loss + lambda KL(teacher || student).
+
+    Args:
+        kd_lambda: weight of the KL term (paper: 0.5).
+        temperature: softmax temperature of both teacher and student in the KL term (ours: 1).
+        max_train_examples: a seeded random subset of the training split (CPU runs), None for all.
+    """
+
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 1e-4
+    kd_lambda: float = 0.5
+    temperature: float = 1.0
+    max_seq_len: int = 128
+    max_train_examples: int | None = None
+    weight_decay: float = 0.01
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> "FinetuneSettings":
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.max_seq_len < 2:
+            raise BertnasError("--epochs, --batch-size must be >= 1, --lr > 0 and --max-seq-len >= 2")
+        if not 0.0 <= self.kd_lambda <= 1.0:
+            raise BertnasError(f"--kd-lambda must be in [0, 1], got {self.kd_lambda}")
+        if self.temperature <= 0:
+            raise BertnasError(f"--temperature must be > 0, got {self.temperature}")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,214 @@
+"""Block-wise distillation: the teacher's block-edge hidden states, cached once, train every block alone.
+
+The teacher is cut into the student's N blocks; the input of student block n is the teacher's hidden state
+after block n-1 (index 0 = the embedding output) and its target is the teacher's state after block n.
+So the teacher runs once per sentence, never per step: its states at the N + 1 block edges are cached on
+disk as float16 (np.memmap, one row per real token, no padding) and read back per batch. On CPU the
+teacher pass runs in bfloat16 autocast under ``torch.inference_mode`` on length-sorted batches.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from transformers import AutoModel
+
+from ..errors import BertnasError
+from ..teacher.loading import _check_source, load_tokenizer
+from ..utils import atomic_dir, progress, write_json
+from .space import BlockPath, Supernet
+
+logger = logging.getLogger("bertnas")
+CACHE_VERSION = 1
+
+
+def load_pretrained_teacher(name: str, trust_remote_code: bool = False):
+    """A pre-trained BERT-family encoder (any head is dropped) and its tokenizer, in float32, eval mode."""
+    source = _check_source(name)
+    try:
+        model = AutoModel.from_pretrained(source, dtype=torch.float32, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as exc:
+        raise BertnasError(f"cannot load the teacher encoder from {name}: {str(exc).splitlines()[0][:160]}") from exc
+    tokenizer = load_tokenizer(source, trust_remote_code)
+    if not hasattr(model.config, "num_hidden_layers") or not hasattr(model.config, "hidden_size"):
+        raise BertnasError(f"teacher {name} is not a BERT-family encoder (no num_hidden_layers/hidden_size in its config)")
+    return model.eval(), tokenizer
+
+
+def teacher_fingerprint(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
+def _autocast(device: torch.device):
+    if device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return torch.autocast(device.type, dtype=torch.float16)
+
+
+@dataclass
+class BlockStates:
+    """Cached teacher states: ``states[offsets[i]:offsets[i+1]]`` is sentence i, shape (len_i, N + 1, T)."""
+
+    directory: Path
+    tokens: np.ndarray  # (n_tokens,) int32 token ids
+    types: np.ndarray  # (n_tokens,) int8 token types
+    offsets: np.ndarray  # (n_sentences + 1,) int64
+    states: np.ndarray  # (n_tokens, N + 1, T) float16, memory-mapped
+    meta: dict
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def length(self, i: int) -> int:
+        return int(self.offsets[i + 1] - self.offsets[i])
+
+    def collate(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """Padded batch: input_ids/token_type_ids/attention_mask (B, L) and states (B, L, N + 1, T)."""
+        length = max(self.length(i) for i in indices)
+        n_edges, t = self.states.shape[1:]
+        ids = np.zeros((len(indices), length), dtype=np.int64)
+        types = np.zeros((len(indices), length), dtype=np.int64)
+        mask = np.zeros((len(indices), length), dtype=np.int64)
+        states = np.zeros((len(indices), length, n_edges, t), dtype=np.float32)
+        for row, i in enumerate(indices):
+            a, b = self.offsets[i], self.offsets[i + 1]
+            ids[row, : b - a] = self.tokens[a:b]
+            types[row, : b - a] = self.types[a:b]
+            mask[row, : b - a] = 1
+            states[row, : b - a] = self.states[a:b]
+        return {"input_ids": torch.from_numpy(ids), "token_type_ids": torch.from_numpy(types),
+                "attention_mask": torch.from_numpy(mask), "states": torch.from_numpy(states)}
+
+    def batches(self, indices: list[int], batch_size: int, generator: torch.Generator | None = None) -> Iterator[dict]:
+        """Length-grouped batches over ``indices``: shuffled order of batches when a generator is given."""
+        order = sorted(indices, key=self.length)
+        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        if generator is not None:
+            chunks = [chunks[j] for j in torch.randperm(len(chunks), generator=generator).tolist()]
+        for chunk in chunks:
+            yield self.collate(chunk)
+
+
+def cache_key(fingerprint: str, texts: list[str], max_len: int, boundaries: list[int]) -> str:
+    h = hashlib.sha256(json.dumps([CACHE_VERSION, fingerprint, max_len, boundaries]).encode())
+    for t in texts:
+        h.update(t.encode() + b"\x00")
+    return h.hexdigest()[:24]
+
+
+def compute_block_states(
+    teacher: torch.nn.Module, tokenizer, texts: list[str], boundaries: list[int], max_len: int,
+    directory: Path, batch_size: int = 64, device: torch.device = torch.device("cpu"),
+) -> BlockStates:
+    """Run the teacher once over ``texts`` and write its states at ``boundaries`` to ``directory``."""
+    directory = Path(directory)
+    if (directory / "meta.json").is_file():
+        return open_block_states(directory)
+    enc = tokenizer(texts, truncation=True, max_length=max_len, return_token_type_ids=True, return_attention_mask=False)
+    ids, types = enc["input_ids"], enc.get("token_type_ids") or [[0] * len(x) for x in enc["input_ids"]]
+    lengths = np.array([len(x) for x in ids], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    t = int(teacher.config.hidden_size)
+    teacher.to(device)
+    with atomic_dir(directory) as tmp:
+        states = np.lib.format.open_memmap(tmp / "states.npy", mode="w+", dtype=np.float16,
+                                           shape=(int(offsets[-1]), len(boundaries), t))
+        order = np.argsort(lengths, kind="stable")
+        pad = tokenizer.pad_token_id or 0
+        with torch.inference_mode(), _autocast(device):
+            for start in progress(range(0, len(order), batch_size), desc="teacher block states"):
+                chunk = order[start : start + batch_size]
+                length = int(lengths[chunk].max())
+                x = torch.full((len(chunk), length), pad, dtype=torch.long)
+                tt = torch.zeros_like(x)
+                mask = torch.zeros_like(x)
+                for row, i in enumerate(chunk):
+                    x[row, : lengths[i]] = torch.tensor(ids[i])
+                    tt[row, : lengths[i]] = torch.tensor(types[i])
+                    mask[row, : lengths[i]] = 1
+                out = teacher(input_ids=x.to(device), attention_mask=mask.to(device), token_type_ids=tt.to(device),
+                              output_hidden_states=True)
+                edge = torch.stack([out.hidden_states[b] for b in boundaries], 2).float().cpu().numpy()  # (B, L, N+1, T)
+                for row, i in enumerate(chunk):
+                    states[offsets[i] : offsets[i + 1]] = edge[row, : lengths[i]]
+        states.flush()
+        del states
+        np.save(tmp / "tokens.npy", np.concatenate([np.asarray(x, dtype=np.int32) for x in ids]))
+        np.save(tmp / "types.npy", np.concatenate([np.asarray(x, dtype=np.int8) for x in types]))
+        np.save(tmp / "offsets.npy", offsets)
+        write_json(tmp / "meta.json", {"version": CACHE_VERSION, "sentences": len(texts), "tokens": int(offsets[-1]),
+                                       "boundaries": boundaries, "max_len": max_len, "teacher_hidden": t})
+    logger.info("cached teacher states for %d sentences (%d tokens) in %s", len(texts), int(offsets[-1]), directory)
+    return open_block_states(directory)
+
+
+def open_block_states(directory: Path) -> BlockStates:
+    directory = Path(directory)
+    meta = json.loads((directory / "meta.json").read_text())
+    return BlockStates(directory, np.load(directory / "tokens.npy"), np.load(directory / "types.npy"),
+                       np.load(directory / "offsets.npy"), np.load(directory / "states.npy", mmap_mode="r"), meta)
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over real tokens only (padding excluded), averaged over features."""
+    keep = mask.to(pred.dtype)[..., None]  # (B, L, 1)
+    return ((pred - target) ** 2 * keep).sum() / (keep.sum() * pred.size(-1)).clamp(min=1.0)
+
+
+def block_loss(supernet: Supernet, block: int, path: BlockPath, batch: dict) -> torch.Tensor:
+    """MSE of student block ``block`` on ``path``, fed the teacher's state n-1, to the teacher's state n."""
+    states, mask = batch["states"], batch["attention_mask"]
+    pred = supernet.run_block(block, path, states[:, :, block], mask)
+    return masked_mse(pred, states[:, :, block + 1], mask)
+
+
+def train_step(supernet: Supernet, paths: list[BlockPath], batch: dict, optimizer: torch.optim.Optimizer) -> list[float]:
+    """One step: one sampled path per block, each block's own MSE (the graphs are disjoint, so summing the
+    losses before ``backward`` gives every block exactly its own gradient)."""
+    supernet.train()
+    losses = [block_loss(supernet, n, path, batch) for n, path in enumerate(paths)]
+    optimizer.zero_grad(set_to_none=True)
+    torch.stack(losses).sum().backward()
+    torch.nn.utils.clip_grad_norm_(supernet.parameters(), 1.0)
+    optimizer.step()
+    return [float(x.detach()) for x in losses]
+
+
+@torch.no_grad()
+def score_path(supernet: Supernet, block: int, path: BlockPath, held_out: list[dict]) -> float:
+    """Mean block MSE of a path over held-out batches (eval mode: no dropout)."""
+    supernet.eval()
+    return float(np.mean([float(block_loss(supernet, block, path, b)) for b in held_out]))
+
+
+@torch.no_grad()
+def chain_loss(supernet: Supernet, paths: list[BlockPath], held_out: list[dict]) -> float:
+    """Exact loss of a whole student: blocks chained on the *student's* own outputs (not the teacher's),
+    summing every block's MSE to the teacher's state at its edge. Catches error that compounds across blocks."""
+    supernet.eval()
+    total = []
+    for batch in held_out:
+        states, mask = batch["states"], batch["attention_mask"]
+        x, loss = states[:, :, 0], 0.0
+        for n, path in enumerate(paths):
+            x = supernet.run_block(n, path, x, mask)
+            loss += float(masked_mse(x, states[:, :, n + 1], mask))
+        total.append(loss)
+    return float(np.mean(total))
+
+
+def check_cache_vs_texts(states: BlockStates, texts: list[str]) -> None:
+    if len(states) != len(texts):
+        raise BertnasError(f"cached teacher states ({len(states)} sentences) do not match the corpus ({len(texts)}): "
+                           "delete the cache directory and run again")
+

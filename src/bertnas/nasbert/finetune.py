@@ -1,0 +1,134 @@
+"""Fine-tuning with distillation: (1 - lambda) task loss + lambda KL(teacher || student), lambda = 0.5.
+
+Works on any Hugging Face sequence classifier directory (a selected ``nasbert`` model or the hand-designed
+BERT baseline), so both are trained exactly the same way. The fine-tuned teacher runs once over the
+training split (bfloat16 autocast on CPU) and its logits are kept; the best dev epoch is saved.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForSequenceClassification
+
+from ..data.encode import batches, encode, num_batches
+from ..data.metrics import compute_metrics
+from ..data.readers import load_task
+from ..errors import BertnasError
+from ..measure.profile import count_params, profile_classifier
+from ..teacher.loading import load_teacher, load_tokenizer
+from ..utils import atomic_dir, progress, resolve_device, set_seed, write_json
+from .config import FinetuneSettings
+
+logger = logging.getLogger("bertnas")
+
+
+@torch.inference_mode()
+def teacher_logits(model: torch.nn.Module, data, batch_size: int = 64, label_order: list[int] | None = None) -> torch.Tensor:
+    """Teacher logits for every example (length-sorted batches, bfloat16 autocast on CPU), in task label order."""
+    out = torch.zeros(len(data), model.config.num_labels)
+    order = sorted(range(len(data)), key=lambda i: len(data.input_ids[i]))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for b in batches(data, batch_size, subset=order):
+            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"]).logits
+            out[b["index"]] = logits.float()
+    return out if label_order is None else out[:, label_order]
+
+
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, lam: float, temperature: float,
+            regression: bool) -> torch.Tensor:
+    """(1 - lam) * task loss + lam * KL(teacher || student) at ``temperature`` (scaled by T^2)."""
+    if regression:
+        return (1 - lam) * F.mse_loss(student.squeeze(-1), labels) + lam * F.mse_loss(student, teacher)
+    task = F.cross_entropy(student, labels)
+    kl = F.kl_div(F.log_softmax(student / temperature, -1), F.softmax(teacher / temperature, -1), reduction="batchmean")
+    return (1 - lam) * task + lam * kl * temperature**2
+
+
+@torch.no_grad()
+def evaluate(model, data, spec, batch_size: int = 64) -> dict[str, float]:
+    model.eval()
+    logits = torch.zeros(len(data), model.config.num_labels)
+    for b in batches(data, batch_size):
+        logits[b["index"]] = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                                   token_type_ids=b["token_type_ids"]).logits.float()
+    return compute_metrics(spec, logits, data.labels)
+
+
+def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings: FinetuneSettings,
+             data_dir: str | None = None, train_file: str | None = None, dev_file: str | None = None,
+             measure: bool = True) -> dict:
+    """Fine-tune ``model_dir`` on ``task`` with KD from ``teacher``; writes ``out/model`` and ``out/results.json``."""
+    settings.validate()
+    set_seed(settings.seed)
+    device = resolve_device(settings.device)
+    if not (Path(model_dir) / "config.json").is_file():
+        raise BertnasError(f"--model {model_dir} has no config.json: pass a model written by `bertnas nasbert select`")
+    data = load_task(task, data_dir, train_file, dev_file)
+    spec = data.spec
+    train_ex = data.train
+    if settings.max_train_examples and len(train_ex) > settings.max_train_examples:
+        train_ex = train_ex.subset(sorted(random.Random(settings.seed).sample(range(len(train_ex)), settings.max_train_examples)))
+    tch = load_teacher(teacher, spec)
+    tokenizer = load_tokenizer(model_dir)
+    if tokenizer.get_vocab() != tch.tokenizer.get_vocab():
+        raise BertnasError(f"the model's tokenizer ({model_dir}) and the teacher's ({teacher}) differ: distil from a "
+                           "teacher with the same vocabulary")
+    train = encode(tokenizer, train_ex, settings.max_seq_len, spec.is_regression)
+    dev = encode(tokenizer, data.dev, settings.max_seq_len, spec.is_regression)
+    t0 = time.time()
+    soft = teacher_logits(tch.model, train, label_order=tch.label_order)
+    teacher_dev = evaluate(tch.model, dev, spec)
+    teacher_seconds = time.time() - t0
+    labels = {i: name for i, name in enumerate(spec.labels or ["score"])}
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, num_labels=spec.num_labels, id2label=labels, label2id={v: k for k, v in labels.items()},
+        ignore_mismatched_sizes=True, dtype=torch.float32).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    steps = settings.epochs * num_batches(len(train), settings.batch_size)
+    warm = max(1, steps // 10)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
+    gen = torch.Generator().manual_seed(settings.seed)
+    history, best, best_state = [], None, None
+    t0 = time.time()
+    for epoch in range(1, settings.epochs + 1):
+        model.train()
+        total = 0.0
+        for b in progress(batches(train, settings.batch_size, shuffle=True, generator=gen), desc=f"finetune epoch {epoch}",
+                          total=num_batches(len(train), settings.batch_size)):
+            logits = model(input_ids=b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device),
+                           token_type_ids=b["token_type_ids"].to(device)).logits
+            loss = kd_loss(logits, soft[b["index"]].to(device), b["labels"].to(device), settings.kd_lambda,
+                           settings.temperature, spec.is_regression)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            total += float(loss)
+        metrics = evaluate(model, dev, spec)
+        history.append({"epoch": epoch, "train_loss": total / num_batches(len(train), settings.batch_size), "dev": metrics})
+        logger.info("finetune epoch %d: dev %s", epoch, metrics)
+        if best is None or metrics[spec.headline] > best[spec.headline]:
+            best, best_state = metrics, copy.deepcopy(model.state_dict())
+    train_seconds = time.time() - t0
+    model.load_state_dict(best_state)
+    model.eval()
+    results = {"task": spec.name, "headline": spec.headline, "model": str(model_dir), "teacher": teacher,
+               "architecture": getattr(model.config, "architecture", None), "params": count_params(model),
+               "dev": best, "teacher_dev": teacher_dev, "history": history, "train_examples": len(train),
+               "settings": settings.to_dict(), "seconds": {"teacher_logits": round(teacher_seconds, 1),
+                                                          "training": round(train_seconds, 1)}}
+    if measure:
+        prof = profile_classifier(model, len(tokenizer), (1, 32), seq_len=128, repeats=10)
+        results.update({k: prof[k] for k in ("latency_ms_b1", "latency_ms_b32", "flops")})
+    with atomic_dir(Path(out) / "model") as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    write_json(Path(out) / "results.json", results)
+    return results

@@ -1,0 +1,232 @@
+"""NAS-BERT, stage by stage over one run directory, in the order of the paper's method section.
+
+1. :func:`supernet`  - cut the teacher into N blocks, cache its block-edge states on the corpus, train every
+   student block to map teacher state n-1 to teacher state n (one random path per step), and shrink each
+   block's space progressively (bins by size, worse half dropped per epoch).
+2. :func:`latency`   - measure every op at every size on this device into a lookup table.
+3. :func:`select`    - per budget: combine surviving block paths by summed block loss under params/latency,
+   evaluate the best T exactly, export the winner as a standalone ``nasbert`` model.
+4. :func:`pretrain`  - (optional) pre-training distillation of a selected model on the corpus.
+5. :func:`finetune`  - fine-tune with (1 - lambda) task loss + lambda KL to a fine-tuned teacher.
+   :func:`baseline` builds the paper's comparison: a hand-designed BERT of the same size.
+
+Run directory: ``settings.json space.json tokenizer/ supernet/{supernet.safetensors,candidates.json,log.json}
+latency.json selection.json models/NAME/``.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..data.corpus import read_corpus
+from ..errors import BertnasError
+from ..measure.latency_table import LatencyTable, measure_table
+from ..measure.profile import count_params, profile_classifier
+from ..teacher.knowledge import default_cache_dir
+from ..utils import atomic_dir, read_json, run_metadata, set_seed, write_json
+from .config import SupernetSettings
+from .costs import TeacherShape, model_params, op_specs, predict_latency
+from .distill import cache_key, compute_block_states, load_pretrained_teacher, open_block_states, score_path, teacher_fingerprint
+from .select import build_student, choose_embedding_size, combine, parse_constraints, select_best
+from .shrink import ShrinkState
+from .space import SpaceConfig, Supernet, enumerate_paths, path_params
+from .train import train_supernet
+
+logger = logging.getLogger("bertnas")
+
+
+def _split(n: int, heldout: int, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded split of the corpus into training and held-out sentences (held out: at most a fifth)."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    k = max(1, min(heldout, n // 5))
+    return sorted(order[k:]), sorted(order[:k])
+
+
+def _states(settings: SupernetSettings, teacher=None, tokenizer=None, boundaries=None):
+    """The corpus' cached teacher states (computed once per teacher, corpus subset, length and blocks)."""
+    texts = read_corpus(settings.corpus, settings.max_sentences + settings.heldout_sentences, settings.seed)
+    if len(texts) < 2:
+        raise BertnasError(f"corpus {settings.corpus} has {len(texts)} sentence(s): at least 2 are needed (train + held out)")
+    if teacher is None:
+        teacher, tokenizer = load_pretrained_teacher(settings.teacher)
+    key = cache_key(teacher_fingerprint(teacher), texts, settings.max_len, boundaries)
+    cache = Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
+    states = compute_block_states(teacher, tokenizer, texts, boundaries, settings.max_len,
+                                  cache / f"nasbert-states-{key}", settings.teacher_batch_size)
+    return states, _split(len(texts), settings.heldout_sentences, settings.seed)
+
+
+def _open_run(out: Path) -> tuple[SupernetSettings, SpaceConfig]:
+    if not (Path(out) / "settings.json").is_file():
+        raise BertnasError(f"{out} is not a NAS-BERT run directory (no settings.json): run `bertnas nasbert supernet --out {out}` first")
+    return SupernetSettings.from_dict(read_json(Path(out) / "settings.json")), SpaceConfig.from_dict(read_json(Path(out) / "space.json"))
+
+
+def supernet(settings: SupernetSettings, out: str | Path, resume: bool = True) -> dict:
+    """Stage 1: block-wise distillation of the supernet with progressive shrinking."""
+    settings.validate()
+    out = Path(out)
+    set_seed(settings.seed)
+    t_start = time.time()
+    teacher, tokenizer = load_pretrained_teacher(settings.teacher)
+    shape = TeacherShape.of(teacher.config)
+    space = SpaceConfig(teacher_hidden=shape.hidden, teacher_layers=int(teacher.config.num_hidden_layers),
+                        num_blocks=settings.num_blocks, layers_per_block=settings.layers_per_block,
+                        hidden_sizes=settings.hidden_list()).validate()
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "settings.json", settings.to_dict())
+    write_json(out / "space.json", space.to_dict())
+    write_json(out / "teacher_shape.json", shape.__dict__)
+    write_json(out / "run_meta.json", run_metadata())
+    with atomic_dir(out / "tokenizer") as tmp:
+        tokenizer.save_pretrained(tmp)
+
+    t0 = time.time()
+    states, (train_idx, held_idx) = _states(settings, teacher, tokenizer, space.boundaries())
+    teacher_seconds = time.time() - t0
+    logger.info("teacher states: %d training + %d held-out sentences (%.0f s)", len(train_idx), len(held_idx), teacher_seconds)
+
+    torch.manual_seed(settings.seed)
+    net = Supernet(space)
+    paths = enumerate_paths(space)
+    t0 = time.time()
+    state, log = train_supernet(net, states, train_idx, held_idx, settings, paths, out / "supernet", resume)
+    train_seconds = time.time() - t0
+
+    held_out = list(states.batches(held_idx, settings.batch_size))[: settings.score_batches]
+    candidates = [[{"path": str(p), "params": path_params(p), "loss": score_path(net, n, p, held_out)}
+                   for p in state.candidates(n)] for n in range(space.num_blocks)]
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / "supernet" / "supernet.safetensors"))
+    write_json(out / "supernet" / "candidates.json", {"blocks": candidates})
+    summary = {"paths_per_block_start": len(paths), "paths_per_block_end": [state.size(n) for n in range(space.num_blocks)],
+               "space_size_start": len(paths) ** space.num_blocks, "space_size_end": state.space_size(),
+               "shrinks": state.history, "epochs": log, "train_sentences": len(train_idx), "heldout_sentences": len(held_idx),
+               "cache": str(states.directory), "supernet_params": count_params(net),
+               "seconds": {"teacher_states": round(teacher_seconds, 1), "supernet_training": round(train_seconds, 1),
+                           "total": round(time.time() - t_start, 1)}}
+    write_json(out / "supernet" / "log.json", summary)
+    return summary
+
+
+def _load_supernet(out: Path, space: SpaceConfig) -> Supernet:
+    path = out / "supernet" / "supernet.safetensors"
+    if not path.is_file():
+        raise BertnasError(f"{path} not found: `bertnas nasbert supernet --out {out}` has not finished")
+    net = Supernet(space)
+    net.load_state_dict(load_file(str(path)))
+    return net.eval()
+
+
+def latency(out: str | Path, seq_len: int = 128, batch_sizes: tuple[int, ...] = (1, 32),
+            embedding_sizes: tuple[int, ...] = (64, 128, 256), threads: int | None = None, repeats: int = 10) -> LatencyTable:
+    """Stage 2: every op, adapter, embedding and head any student can hold, timed on this device."""
+    out = Path(out)
+    _, space = _open_run(out)
+    shape = TeacherShape(**read_json(out / "teacher_shape.json"))
+    path = out / "latency.json"
+    table = LatencyTable.load(path) if path.is_file() else None
+    if table is not None and threads is not None and table.threads not in (None, threads):
+        table = None  # measured with another thread count: start over
+    table = measure_table(op_specs(space, shape, list(embedding_sizes)), [seq_len], list(batch_sizes), threads=threads,
+                          repeats=repeats, table=table)
+    table.save(path)
+    logger.info("latency table: %d entries in %s", len(table.entries), path)
+    return table
+
+
+def select(out: str | Path, max_params: str | None = None, max_latency_ms: str | None = None,
+           embedding_sizes: tuple[int, ...] = (64, 128, 256), embedding_fraction: float = 0.5, top_t: int = 20,
+           seq_len: int = 128, latency_batch: int = 1, measure: bool = True) -> list[dict]:
+    """Stage 3: one standalone model per budget, written to ``out/models/NAME``; returns their summaries."""
+    out = Path(out)
+    constraints = parse_constraints(max_params, max_latency_ms)
+    if top_t < 1:
+        raise BertnasError(f"--top-t must be >= 1, got {top_t}")
+    settings, space = _open_run(out)
+    shape = TeacherShape(**read_json(out / "teacher_shape.json"))
+    table = LatencyTable.load(out / "latency.json") if (out / "latency.json").is_file() else None
+    blocks = read_json(out / "supernet" / "candidates.json")["blocks"] if (out / "supernet" / "candidates.json").is_file() else None
+    if blocks is None:
+        raise BertnasError(f"{out}/supernet/candidates.json not found: `bertnas nasbert supernet --out {out}` has not finished")
+    net = _load_supernet(out, space)
+    teacher, tokenizer = load_pretrained_teacher(settings.teacher)
+    states, (_, held_idx) = _states(settings, teacher, tokenizer, space.boundaries())
+    held_out = list(states.batches(held_idx, settings.batch_size))[: settings.score_batches]
+    results = []
+    for c in constraints:
+        t0 = time.time()
+        e = choose_embedding_size(list(embedding_sizes), shape, c.max_params, embedding_fraction)
+        found = combine(blocks, e, shape, table, c, seq_len, latency_batch, top_t)
+        if not found:
+            from .space import Architecture, BlockPath
+
+            smallest = Architecture(min(embedding_sizes), tuple(min((BlockPath.parse(x["path"]) for x in b), key=path_params) for b in blocks))
+            raise BertnasError(f"no architecture fits the budget {c.name}: the smallest surviving model has "
+                               f"{model_params(smallest, shape) / 1e6:.2f}M parameters")
+        best = select_best(found, net, held_out)
+        model = build_student(best.arch, net, teacher, shape)
+        target = out / "models" / c.name
+        with atomic_dir(target) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        entry = {"name": c.name, "dir": str(target), "max_params": c.max_params, "max_latency_ms": c.max_latency_ms,
+                 "architecture": str(best.arch), "params": count_params(model), "approx_loss": best.approx_loss,
+                 "exact_loss": best.exact_loss, "candidates_evaluated": len(found), "seq_len": seq_len}
+        if table is not None:
+            for b in (1, 32):
+                try:
+                    entry[f"predicted_ms_b{b}"] = predict_latency(table, best.arch, shape.hidden, seq_len, b)
+                except BertnasError:
+                    pass
+        if measure:
+            prof = profile_classifier(model, shape.vocab_size, (1, 32), seq_len=seq_len, threads=table.threads if table else None,
+                                      repeats=20)
+            entry.update({"measured_ms_b1": prof["latency_ms_b1"], "measured_ms_b32": prof["latency_ms_b32"]})
+            for b in (1, 32):
+                if f"predicted_ms_b{b}" in entry:
+                    entry[f"error_b{b}"] = entry[f"predicted_ms_b{b}"] / entry[f"measured_ms_b{b}"] - 1
+        entry["seconds"] = round(time.time() - t0, 1)
+        write_json(target / "selection.json", entry)
+        logger.info("selected %s: %s (%.2fM params)", c.name, best.arch, entry["params"] / 1e6)
+        results.append(entry)
+    previous = read_json(out / "selection.json")["models"] if (out / "selection.json").is_file() else []
+    names = {r["name"] for r in results}
+    write_json(out / "selection.json", {"models": [p for p in previous if p["name"] not in names] + results})
+    return results
+
+
+def pretrain(out: str | Path, model_dir: str, save: str | Path, epochs: int = 1, batch_size: int = 32, lr: float = 5e-4) -> dict:
+    """Stage 4 (optional): pre-training distillation of ``model_dir`` on the run's corpus states."""
+    from .pretrain import pretrain_distill
+
+    settings, space = _open_run(Path(out))
+    states, (train_idx, _) = _states(settings, boundaries=space.boundaries())
+    return pretrain_distill(model_dir, states, train_idx, save, epochs, batch_size, lr, settings.seed)
+
+
+def baseline(out: str | Path) -> list[dict]:
+    """The hand-designed BERT of the same size as each selected model: ``out/models/bert-NAME``."""
+    from .baseline import build_baseline
+
+    out = Path(out)
+    settings, _ = _open_run(out)
+    if not (out / "selection.json").is_file():
+        raise BertnasError(f"{out}/selection.json not found: run `bertnas nasbert select --out {out}` first")
+    teacher, tokenizer = load_pretrained_teacher(settings.teacher)
+    built = []
+    for m in read_json(out / "selection.json")["models"]:
+        info = build_baseline(teacher, tokenizer, int(m["params"]), out / "models" / f"bert-{m['name']}")
+        info.update({"name": f"bert-{m['name']}", "like": m["name"], "target_params": m["params"]})
+        logger.info("baseline %s: %d layers, hidden %d, %.2fM params", info["name"], info["layers"], info["hidden"], info["params"] / 1e6)
+        built.append(info)
+    write_json(out / "baselines.json", {"models": built})
+    return built
+
+
+__all__ = ["supernet", "latency", "select", "pretrain", "baseline", "ShrinkState", "open_block_states"]

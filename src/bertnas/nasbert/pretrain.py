@@ -1,0 +1,62 @@
+"""Pre-training distillation (the paper's first KD stage), on the corpus the supernet was trained on.
+
+The student (a selected ``nasbert`` model or the hand-designed BERT baseline) learns to reproduce the
+teacher's last hidden state token by token (MSE; a temporary linear map to the teacher's size when the
+student's output is narrower). Targets are the cached teacher states of the supernet run, so the teacher
+does not run again. Both kinds of student go through this same stage, so the comparison stays fair.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from ..errors import BertnasError
+from ..teacher.loading import load_tokenizer
+from ..utils import atomic_dir, progress, set_seed, write_json
+from .distill import BlockStates, masked_mse
+
+logger = logging.getLogger("bertnas")
+
+
+def pretrain_distill(model_dir: str, states: BlockStates, train_idx: list[int], out: str | Path, epochs: int = 1,
+                     batch_size: int = 32, lr: float = 5e-4, seed: int = 0) -> dict:
+    """Distil the teacher's last hidden state into ``model_dir``; saves the classifier to ``out``."""
+    if not (Path(model_dir) / "config.json").is_file():
+        raise BertnasError(f"--model {model_dir} has no config.json")
+    set_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
+    tokenizer = load_tokenizer(model_dir)
+    encoder = model.base_model
+    hidden, t = int(model.config.hidden_size), int(states.states.shape[-1])
+    to_teacher = torch.nn.Identity() if hidden == t else torch.nn.Linear(hidden, t)
+    params = list(encoder.parameters()) + list(to_teacher.parameters())
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    steps = epochs * ((len(train_idx) + batch_size - 1) // batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1.0 - s / max(1, steps)))
+    gen = torch.Generator().manual_seed(seed)
+    log, t0 = [], time.time()
+    for epoch in range(1, epochs + 1):
+        encoder.train()
+        total, n = 0.0, 0
+        for b in progress(states.batches(train_idx, batch_size, gen), desc=f"pre-training KD epoch {epoch}"):
+            hidden_states = encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                                    token_type_ids=b["token_type_ids"]).last_hidden_state
+            loss = masked_mse(to_teacher(hidden_states), b["states"][:, :, -1], b["attention_mask"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            total, n = total + float(loss), n + 1
+        log.append({"epoch": epoch, "mse": total / max(1, n)})
+        logger.info("pre-training KD epoch %d: final-state MSE %.4f", epoch, total / max(1, n))
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / "pretrain.json", {"from": str(model_dir), "epochs": epochs, "lr": lr, "batch_size": batch_size,
+                                           "sentences": len(train_idx), "log": log, "seconds": round(time.time() - t0, 1)})
+    return {"log": log, "seconds": round(time.time() - t0, 1)}

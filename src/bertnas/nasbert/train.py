@@ -1,0 +1,98 @@
+"""The supernet's training loop: block-wise distillation epochs with progressive shrinking in between.
+
+Every epoch ends with a checkpoint (weights, optimizer, shrink state, random state) written atomically to
+``OUT/supernet/checkpoint``; running the same command again continues from it. Checkpoints made with other
+settings (space, corpus, learning rate, ...) are not resumed.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..utils import atomic_dir, hash_obj, progress, read_json, write_json
+from .config import SupernetSettings
+from .distill import BlockStates, score_path, train_step
+from .shrink import ShrinkState
+from .space import Supernet
+
+logger = logging.getLogger("bertnas")
+
+
+def _save_checkpoint(directory: Path, supernet: Supernet, optimizer, scheduler, state: ShrinkState, epoch: int,
+                     log: list, key: str, rng: random.Random, gen: torch.Generator) -> None:
+    with atomic_dir(directory) as tmp:
+        save_file({k: v.contiguous() for k, v in supernet.state_dict().items()}, str(tmp / "supernet.safetensors"))
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "generator": gen.get_state()}, tmp / "optimizer.pt")
+        write_json(tmp / "state.json", {"epoch": epoch, "settings_key": key, "shrink": state.to_dict(), "log": log,
+                                        "rng": repr(rng.getstate())})
+
+
+def _held_out_batches(states: BlockStates, indices: list[int], settings: SupernetSettings) -> list[dict]:
+    return list(states.batches(indices, settings.batch_size))[: settings.score_batches]
+
+
+def train_supernet(
+    supernet: Supernet, states: BlockStates, train_idx: list[int], heldout_idx: list[int],
+    settings: SupernetSettings, paths: list, out: Path, resume: bool = True,
+) -> tuple[ShrinkState, list[dict]]:
+    """Train ``settings.epochs`` epochs; returns the final shrink state and the per-epoch log."""
+    ckpt = out / "checkpoint"
+    key = hash_obj(settings.training_key())[:16]
+    optimizer = torch.optim.AdamW(supernet.parameters(), lr=settings.lr, weight_decay=0.01)
+    steps = settings.epochs * ((len(train_idx) + settings.batch_size - 1) // settings.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1.0 - s / max(1, steps)))
+    rng, gen = random.Random(settings.seed), torch.Generator().manual_seed(settings.seed)
+    state, log, start = ShrinkState.start(paths, supernet.space.num_blocks, settings.bins), [], 0
+    if resume and (ckpt / "state.json").is_file():
+        saved = read_json(ckpt / "state.json")
+        if saved.get("settings_key") == key:
+            supernet.load_state_dict(load_file(str(ckpt / "supernet.safetensors")))
+            extra = torch.load(ckpt / "optimizer.pt", weights_only=True)
+            optimizer.load_state_dict(extra["optimizer"])
+            scheduler.load_state_dict(extra["scheduler"])
+            gen.set_state(extra["generator"])
+            rng.setstate(_tuple_state(saved["rng"]))
+            state, log, start = ShrinkState.from_dict(saved["shrink"]), saved["log"], int(saved["epoch"])
+            logger.info("resuming the supernet from epoch %d (%s)", start, ckpt)
+        else:
+            logger.info("checkpoint in %s was made with other settings: starting over", ckpt)
+    held_out = _held_out_batches(states, heldout_idx, settings)
+    logger.info("search space: %s paths per block, %d whole models", [state.size(n) for n in range(len(state.bins))],
+                state.space_size())
+    for epoch in range(start + 1, settings.epochs + 1):
+        t0 = time.time()
+        losses = []
+        candidates = [state.candidates(n) for n in range(len(state.bins))]
+        batches = states.batches(train_idx, settings.batch_size, gen)
+        for batch in progress(batches, desc=f"supernet epoch {epoch}", total=(len(train_idx) + settings.batch_size - 1) // settings.batch_size):
+            paths_now = [rng.choice(c) for c in candidates]  # one random path per block per step
+            losses.append(train_step(supernet, paths_now, batch, optimizer))
+            scheduler.step()
+        mean = [sum(x[n] for x in losses) / len(losses) for n in range(len(candidates))]
+        entry = {"epoch": epoch, "train_block_mse": mean, "seconds": round(time.time() - t0, 1)}
+        if epoch > settings.warmup_epochs and not state.done(settings.keep_per_bin):
+            scores = []
+            for n in range(len(state.bins)):
+                sample = state.sample_for_scoring(n, settings.samples_per_bin, rng)
+                scores.append({p: score_path(supernet, n, p, held_out) for p in sample})
+            state.shrink(scores, settings.keep_per_bin, epoch)
+            entry["paths_per_block"] = [state.size(n) for n in range(len(state.bins))]
+            entry["space_size"] = state.space_size()
+        entry["seconds_total"] = round(time.time() - t0, 1)
+        log.append(entry)
+        logger.info("supernet epoch %d: block MSE %s (%.0f s)", epoch, ["%.4f" % x for x in mean], entry["seconds_total"])
+        _save_checkpoint(ckpt, supernet, optimizer, scheduler, state, epoch, log, key, rng, gen)
+    return state, log
+
+
+def _tuple_state(text: str):
+    """random.Random state back from its repr (a tuple of ints and None only: literal_eval is safe)."""
+    import ast
+
+    return ast.literal_eval(text)
