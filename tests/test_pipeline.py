@@ -50,6 +50,13 @@ def test_results_json_has_the_promised_keys(finished_run):
             assert r[who][key] > 0 or key == "metric", (who, key)
         assert 0.0 <= r[who]["metric"] <= 1.0
     assert "architecture" in r["student"]
+    # the student is the smaller, cheaper model (FLOPs: deterministic; latency of models this tiny is noise)
+    assert r["student"]["params"] < r["teacher"]["params"] and r["student"]["flops"] < r["teacher"]["flops"]
+    # sanity floors: the majority class on a single-sentence task, and the verdict against it
+    majority = r["baselines"]["majority"]["accuracy"]
+    assert set(r["baselines"]) == {"majority"} and 0.4 < majority < 0.6  # the synthetic task is balanced
+    assert r["sanity"] == {"baseline": "majority", "baseline_metric": majority,
+                           "student_beats_baseline": r["student"]["metric"] > majority}
     assert r["speedup_b1"] == pytest.approx(r["teacher"]["latency_ms_b1"] / r["student"]["latency_ms_b1"], rel=0.02)
     assert r["compression"] == pytest.approx(r["teacher"]["params"] / r["student"]["params"], rel=0.02)
     # params are counted over all weights, embeddings included
@@ -107,6 +114,10 @@ def test_single_stage_commands_keep_stage_marks_honest(finished_run):
     cfg = load_run_config(out)
     assert _completed(out, cfg) == {"probe", "search", "retrain"}
     assert _completed(out, cfg.update({"beta": 1.0})) == {"probe"}  # search settings changed
+    proc = bertnas("search", "--out", str(out))  # the same settings, by hand
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _completed(out, load_run_config(out)) == {"probe", "search"}  # retrain must run again
+    assert "retrain" not in json.loads((out / "stages.json").read_text())
 
 
 def test_changed_data_of_the_same_size_is_refused(finished_run, tmp_path):

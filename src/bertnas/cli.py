@@ -150,20 +150,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from .demo import demo
 
-            demo(args.out, args.variant, args.seed, args.device, n_train=args.n_train)
+            from .measure.report import results_table
+
+            print(results_table(demo(args.out, args.variant, args.seed, args.device, n_train=args.n_train)))
         elif args.command == "teacher":
             _teacher_finetune(args)
         elif args.command == "nasbert":
             from .nasbert.cli import run_nasbert_command
 
             run_nasbert_command(args)
-        elif args.command in ("run", "probe"):
-            cfg = _resolve(args, from_run_dir=False)
-            getattr(pipeline, args.command)(cfg, args.out)
         else:
-            cfg = _resolve(args, from_run_dir=True)
-            getattr(pipeline, args.command)(cfg, args.out)
-            pipeline.save_run_config(cfg, Path(args.out))  # only a step that succeeded changes the saved settings
+            from .measure.report import probes_table, results_table
+
+            cfg = _resolve(args, from_run_dir=args.command not in ("run", "probe"))
+            result = getattr(pipeline, args.command)(cfg, args.out)
+            if args.command not in ("run", "probe"):
+                pipeline.save_run_config(cfg, Path(args.out))  # only a step that succeeded changes the saved settings
+            if args.command == "probe":
+                print(probes_table(result))
+            elif args.command in ("run", "evaluate"):
+                print(results_table(result))
     except BertnasError as exc:
         print(f"bertnas: error: {exc}", file=sys.stderr)
         return 2

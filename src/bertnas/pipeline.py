@@ -182,7 +182,6 @@ def probe(cfg: RunConfig, out: str | Path) -> dict:
         save_file(probes.tensors, str(tmp / "probes.safetensors"))
         write_json(tmp / "probes.json", info)
     _mark(out, "probe", cfg)
-    _print_probes(info)
     return info
 
 
@@ -255,6 +254,8 @@ def evaluate(cfg: RunConfig, out: str | Path) -> dict:
     from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
     from .measure import profile_classifier
+    from .measure.baselines import baselines
+    from .measure.report import assemble_results, results_table
     from .teacher.loading import load_teacher
     from .training.common import evaluate as eval_split
     from .utils import atomic_write_text
@@ -284,38 +285,24 @@ def evaluate(cfg: RunConfig, out: str | Path) -> dict:
     s_prof = profile_classifier(student.cpu(), vocab, **prof)
     teacher = load_teacher(cfg.teacher, spec, "cpu", cfg.trust_remote_code)
     t_prof = profile_classifier(teacher.model, teacher.model.config.vocab_size, **prof)
-    headline = spec.headline
-    results = {
-        "task": spec.name, "metric": headline,
-        "teacher": {"params": t_prof["params"], "metric": teacher_dev[headline],
-                    "latency_ms_b1": t_prof["latency_ms_b1"], "latency_ms_b32": t_prof["latency_ms_b32"],
-                    "flops": t_prof["flops"], "dev": teacher_dev, "source": cfg.teacher},
-        "student": {"params": s_prof["params"], "metric": student_dev[headline],
-                    "latency_ms_b1": s_prof["latency_ms_b1"], "latency_ms_b32": s_prof["latency_ms_b32"],
-                    "flops": s_prof["flops"], "dev": student_dev,
-                    "architecture": str(student.config.architecture), "genotype": student.config.genotype,
-                    **({"extra_dev": extra_dev} if extra_dev else {})},
-        "speedup_b1": round(t_prof["latency_ms_b1"] / s_prof["latency_ms_b1"], 2),
-        "speedup_b32": round(t_prof["latency_ms_b32"] / s_prof["latency_ms_b32"], 2),
-        "compression": round(t_prof["params"] / s_prof["params"], 2),
-        "measurement": {"seq_len": cfg.eval_seq_len, "threads": cfg.latency_threads,
-                        "repeats": cfg.latency_repeats, "statistic": "median", "device": "cpu"},
-    }
+    b_prof = None
     if cfg.compare_bert_base:
         logger.info("measuring a BERT-base-sized model (random weights) for reference...")
         base = BertForSequenceClassification(BertConfig(num_labels=max(spec.num_labels, 1))).eval()
         b_prof = profile_classifier(base, base.config.vocab_size, **{**prof, "repeats": max(3, cfg.latency_repeats // 4)})
-        results["bert_base"] = {k: b_prof[k] for k in ("params", "flops", "latency_ms_b1", "latency_ms_b32")}
-        results["vs_bert_base"] = {
-            "speedup_b1": round(b_prof["latency_ms_b1"] / s_prof["latency_ms_b1"], 2),
-            "speedup_b32": round(b_prof["latency_ms_b32"] / s_prof["latency_ms_b32"], 2),
-            "compression": round(b_prof["params"] / s_prof["params"], 2),
-        }
+    results = assemble_results(
+        spec, teacher_dev, student_dev, t_prof, s_prof, b_prof, baselines(spec, data.train, data.dev),
+        teacher_source=cfg.teacher, architecture=student.config.architecture, genotype=student.config.genotype,
+        extra_dev=extra_dev, measurement={"seq_len": cfg.eval_seq_len, "threads": cfg.latency_threads,
+                                          "repeats": cfg.latency_repeats, "statistic": "median", "device": "cpu"},
+    )
+    if not results["sanity"]["student_beats_baseline"]:
+        logger.warning("the student (dev %s %.4f) does not beat the %s baseline (%.4f): it has not learned more than "
+                       "that; train longer, check the teacher and the data", spec.headline, results["student"]["metric"],
+                       results["sanity"]["baseline"], results["sanity"]["baseline_metric"])
     results["metadata"] = run_metadata()
     write_json(out / "results.json", results)
-    table = results_table(results)
-    atomic_write_text(out / "results.md", table + "\n")
-    print(table)
+    atomic_write_text(out / "results.md", results_table(results) + "\n")
     return results
 
 
@@ -367,39 +354,3 @@ def _mark(out: Path, stage: str, cfg: RunConfig) -> None:
     for later in STAGES[STAGES.index(stage) + 1:]:
         marks.pop(later, None)
     write_json(path, marks)
-
-
-# ----------------------------------------------------------------------------- printing
-def _fmt_ms(x: float) -> str:
-    return f"{x:.2f}" if x < 100 else f"{x:.0f}"
-
-
-def results_table(r: dict) -> str:
-    """A Markdown table of teacher vs student (and BERT-base if measured)."""
-    m = r["metric"]
-    rows = [("teacher", r["teacher"]), ("student (AdaBERT)", r["student"])]
-    if "bert_base" in r:
-        rows.append(("BERT-base size (random weights)", {**r["bert_base"], "metric": None}))
-    lines = [f"Task {r['task']}: dev {m}, latency at sequence {r['measurement']['seq_len']}, "
-             f"{r['measurement']['threads']} threads, median of {r['measurement']['repeats']}",
-             "", f"| model | params | GFLOPs (b1) | dev {m} | latency b1 (ms) | latency b32 (ms) |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for name, d in rows:
-        metric = "-" if d.get("metric") is None else f"{d['metric']:.4f}"
-        lines.append(f"| {name} | {d['params'] / 1e6:.2f}M | {d['flops'] / 1e9:.3f} | {metric} | "
-                     f"{_fmt_ms(d['latency_ms_b1'])} | {_fmt_ms(d['latency_ms_b32'])} |")
-    lines += ["", f"Student vs teacher: {r['speedup_b1']}x faster (b1), {r['speedup_b32']}x faster (b32), "
-                  f"{r['compression']}x smaller."]
-    if "vs_bert_base" in r:
-        v = r["vs_bert_base"]
-        lines.append(f"Student vs BERT-base size: {v['speedup_b1']}x faster (b1), {v['speedup_b32']}x faster (b32), "
-                     f"{v['compression']}x smaller.")
-    lines.append(f"Architecture: {r['student']['architecture']}")
-    return "\n".join(lines)
-
-
-def _print_probes(info: dict) -> None:
-    h = info["headline"]
-    print(f"teacher dev {h}: {info['teacher_dev'][h]:.4f}")
-    for p in info["probes_dev"]:
-        print(f"  probe {p['name']:<12} dev {h}: {p[h]:.4f}")
