@@ -74,6 +74,7 @@ def add_nasbert_parser(sub: argparse._SubParsersAction) -> None:
     pre.add_argument("--epochs", type=int, default=1)
     pre.add_argument("--batch-size", type=int, default=32)
     pre.add_argument("--lr", type=float, default=5e-4)
+    pre.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
 
     base = nsub.add_parser("baseline", help="a hand-designed BERT of the same size as each selected model")
     base.add_argument("--out", required=True)
@@ -113,7 +114,7 @@ def run_nasbert_command(args: argparse.Namespace) -> None:
                            for b in (1, 32) if f"predicted_ms_b{b}" in m and f"measured_ms_b{b}" in m)
             print(f"{m['name']}: {m['params'] / 1e6:.2f}M params  {m['architecture']}  {lat}  -> {m['dir']}")
     elif cmd == "pretrain":
-        result = pipeline.pretrain(args.out, args.model, args.save, args.epochs, args.batch_size, args.lr)
+        result = pipeline.pretrain(args.out, args.model, args.save, args.epochs, args.batch_size, args.lr, args.threads)
         print(f"pre-training KD done ({result['seconds']} s): {args.save}")
     elif cmd == "baseline":
         for b in pipeline.baseline(args.out):

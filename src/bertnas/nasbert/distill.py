@@ -20,6 +20,7 @@ import torch
 from transformers import AutoModel
 
 from ..errors import BertnasError
+from ..teacher.knowledge import bf16_supported
 from ..teacher.loading import _check_source, load_tokenizer
 from ..utils import atomic_dir, progress, write_json
 from .space import BlockPath, Supernet
@@ -50,9 +51,8 @@ def teacher_fingerprint(model: torch.nn.Module) -> str:
 
 
 def _autocast(device: torch.device):
-    if device.type == "cpu":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return torch.autocast(device.type, dtype=torch.float16)
+    """bfloat16 where it runs natively (AVX512-BF16/AMX CPUs, bf16 GPUs); float32 elsewhere."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_supported(device))
 
 
 @dataclass

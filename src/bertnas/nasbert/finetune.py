@@ -21,6 +21,7 @@ from ..data.metrics import compute_metrics
 from ..data.readers import load_task
 from ..errors import BertnasError
 from ..measure.profile import count_params, profile_classifier
+from ..teacher.knowledge import bf16_supported
 from ..teacher.loading import load_teacher, load_tokenizer
 from ..utils import atomic_dir, progress, resolve_device, set_seed, write_json
 from .config import FinetuneSettings
@@ -33,7 +34,7 @@ def teacher_logits(model: torch.nn.Module, data, batch_size: int = 64, label_ord
     """Teacher logits for every example (length-sorted batches, bfloat16 autocast on CPU), in task label order."""
     out = torch.zeros(len(data), model.config.num_labels)
     order = sorted(range(len(data)), key=lambda i: len(data.input_ids[i]))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_supported(torch.device("cpu"))):
         for b in batches(data, batch_size, subset=order):
             logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"]).logits
             out[b["index"]] = logits.float()
@@ -66,6 +67,8 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
     """Fine-tune ``model_dir`` on ``task`` with KD from ``teacher``; writes ``out/model`` and ``out/results.json``."""
     settings.validate()
     set_seed(settings.seed)
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device)
     if not (Path(model_dir) / "config.json").is_file():
         raise BertnasError(f"--model {model_dir} has no config.json: pass a model written by `bertnas nasbert select`")
@@ -125,7 +128,7 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
                "settings": settings.to_dict(), "seconds": {"teacher_logits": round(teacher_seconds, 1),
                                                           "training": round(train_seconds, 1)}}
     if measure:
-        prof = profile_classifier(model, len(tokenizer), (1, 32), seq_len=128, repeats=10)
+        prof = profile_classifier(model, len(tokenizer), (1, 32), seq_len=128, repeats=10, threads=settings.threads)
         results.update({k: prof[k] for k in ("latency_ms_b1", "latency_ms_b32", "flops")})
     with atomic_dir(Path(out) / "model") as tmp:
         model.save_pretrained(tmp)

@@ -40,6 +40,13 @@ from .train import train_supernet
 logger = logging.getLogger("bertnas")
 
 
+def set_threads(threads: int | None) -> None:
+    if threads is not None:
+        if threads < 1:
+            raise BertnasError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+
+
 def _split(n: int, heldout: int, seed: int) -> tuple[list[int], list[int]]:
     """Seeded split of the corpus into training and held-out sentences (held out: at most a fifth)."""
     order = list(range(n))
@@ -48,9 +55,13 @@ def _split(n: int, heldout: int, seed: int) -> tuple[list[int], list[int]]:
     return sorted(order[k:]), sorted(order[:k])
 
 
-def _states(settings: SupernetSettings, teacher=None, tokenizer=None, boundaries=None):
+def _read_texts(settings: SupernetSettings) -> list[str]:
+    return read_corpus(settings.corpus, settings.max_sentences + settings.heldout_sentences, settings.seed)
+
+
+def _states(settings: SupernetSettings, teacher=None, tokenizer=None, boundaries=None, texts: list[str] | None = None):
     """The corpus' cached teacher states (computed once per teacher, corpus subset, length and blocks)."""
-    texts = read_corpus(settings.corpus, settings.max_sentences + settings.heldout_sentences, settings.seed)
+    texts = _read_texts(settings) if texts is None else texts
     if len(texts) < 2:
         raise BertnasError(f"corpus {settings.corpus} has {len(texts)} sentence(s): at least 2 are needed (train + held out)")
     if teacher is None:
@@ -73,7 +84,9 @@ def supernet(settings: SupernetSettings, out: str | Path, resume: bool = True) -
     settings.validate()
     out = Path(out)
     set_seed(settings.seed)
+    set_threads(settings.threads)
     t_start = time.time()
+    texts = _read_texts(settings)  # the cheap checks first: a bad corpus fails before the teacher loads
     teacher, tokenizer = load_pretrained_teacher(settings.teacher)
     shape = TeacherShape.of(teacher.config)
     space = SpaceConfig(teacher_hidden=shape.hidden, teacher_layers=int(teacher.config.num_hidden_layers),
@@ -88,7 +101,7 @@ def supernet(settings: SupernetSettings, out: str | Path, resume: bool = True) -
         tokenizer.save_pretrained(tmp)
 
     t0 = time.time()
-    states, (train_idx, held_idx) = _states(settings, teacher, tokenizer, space.boundaries())
+    states, (train_idx, held_idx) = _states(settings, teacher, tokenizer, space.boundaries(), texts)
     teacher_seconds = time.time() - t0
     logger.info("teacher states: %d training + %d held-out sentences (%.0f s)", len(train_idx), len(held_idx), teacher_seconds)
 
@@ -201,10 +214,12 @@ def select(out: str | Path, max_params: str | None = None, max_latency_ms: str |
     return results
 
 
-def pretrain(out: str | Path, model_dir: str, save: str | Path, epochs: int = 1, batch_size: int = 32, lr: float = 5e-4) -> dict:
+def pretrain(out: str | Path, model_dir: str, save: str | Path, epochs: int = 1, batch_size: int = 32, lr: float = 5e-4,
+             threads: int | None = None) -> dict:
     """Stage 4 (optional): pre-training distillation of ``model_dir`` on the run's corpus states."""
     from .pretrain import pretrain_distill
 
+    set_threads(threads)
     settings, space = _open_run(Path(out))
     states, (train_idx, _) = _states(settings, boundaries=space.boundaries())
     return pretrain_distill(model_dir, states, train_idx, save, epochs, batch_size, lr, settings.seed)

@@ -1,0 +1,237 @@
+"""NAS-BERT on a tiny supernet distilled from a tiny BERT teacher (see conftest.make_teacher)."""
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from bertnas.errors import BertnasError
+from bertnas.measure.profile import count_params, measure_latency
+from bertnas.nasbert import pipeline
+from bertnas.nasbert.config import SupernetSettings
+from bertnas.nasbert.costs import TeacherShape, model_params, model_parts, op_specs
+from bertnas.nasbert.distill import (block_loss, compute_block_states, load_pretrained_teacher, train_step)
+from bertnas.nasbert.modeling import NasBertConfig, NasBertForSequenceClassification
+from bertnas.nasbert.select import Constraint, parse_constraints, parse_count
+from bertnas.nasbert.shrink import ShrinkState, make_bins, shrink_bin
+from bertnas.nasbert.space import (IDENTITY, LAYER_OPS, OPS, Architecture, BlockPath, SpaceConfig, Supernet,
+                                   create_op, enumerate_paths, op_params, path_params)
+from conftest import make_teacher
+
+SIZES = (16, 64, 128)
+
+
+@pytest.mark.parametrize("hidden", SIZES)
+@pytest.mark.parametrize("name", list(OPS))
+def test_every_op_forward_backward(name, hidden):
+    torch.manual_seed(0)
+    op = create_op(name, hidden, dropout=0.1).train()
+    x = torch.randn(3, 7, hidden, requires_grad=True)
+    mask = torch.ones(3, 7, dtype=torch.long)
+    mask[0, 5:] = 0
+    y = op(x, mask)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    (y * torch.randn_like(y)).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    for pname, p in op.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}@{hidden}: {pname} got no gradient"
+    assert count_params(op) == op_params(name, hidden)
+
+
+@pytest.mark.parametrize("name", LAYER_OPS)
+def test_padding_does_not_change_real_tokens(name):
+    torch.manual_seed(0)
+    op = create_op(name, 32, 0.0).eval()
+    x = torch.randn(1, 5, 32)
+    padded = torch.cat([x, torch.randn(1, 3, 32) * 9], 1)
+    mask = torch.tensor([[1] * 5 + [0] * 3])
+    assert torch.allclose(op(x, torch.ones(1, 5, dtype=torch.long)), op(padded, mask)[:, :5], atol=1e-5)
+
+
+def test_paths_and_architectures_print_and_parse():
+    space = SpaceConfig(teacher_hidden=32, teacher_layers=4, num_blocks=2, layers_per_block=2, hidden_sizes=(16, 32)).validate()
+    paths = enumerate_paths(space)
+    assert len(paths) == 2 * (5 + 25)  # sizes x (depth 1 + depth 2); identities only at the tail
+    assert all(IDENTITY not in p.ops[: p.depth] for p in paths)
+    assert all(BlockPath.parse(str(p)) == p for p in paths)
+    arch = Architecture(32, (paths[0], paths[-1]))
+    assert Architecture.parse(str(arch)) == arch
+    with pytest.raises(BertnasError, match="tail"):
+        BlockPath.parse("16:identity,mha")
+    with pytest.raises(BertnasError, match="unknown ops"):
+        BlockPath.parse("16:conv9")
+    with pytest.raises(BertnasError, match="equal blocks"):
+        SpaceConfig(teacher_layers=6, num_blocks=4).validate()
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory) -> Path:
+    return make_teacher(tmp_path_factory.mktemp("nb-teacher"))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, synthetic_files) -> Path:
+    from bertnas.data.corpus import read_corpus
+
+    lines = read_corpus(str(synthetic_files["single"]))[:160]
+    path = tmp_path_factory.mktemp("nb-corpus") / "corpus.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_block_mse_falls(teacher_dir, corpus, tmp_path):
+    teacher, tok = load_pretrained_teacher(str(teacher_dir))
+    space = SpaceConfig(teacher_hidden=32, teacher_layers=2, num_blocks=2, layers_per_block=2, hidden_sizes=(32,), dropout=0.0)
+    texts = corpus.read_text().splitlines()[:64]
+    states = compute_block_states(teacher, tok, texts, space.boundaries(), 32, tmp_path / "states")
+    assert states.states.shape[1:] == (3, 32) and len(states) == 64
+    torch.manual_seed(0)
+    net = Supernet(space)
+    path = BlockPath(32, ("mha", "ffn"))
+    batch = states.collate(list(range(32)))
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    with torch.no_grad():
+        first = [float(block_loss(net, n, path, batch)) for n in range(2)]
+    for _ in range(30):
+        train_step(net, [path, path], batch, opt)
+    net.eval()
+    with torch.no_grad():
+        last = [float(block_loss(net, n, path, batch)) for n in range(2)]
+    assert all(b < 0.7 * a for a, b in zip(first, last)), (first, last)
+
+
+def test_shrinking_keeps_the_better_half():
+    paths = [BlockPath(16, (op, IDENTITY)) for op in LAYER_OPS] + [BlockPath(16, ("mha", op)) for op in LAYER_OPS]
+    scores = {p: float(i) for i, p in enumerate(reversed(paths))}  # later paths score better
+    kept = shrink_bin(paths, scores, keep_min=2)
+    assert len(kept) == 5 and set(kept) == set(paths[-5:])
+    assert shrink_bin(paths[:2], scores, keep_min=2) == paths[:2]  # at m already: unchanged
+    partial = {p: scores[p] for p in paths[:4]}  # only 4 scored: unscored paths go too
+    assert set(shrink_bin(paths, partial, keep_min=2)) <= set(paths[:4])
+    bins = make_bins(paths, 3)
+    assert sum(len(b) for b in bins) == len(paths)
+    assert max(path_params(p) for p in bins[0]) <= min(path_params(p) for p in bins[-1])
+    state = ShrinkState.start(paths, num_blocks=2, num_bins=2)
+    rng = random.Random(0)
+    state.shrink([{p: scores[p] for p in state.sample_for_scoring(n, 100, rng)} for n in range(2)], 2, epoch=1)
+    assert state.size(0) < len(paths) and state.history[0]["space_size"] == state.space_size()
+    assert ShrinkState.from_dict(state.to_dict()).bins == state.bins
+
+
+@pytest.fixture(scope="module")
+def run_dir(teacher_dir, corpus, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("nb-run") / "run"
+    settings = SupernetSettings(teacher=str(teacher_dir), corpus=str(corpus), max_sentences=140, heldout_sentences=20,
+                                max_len=32, num_blocks=2, layers_per_block=2, hidden_sizes="16,32", epochs=3,
+                                warmup_epochs=1, bins=2, samples_per_bin=8, keep_per_bin=2, score_batches=1, batch_size=16,
+                                threads=1)
+    summary = pipeline.supernet(settings, out)
+    assert summary["space_size_end"] < summary["space_size_start"]
+    assert len(summary["shrinks"]) == 2 and len(summary["epochs"]) == 3
+    pipeline.latency(out, seq_len=16, batch_sizes=(1, 4), embedding_sizes=(16, 32), threads=1, repeats=7)
+    return out
+
+
+def test_resume_continues_from_the_checkpoint(run_dir, caplog):
+    from bertnas.utils import read_json
+
+    settings = SupernetSettings.from_dict(read_json(run_dir / "settings.json"))
+    caplog.set_level("INFO", logger="bertnas")
+    summary = pipeline.supernet(settings, run_dir)  # every epoch is done: nothing is trained again
+    assert "resuming the supernet from epoch 3" in caplog.text
+    assert len(summary["epochs"]) == 3
+
+
+def test_latency_table_predicts_a_model_it_measured(run_dir):
+    from bertnas.measure.latency_table import LatencyTable
+
+    torch.set_num_threads(1)
+    shape = TeacherShape(**__import__("json").loads((run_dir / "teacher_shape.json").read_text()))
+    arch = Architecture.parse("E=32 | 32:ffn,sep5 | 16:mha,identity")
+    table = LatencyTable.load(run_dir / "latency.json")
+    predicted = table.predict(model_parts(arch, shape.hidden), 16, 4)
+    model = NasBertForSequenceClassification(NasBertConfig(
+        vocab_size=shape.vocab_size, max_position_embeddings=shape.max_positions, hidden_size=shape.hidden,
+        architecture=str(arch))).eval()
+    ids = torch.randint(5, shape.vocab_size, (4, 16))
+    measured = measure_latency(lambda: model(input_ids=ids), repeats=10, threads=1)["median_ms"]
+    assert predicted / 3 < measured < predicted * 3, (predicted, measured)
+    space = SpaceConfig.from_dict(__import__("json").loads((run_dir / "space.json").read_text()))
+    assert len(table.entries) == 2 * len(op_specs(space, shape, [16, 32]))  # every part at batch 1 and 4
+
+
+def test_params_in_closed_form_match_the_built_model(run_dir):
+    shape = TeacherShape(**__import__("json").loads((run_dir / "teacher_shape.json").read_text()))
+    arch = Architecture.parse("E=16 | 32:sep7,mha | 16:ffn,identity")
+    model = NasBertForSequenceClassification(NasBertConfig(
+        vocab_size=shape.vocab_size, max_position_embeddings=shape.max_positions, hidden_size=shape.hidden,
+        architecture=str(arch)))
+    assert count_params(model) == model_params(arch, shape)
+
+
+def test_selection_honours_its_constraints_and_round_trips(run_dir):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline as hf_pipeline
+
+    import bertnas  # noqa: F401  (registers nasbert)
+
+    results = pipeline.select(run_dir, max_params="60K,90K", max_latency_ms="1000", embedding_sizes=(16, 32),
+                              top_t=5, seq_len=16, latency_batch=4, measure=False)
+    assert [r["name"] for r in results] == ["60K-1000ms", "90K-1000ms"]
+    for r in results:
+        assert r["params"] <= r["max_params"], r
+        assert r["exact_loss"] is not None and math.isfinite(r["exact_loss"])
+    latency_only = pipeline.select(run_dir, max_latency_ms="1000", embedding_sizes=(16, 32), top_t=3, seq_len=16,
+                                   latency_batch=4, measure=False)
+    assert latency_only[0]["name"] == "1000ms"
+    with pytest.raises(BertnasError, match="no architecture fits"):
+        pipeline.select(run_dir, max_params="1K", embedding_sizes=(16, 32), measure=False)
+
+    model_dir = results[0]["dir"]
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    assert type(model).__name__ == "NasBertForSequenceClassification" and model.config.model_type == "nasbert"
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    clf = hf_pipeline("text-classification", model=model, tokenizer=tok)
+    out = clf(["the film is good", "a dull and bad movie"])
+    assert len(out) == 2 and all("label" in o for o in out)
+    # the student's block weights are the supernet's
+    from bertnas.nasbert.space import Architecture as A
+
+    arch = A.parse(model.config.architecture)
+    net = pipeline._load_supernet(run_dir, SpaceConfig.from_dict(__import__("json").loads((run_dir / "space.json").read_text())))
+    src = net.path_modules(0, arch.blocks[0])[0]
+    dst = model.nasbert.blocks[0][0]
+    assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
+
+
+def test_budget_parsing():
+    assert parse_count("5M") == 5_000_000 and parse_count("500k") == 500_000 and parse_count("2.5M") == 2_500_000
+    assert parse_constraints("5M,10M", "20") == [Constraint(5_000_000, 20.0), Constraint(10_000_000, 20.0)]
+    for bad in ("five", "-3M", "0"):
+        with pytest.raises(BertnasError, match="parameter budget"):
+            parse_count(bad)
+    with pytest.raises(BertnasError, match="no budget"):
+        parse_constraints(None, None)
+
+
+def test_corpus_reader(tmp_path, synthetic_files):
+    from bertnas.data.corpus import read_corpus
+
+    (tmp_path / "a.txt").write_text("one line\n\n  two line  \none line\n")
+    assert read_corpus(str(tmp_path)) == ["one line", "two line"]
+    glue = read_corpus(str(synthetic_files["pair"]))
+    assert len(glue) > 160  # both sentences of each pair
+    assert len(read_corpus(f"{tmp_path},{synthetic_files['single']}", max_sentences=10)) == 10
+    with pytest.raises(BertnasError, match="not found"):
+        read_corpus(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "e.txt").write_text("\n \n")
+    with pytest.raises(BertnasError, match="empty"):
+        read_corpus(str(tmp_path / "empty"))
+    try:
+        import datasets  # noqa: F401
+    except ImportError:
+        with pytest.raises(BertnasError, match="datasets"):
+            read_corpus("hf:wikitext")
