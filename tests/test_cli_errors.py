@@ -153,3 +153,81 @@ def test_max_seq_len_beyond_the_teachers_positions(files, tiny_teacher):
     proc = _run(tiny_teacher, data / "train.tsv", data / "dev.tsv", tmp / "out", "--max-seq-len", "400")
     assert_clean_error(proc, "--max-seq-len 400", "160 positions")
     assert not (tmp / "out").exists()
+
+
+# ------------------------------------------------------------------ files, checkpoints, run directories, settings
+def _probed(tmp_path, tiny_teacher, data) -> Path:
+    out = tmp_path / "probed"
+    proc = _run(tiny_teacher, data / "train.tsv", data / "dev.tsv", out, "--max-seq-len", "32", "--probe-epochs", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+def test_error_table(tmp_path, tiny_teacher, synthetic_files):
+    """One line, exit 2, no traceback, and nothing written or lost, for each class of bad input."""
+    data = synthetic_files["single"]
+    train, dev = data / "train.tsv", data / "dev.tsv"
+    latin = tmp_path / "latin.tsv"
+    latin.write_bytes("sentence\tlabel\ncaf\xe9 good\t1\nbad\t0\n".encode("latin-1"))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me")
+    broken = tmp_path / "broken_teacher"
+    broken.mkdir()
+    for f in tiny_teacher.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    corrupt_run = tmp_path / "corrupt_run"
+    corrupt_run.mkdir()
+    (corrupt_run / "stages.json").write_text("{not json")
+    cases = {
+        "non-UTF-8 data": (_run(tiny_teacher, latin, latin, tmp_path / "o1"), ["not UTF-8", "iconv"], tmp_path / "o1"),
+        "damaged teacher weights": (_run(broken, train, dev, tmp_path / "o2"), ["cannot load teacher weights"],
+                                    tmp_path / "o2"),
+        "--out is a file": (_run(tiny_teacher, train, dev, a_file), ["is an existing file"], None),
+        "cache dir cannot be created": (_run(tiny_teacher, train, dev, tmp_path / "o3", "--cache-dir",
+                                             str(a_file / "cache")), ["cache directory", "--cache-dir"], tmp_path / "o3"),
+        "beta nan": (_run(tiny_teacher, train, dev, tmp_path / "o4", "--beta", "nan"), ["beta=nan", "finite"],
+                     tmp_path / "o4"),
+        "teacher dtype": (bertnas("probe", "--out", str(tmp_path / "o5"), "--teacher-dtype", "fp16"),
+                          ["invalid choice"], tmp_path / "o5"),
+        "heads 0": (bertnas("teacher", "finetune", "--from-scratch", "--tokenizer", str(tiny_teacher), "--heads", "0",
+                            "--task", "t", "--train-file", str(train), "--dev-file", str(dev), "--out",
+                            str(tmp_path / "o6")), ["--heads must be >= 1"], tmp_path / "o6"),
+        "corrupt stage file": (bertnas("run", "--teacher", str(tiny_teacher), "--task", "t", "--train-file", str(train),
+                                       "--dev-file", str(dev), "--out", str(corrupt_run)),
+                               ["stages.json", "not valid JSON"], None),
+    }
+    for name, (proc, fragments, must_not_exist) in cases.items():
+        if name == "teacher dtype":  # argparse's own usage error: exit 2, one line, no traceback
+            assert proc.returncode == 2 and "Traceback" not in proc.stderr and "invalid choice" in proc.stderr, name
+        else:
+            assert_clean_error(proc, *fragments)
+        if must_not_exist is not None:
+            assert not must_not_exist.exists(), name
+    assert a_file.read_text() == "keep me"
+    assert (corrupt_run / "stages.json").read_text() == "{not json" and len(list(corrupt_run.iterdir())) == 1
+
+
+def test_damaged_stage_outputs_and_label_names(tmp_path, tiny_teacher, synthetic_files):
+    data = synthetic_files["single"]
+    out = _probed(tmp_path, tiny_teacher, data)
+    probes = out / "probes" / "probes.safetensors"
+    probes.write_bytes(b"garbage")
+    assert_clean_error(bertnas("search", "--out", str(out)), "probes.safetensors is damaged", "bertnas probe")
+    assert not (out / "search").exists()
+    # a teacher whose label names are not the task's: an error naming the override, then the override works
+    from transformers import AutoConfig
+
+    named = tmp_path / "named"
+    named.mkdir()
+    for f in tiny_teacher.iterdir():
+        (named / f.name).write_bytes(f.read_bytes())
+    config = AutoConfig.from_pretrained(named)
+    config.id2label, config.label2id = {0: "bad", 1: "good"}, {"bad": 0, "good": 1}
+    config.save_pretrained(named)
+    args = (named, data / "train.tsv", data / "dev.tsv", tmp_path / "o", "--max-seq-len", "32", "--probe-epochs", "1")
+    assert_clean_error(_run(*args), "--assume-label-order", "'bad', 'good'")
+    assert not (tmp_path / "o").exists()
+    proc = _run(*args, "--assume-label-order")
+    assert proc.returncode == 0, proc.stderr[-1500:]

@@ -134,6 +134,12 @@ def _teacher_finetune(args: argparse.Namespace) -> None:
     print(f"teacher saved to {args.out}; dev {metrics}")
 
 
+def _check_out(out: str | None) -> None:
+    """Refuse an --out that cannot be a directory before any work is done."""
+    if out and Path(out).exists() and not Path(out).is_dir():
+        raise BertnasError(f"--out {out} is an existing file: pass a directory path (it is created if missing)")
+
+
 def main(argv: list[str] | None = None) -> int:
     from .utils import setup_logging
 
@@ -146,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import bertnas  # noqa: F401  (registers the adabert model type)
         from . import pipeline
+
+        _check_out(getattr(args, "out", None))
 
         if args.command == "demo":
             from .demo import demo

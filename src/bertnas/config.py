@@ -38,6 +38,7 @@ class RunConfig:
     # --- teacher ---
     teacher: str = _f("", "fine-tuned teacher: local directory or hub id (sequence classifier + tokenizer)", "teacher")
     trust_remote_code: bool = _f(False, "allow custom code in the teacher checkpoint (off: safe loading)", "teacher")
+    assume_label_order: bool = _f(False, "accept a teacher whose label names differ from the task's, taking its outputs in the task's label order", "teacher")
     teacher_batch_size: int = _f(64, "batch size when running the teacher once to cache its knowledge", "teacher")
     cache_dir: str | None = _f(None, "where teacher knowledge is cached (default: $BERTNAS_CACHE_DIR or ~/.cache/bertnas)", "teacher")
     teacher_dtype: str = _f("auto", "precision of the teacher pass: auto (bfloat16 where the hardware has it and it agrees with float32 on dev), fp32 or bf16", "teacher", choices=("auto", "fp32", "bf16"))
@@ -58,6 +59,7 @@ class RunConfig:
     search_lr: float = _f(2e-3, "weight learning rate during search (AdamW) (ours)", "search")
     arch_lr: float = _f(3e-3, "architecture-weight learning rate (Adam) (ours)", "search")
     arch_update_interval: int = _f(1, "update the architecture weights every N weight steps (1: alternate every batch)", "search")
+    search_warmup_epochs: int = _f(1, "weight-only epochs before the architecture weights start to move (ours)", "search")
     sampled_only: bool = _f(True, "run only the sampled op on each edge (GDAS); off runs all 10 ops", "search")
     tau_max: float = _f(1.0, "initial Gumbel-softmax temperature", "search")
     tau_min: float = _f(0.2, "final Gumbel-softmax temperature", "search")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .config import RunConfig
 from .data.encode import Encoded, encode
@@ -32,7 +32,8 @@ from .data.examples import TaskData, TaskSpec
 from .data.metrics import compute_metrics
 from .data.readers import load_task
 from .errors import BertnasError
-from .utils import atomic_dir, read_json, resolve_device, run_metadata, set_seed, write_json
+from .utils import (atomic_dir, load_model_dir, read_json, read_weights, resolve_device, run_metadata, set_seed,
+                    write_json)
 
 logger = logging.getLogger("bertnas")
 STAGES = ("probe", "search", "retrain", "evaluate")
@@ -71,6 +72,18 @@ def load_run_config(out: Path, overrides: dict | None = None) -> RunConfig:
     saved = read_json(path)
     saved.pop("_meta", None)
     return RunConfig.from_dict(saved, str(path)).update(overrides or {}, "command line").validate()
+
+
+def _writable_cache(cache_dir: str | None) -> None:
+    """Fail before anything is written when the knowledge cache cannot be created."""
+    from .teacher.knowledge import default_cache_dir
+
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BertnasError(f"cannot create the cache directory {cache} ({exc.strerror}): pass a writable "
+                           "--cache-dir") from exc
 
 
 def _need(path: Path, step: str) -> Path:
@@ -116,7 +129,7 @@ def _stage_inputs(cfg: RunConfig, out: Path) -> _StageInputs:
     data = load_data(cfg)
     tokenizer = _tokenizer(out, cfg.trust_remote_code)
     knowledge, info = _knowledge(cfg, out, data)
-    probes = load_file(str(out / "probes" / "probes.safetensors"))
+    probes = read_weights(out / "probes" / "probes.safetensors", "probe")
     spec = data.spec
     train = encode(tokenizer, data.train, cfg.max_seq_len, spec.is_regression)
     teacher_logits, probe_logits = knowledge.logits("train"), probes["train_logits"]
@@ -149,7 +162,8 @@ def probe(cfg: RunConfig, out: str | Path) -> dict:
     device = resolve_device(cfg.device)
     set_seed(cfg.seed)
     data = load_data(cfg)  # bad data fails here, before anything is written
-    teacher = load_teacher(cfg.teacher, data.spec, device, cfg.trust_remote_code)
+    teacher = load_teacher(cfg.teacher, data.spec, device, cfg.trust_remote_code, cfg.assume_label_order)
+    _writable_cache(cfg.cache_dir)
     _, positions = teacher.embedding_tables()
     if positions is not None and cfg.max_seq_len > positions.size(0):
         raise BertnasError(f"--max-seq-len {cfg.max_seq_len} is longer than the teacher's {positions.size(0)} "
@@ -231,10 +245,10 @@ def retrain(cfg: RunConfig, out: str | Path) -> dict:
     out = Path(out)
     inputs = _stage_inputs(cfg, out)
     spec, tokenizer = inputs.spec, inputs.tokenizer
-    student = AdaBertForSequenceClassification.from_pretrained(str(_need(out / "search" / "student", "search")))
+    student = load_model_dir(AdaBertForSequenceClassification, out / "search" / "student", "search")
     heads = KDHeads(student.config.architecture.depth, student.config.hidden_size, spec.num_labels,
                     pair=student.config.pair_input)
-    heads.load_state_dict(load_file(str(out / "search" / "heads.safetensors")))
+    heads.load_state_dict(read_weights(out / "search" / "heads.safetensors", "search"))
     t0 = time.perf_counter()
     ckpt = out / "checkpoints" / "retrain.pt"
     student, best, history = run_retrain(cfg, spec, student, heads, inputs.train, inputs.dev, inputs.targets,
@@ -265,7 +279,7 @@ def evaluate(cfg: RunConfig, out: str | Path) -> dict:
     data = load_data(cfg)
     spec = data.spec
     model_dir = _need(out / "model", "retrain")
-    student = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).to(device).eval()
+    student = load_model_dir(AutoModelForSequenceClassification, model_dir, "retrain").to(device).eval()
     tokenizer = _tokenizer(out, cfg.trust_remote_code)
     dev = encode(tokenizer, data.dev, cfg.max_seq_len, spec.is_regression)
 
@@ -283,7 +297,7 @@ def evaluate(cfg: RunConfig, out: str | Path) -> dict:
                 repeats=cfg.latency_repeats, device="cpu")
     logger.info("measuring latency (seq %d, %d threads, batch 1 and 32)...", cfg.eval_seq_len, cfg.latency_threads)
     s_prof = profile_classifier(student.cpu(), vocab, **prof)
-    teacher = load_teacher(cfg.teacher, spec, "cpu", cfg.trust_remote_code)
+    teacher = load_teacher(cfg.teacher, spec, "cpu", cfg.trust_remote_code, cfg.assume_label_order)
     t_prof = profile_classifier(teacher.model, teacher.model.config.vocab_size, **prof)
     b_prof = None
     if cfg.compare_bert_base:
@@ -338,7 +352,7 @@ def _completed(out: Path, cfg: RunConfig) -> set[str]:
     path = out / "stages.json"
     if not path.is_file():
         return set()
-    marks = json.loads(path.read_text())
+    marks = read_json(path)
     done = set()
     for stage in ("probe", "search", "retrain"):  # a stage counts only if all before it count too
         if marks.get(stage) != _stage_key(cfg, stage):
@@ -349,7 +363,7 @@ def _completed(out: Path, cfg: RunConfig) -> set[str]:
 
 def _mark(out: Path, stage: str, cfg: RunConfig) -> None:
     path = out / "stages.json"
-    marks = json.loads(path.read_text()) if path.is_file() else {}
+    marks = read_json(path) if path.is_file() else {}
     marks[stage] = _stage_key(cfg, stage)
     for later in STAGES[STAGES.index(stage) + 1:]:
         marks.pop(later, None)

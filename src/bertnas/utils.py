@@ -94,6 +94,34 @@ def read_json(path: str | Path) -> Any:
         raise BertnasError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}): fix or delete it") from exc
 
 
+def read_weights(path: str | Path, step: str) -> dict[str, torch.Tensor]:
+    """A safetensors file written by stage ``step``; a missing or damaged one is a one-line error."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise BertnasError(f"{path} not found: run `bertnas {step}` first")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise BertnasError(f"{path} is damaged ({str(exc).splitlines()[0][:100]}): run `bertnas {step}` again") from exc
+
+
+def load_model_dir(cls: Any, path: str | Path, step: str) -> Any:
+    """``cls.from_pretrained(path)`` for a model directory a stage wrote, with a one-line error if it is damaged."""
+    from safetensors import SafetensorError
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise BertnasError(f"{path} not found or incomplete: run `bertnas {step}` first")
+    try:
+        return cls.from_pretrained(str(path))
+    except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise BertnasError(f"the model in {path} cannot be loaded ({str(exc).splitlines()[0][:100]}): "
+                           f"run `bertnas {step}` again") from exc
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, (np.integer,)):
         return int(obj)

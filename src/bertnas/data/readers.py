@@ -69,6 +69,23 @@ def _label_index(value: str, labels: list[str], where: str, hint: str) -> int:
 # --------------------------------------------------------------------------------------------- GLUE
 
 
+def _utf8(reader):
+    """Turn a decoding failure inside a file reader into a one-line error naming the file and the fix."""
+    import functools
+
+    @functools.wraps(reader)
+    def wrapped(path: Path, *args: Any, **kwargs: Any):
+        try:
+            yield from reader(path, *args, **kwargs)
+        except UnicodeDecodeError as exc:
+            bad = exc.object[exc.start : exc.start + 1].hex()
+            raise BertnasError(f"{path} is not UTF-8 text (byte 0x{bad} cannot be decoded): re-save it as UTF-8, "
+                               f"e.g. iconv -f latin1 -t utf-8 {path.name} > fixed.{path.suffix.lstrip('.')}") from None
+
+    return wrapped
+
+
+@_utf8
 def _read_tsv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
     """Yield (line number, fields) for each non-blank line; QUOTE_NONE because GLUE text contains quotes."""
     with open(path, encoding="utf-8-sig", newline="") as handle:
@@ -218,6 +235,7 @@ def _detect_format(path: Path, fmt: str | None) -> str:
     return _FORMATS[suffix]
 
 
+@_utf8
 def _iter_records(path: Path, fmt: str, needed: dict[str, str]) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, {column: value}) for the columns in ``needed`` (column -> CLI flag)."""
     if fmt == "jsonl":

@@ -21,6 +21,9 @@ logger = logging.getLogger("bertnas")
 def new_bert(tokenizer, num_labels: int, layers: int = 2, hidden: int = 128, heads: int = 2,
              max_positions: int = 512) -> BertForSequenceClassification:
     """A freshly initialised BERT classifier sized for ``tokenizer`` (no pre-trained weights)."""
+    for name, value in (("--layers", layers), ("--hidden", hidden), ("--heads", heads)):
+        if value < 1:
+            raise BertnasError(f"{name} must be >= 1, got {value}")
     if hidden % heads:
         raise BertnasError(f"hidden size {hidden} must be divisible by the number of heads {heads}")
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,

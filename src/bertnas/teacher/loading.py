@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from ..data.examples import TaskSpec
@@ -81,7 +82,8 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
 
 
 def load_teacher(
-    name: str, spec: TaskSpec | None = None, device: torch.device | str = "cpu", trust_remote_code: bool = False
+    name: str, spec: TaskSpec | None = None, device: torch.device | str = "cpu", trust_remote_code: bool = False,
+    assume_label_order: bool = False,
 ) -> Teacher:
     """Load a sequence-classification teacher and check it fits the task and its tokenizer."""
     source = _check_source(name)
@@ -100,8 +102,9 @@ def load_teacher(
         model = AutoModelForSequenceClassification.from_pretrained(
             source, dtype=torch.float32, trust_remote_code=trust_remote_code
         )
-    except (OSError, ValueError, KeyError) as exc:
-        raise BertnasError(f"cannot load teacher weights from {name}: {str(exc).splitlines()[0][:160]}") from exc
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
+        raise BertnasError(f"cannot load teacher weights from {name} ({str(exc).splitlines()[0][:160]}): "
+                           "check that the checkpoint is complete, or save it again") from exc
     tokenizer = load_tokenizer(name, trust_remote_code)
     if len(tokenizer) > model.config.vocab_size:
         raise BertnasError(
@@ -110,7 +113,7 @@ def load_teacher(
         )
     teacher = Teacher(model=model.to(device).eval(), tokenizer=tokenizer, source=source)
     if spec is not None:
-        teacher.label_order = _label_order(model.config, spec, name)
+        teacher.label_order = _label_order(model.config, spec, name, assume_label_order)
     return teacher
 
 
@@ -119,7 +122,7 @@ def _norm_label(label: object) -> str:
     return str(label).strip().lower().replace("-", "_").replace(" ", "_")
 
 
-def _label_order(config, spec: TaskSpec, name: str) -> list[int] | None:
+def _label_order(config, spec: TaskSpec, name: str, assume_label_order: bool = False) -> list[int] | None:
     """Map task labels to teacher output columns; None when they are the same order."""
     n = int(config.num_labels)
     if n != spec.num_labels:
@@ -135,5 +138,10 @@ def _label_order(config, spec: TaskSpec, name: str) -> list[int] | None:
         order = [names.index(label) for label in wanted]
         logger.info("teacher label names %s reordered to the task's %s", names, spec.labels)
         return order
-    logger.warning("teacher labels %s do not name the task labels %s; assuming the same order", names, spec.labels)
+    if not assume_label_order:  # guessing could invert every distillation target
+        raise BertnasError(f"teacher {name} names its labels {names} but the task's labels are {spec.labels}: "
+                           "pass --assume-label-order if its outputs follow the task's label order, or fix the "
+                           "teacher's id2label")
+    logger.warning("teacher labels %s do not name the task labels %s; assuming the same order (--assume-label-order)",
+                   names, spec.labels)
     return None
