@@ -1,9 +1,10 @@
 """A per-op latency table measured on this device: a model's predicted latency is the sum of its parts.
 
 Keys are ``(op name, size, seq_len, batch)``; the size is a hidden size or any text naming the op's shape
-(``"384>128"`` for a linear map), so any method's ops can be measured. Each entry is the median of
-``repeats`` timed calls of the op alone on random inputs, with the thread count pinned, under
-``torch.inference_mode``. The table records the hardware and threads it was measured with, because a
+(``"384>128"`` for a linear map), so any method's ops can be measured. Each entry is the median (or, with
+``stat="min"``, the minimum) of ``repeats`` timed calls of the op alone on random inputs, with the thread
+count pinned, under ``torch.inference_mode``. The minimum is the steadier statistic on a CPU shared with
+other jobs (other processes only ever add time); whole models must then be measured with the same one. The table records the hardware and threads it was measured with, because a
 table from another machine or thread count predicts nothing here.
 """
 from __future__ import annotations
@@ -45,6 +46,8 @@ class LatencyTable:
     hardware: dict[str, Any] = field(default_factory=dict)
     threads: int | None = None
     repeats: int = 0
+    stat: str = "median"
+    calibration: dict[str, list[float]] = field(default_factory=dict)  # "seq_len|batch" -> [scale, offset_ms]
 
     def get(self, op: str, size: int | str, seq_len: int, batch: int) -> float:
         key = table_key(op, size, seq_len, batch)
@@ -54,26 +57,55 @@ class LatencyTable:
                                "measure it with the same --seq-len and --batch-sizes")
         return self.entries[key]
 
-    def predict(self, parts: Iterable[tuple[str, int | str]], seq_len: int, batch: int) -> float:
-        """Predicted latency of a model made of ``parts`` (op, size): the sum of their measured latencies."""
+    def sum_of_parts(self, parts: Iterable[tuple[str, int | str]], seq_len: int, batch: int) -> float:
         return sum(self.get(op, size, seq_len, batch) for op, size in parts)
+
+    def predict(self, parts: Iterable[tuple[str, int | str]], seq_len: int, batch: int) -> float:
+        """Predicted latency of a model made of ``parts`` (op, size): the sum of their measured latencies,
+        times a per-device scale plus an offset when the table was calibrated on whole models."""
+        total = self.sum_of_parts(parts, seq_len, batch)
+        scale, offset = self.calibration.get(f"{seq_len}|{batch}", (1.0, 0.0))
+        return scale * total + offset
+
+    def calibrate(self, sums: list[float], measured: list[float], seq_len: int, batch: int) -> tuple[float, float]:
+        """Fit ``measured = scale * sum_of_parts + offset`` (least squares) on whole models timed here.
+
+        Ops timed alone run with warm caches and without the model's glue (masks, the wrapper's Python), so
+        the plain sum is biased on a given device; the fit removes that bias. With one model only the scale
+        is fitted.
+        """
+        x, y = torch.tensor(sums, dtype=torch.float64), torch.tensor(measured, dtype=torch.float64)
+        if len(sums) >= 3 and float(x.std()) > 0:
+            a = torch.stack([x, torch.ones_like(x)], 1)
+            scale, offset = torch.linalg.lstsq(a, y[:, None]).solution[:, 0].tolist()
+            if scale <= 0:
+                scale, offset = float(y.sum() / x.sum()), 0.0
+        else:
+            scale, offset = float(y.sum() / x.sum()), 0.0
+        self.calibration[f"{seq_len}|{batch}"] = [scale, offset]
+        return scale, offset
 
     def save(self, path: str | Path) -> None:
         write_json(path, {"hardware": self.hardware, "threads": self.threads, "repeats": self.repeats,
-                          "entries": self.entries})
+                          "stat": self.stat, "calibration": self.calibration, "entries": self.entries})
 
     @classmethod
     def load(cls, path: str | Path) -> "LatencyTable":
         d = read_json(path)
-        return cls(entries=d["entries"], hardware=d.get("hardware", {}), threads=d.get("threads"), repeats=d.get("repeats", 0))
+        return cls(entries=d["entries"], hardware=d.get("hardware", {}), threads=d.get("threads"), repeats=d.get("repeats", 0),
+                   stat=d.get("stat", "median"), calibration=d.get("calibration", {}))
 
 
 def measure_table(
     specs: list[OpSpec], seq_lens: Iterable[int], batch_sizes: Iterable[int], threads: int | None = None,
-    warmup: int = 3, repeats: int = 10, table: LatencyTable | None = None,
+    warmup: int = 3, repeats: int = 10, table: LatencyTable | None = None, stat: str = "median",
 ) -> LatencyTable:
     """Time every spec at every (seq_len, batch); entries already in ``table`` are kept, not re-measured."""
-    table = table or LatencyTable()
+    if stat not in ("median", "min"):
+        raise BertnasError(f"latency statistic must be 'median' or 'min', got {stat!r}")
+    if table is not None and table.stat != stat:
+        table = None  # another statistic: measure everything again
+    table = table or LatencyTable(stat=stat)
     jobs = [(s, n, b) for s in specs for n in seq_lens for b in batch_sizes
             if table_key(s.op, s.size, n, b) not in table.entries]
     torch.manual_seed(0)
@@ -81,7 +113,7 @@ def measure_table(
         module = spec.build().eval()
         args = spec.inputs(batch, seq_len)
         timing = measure_latency(lambda: module(*args), warmup=warmup, repeats=repeats, threads=threads)
-        table.entries[table_key(spec.op, spec.size, seq_len, batch)] = timing["median_ms"]
+        table.entries[table_key(spec.op, spec.size, seq_len, batch)] = timing[f"{stat}_ms"]
         table.threads = timing["threads"]
     table.hardware = hardware_info()
     table.repeats = repeats

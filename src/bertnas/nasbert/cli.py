@@ -55,6 +55,10 @@ def add_nasbert_parser(sub: argparse._SubParsersAction) -> None:
     lat.add_argument("--embedding-sizes", default="64,128,256")
     lat.add_argument("--threads", type=int, default=None, help="torch threads while timing (default: torch's)")
     lat.add_argument("--repeats", type=int, default=10)
+    lat.add_argument("--stat", choices=["median", "min"], default="median",
+                     help="statistic of the timed calls (min is steadier on a CPU shared with other jobs)")
+    lat.add_argument("--calibration-models", type=int, default=4,
+                     help="random whole students timed to fit the table's scale and offset (0: plain sum of parts)")
 
     sel = nsub.add_parser("select", help="one standalone model per budget from the trained supernet")
     sel.add_argument("--out", required=True)
@@ -105,7 +109,8 @@ def run_nasbert_command(args: argparse.Namespace) -> None:
               f"(space {summary['space_size_start']} -> {summary['space_size_end']}); {args.out}/supernet")
     elif cmd == "latency":
         table = pipeline.latency(args.out, args.seq_len, _ints(args.batch_sizes, "--batch-sizes"),
-                                 _ints(args.embedding_sizes, "--embedding-sizes"), args.threads, args.repeats)
+                                 _ints(args.embedding_sizes, "--embedding-sizes"), args.threads, args.repeats, args.stat,
+                                 args.calibration_models)
         print(f"latency table: {len(table.entries)} entries in {args.out}/latency.json")
     elif cmd == "select":
         for m in pipeline.select(args.out, args.max_params, args.max_latency_ms, _ints(args.embedding_sizes, "--embedding-sizes"),

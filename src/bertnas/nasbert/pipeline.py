@@ -26,11 +26,11 @@ from safetensors.torch import load_file, save_file
 from ..data.corpus import read_corpus
 from ..errors import BertnasError
 from ..measure.latency_table import LatencyTable, measure_table
-from ..measure.profile import count_params, profile_classifier
+from ..measure.profile import _random_batch, count_params, measure_latency
 from ..teacher.knowledge import default_cache_dir
 from ..utils import atomic_dir, read_json, run_metadata, set_seed, write_json
 from .config import SupernetSettings
-from .costs import TeacherShape, model_params, op_specs, predict_latency
+from .costs import TeacherShape, model_params, model_parts, op_specs, predict_latency
 from .distill import cache_key, compute_block_states, load_pretrained_teacher, open_block_states, score_path, teacher_fingerprint
 from .select import build_student, choose_embedding_size, combine, parse_constraints, select_best
 from .shrink import ShrinkState
@@ -137,7 +137,8 @@ def _load_supernet(out: Path, space: SpaceConfig) -> Supernet:
 
 
 def latency(out: str | Path, seq_len: int = 128, batch_sizes: tuple[int, ...] = (1, 32),
-            embedding_sizes: tuple[int, ...] = (64, 128, 256), threads: int | None = None, repeats: int = 10) -> LatencyTable:
+            embedding_sizes: tuple[int, ...] = (64, 128, 256), threads: int | None = None, repeats: int = 10,
+            stat: str = "median", calibration_models: int = 4) -> LatencyTable:
     """Stage 2: every op, adapter, embedding and head any student can hold, timed on this device."""
     out = Path(out)
     _, space = _open_run(out)
@@ -147,7 +148,9 @@ def latency(out: str | Path, seq_len: int = 128, batch_sizes: tuple[int, ...] = 
     if table is not None and threads is not None and table.threads not in (None, threads):
         table = None  # measured with another thread count: start over
     table = measure_table(op_specs(space, shape, list(embedding_sizes)), [seq_len], list(batch_sizes), threads=threads,
-                          repeats=repeats, table=table)
+                          repeats=repeats, table=table, stat=stat)
+    if calibration_models:
+        _calibrate(table, space, shape, list(embedding_sizes), seq_len, tuple(batch_sizes), calibration_models, repeats)
     table.save(path)
     logger.info("latency table: %d entries in %s", len(table.entries), path)
     return table
@@ -195,12 +198,11 @@ def select(out: str | Path, max_params: str | None = None, max_latency_ms: str |
             for b in (1, 32):
                 try:
                     entry[f"predicted_ms_b{b}"] = predict_latency(table, best.arch, shape.hidden, seq_len, b)
+                    entry[f"sum_of_parts_ms_b{b}"] = table.sum_of_parts(model_parts(best.arch, shape.hidden), seq_len, b)
                 except BertnasError:
                     pass
         if measure:
-            prof = profile_classifier(model, shape.vocab_size, (1, 32), seq_len=seq_len, threads=table.threads if table else None,
-                                      repeats=20)
-            entry.update({"measured_ms_b1": prof["latency_ms_b1"], "measured_ms_b32": prof["latency_ms_b32"]})
+            entry.update(measure_model(model, shape.vocab_size, seq_len, table))
             for b in (1, 32):
                 if f"predicted_ms_b{b}" in entry:
                     entry[f"error_b{b}"] = entry[f"predicted_ms_b{b}"] / entry[f"measured_ms_b{b}"] - 1
@@ -212,6 +214,43 @@ def select(out: str | Path, max_params: str | None = None, max_latency_ms: str |
     names = {r["name"] for r in results}
     write_json(out / "selection.json", {"models": [p for p in previous if p["name"] not in names] + results})
     return results
+
+
+def _calibrate(table: LatencyTable, space: SpaceConfig, shape: TeacherShape, embedding_sizes: list[int], seq_len: int,
+               batch_sizes: tuple[int, ...], count: int, repeats: int) -> None:
+    """Time ``count`` random whole students (seeded) and fit the table's per-batch scale and offset."""
+    from .modeling import NasBertConfig, NasBertForSequenceClassification
+    from .space import Architecture
+
+    rng = random.Random(1234)
+    paths = enumerate_paths(space)
+    sums: dict[int, list[float]] = {b: [] for b in batch_sizes}
+    measured: dict[int, list[float]] = {b: [] for b in batch_sizes}
+    for _ in range(count):
+        arch = Architecture(rng.choice(embedding_sizes), tuple(rng.choice(paths) for _ in range(space.num_blocks)))
+        model = NasBertForSequenceClassification(NasBertConfig(
+            vocab_size=shape.vocab_size, max_position_embeddings=shape.max_positions, type_vocab_size=shape.type_vocab_size,
+            hidden_size=shape.hidden, architecture=str(arch))).eval()
+        for b in batch_sizes:
+            batch = _random_batch(shape.vocab_size, b, seq_len, torch.Generator().manual_seed(b), "cpu")
+            measured[b].append(measure_latency(lambda: model(**batch), warmup=3, repeats=repeats,
+                                               threads=table.threads)[f"{table.stat}_ms"])
+            sums[b].append(table.sum_of_parts(model_parts(arch, shape.hidden), seq_len, b))
+    for b in batch_sizes:
+        scale, offset = table.calibrate(sums[b], measured[b], seq_len, b)
+        logger.info("latency calibration at batch %d: measured = %.3f x sum of parts %+.3f ms (%d models)", b, scale, offset, count)
+
+
+def measure_model(model, vocab_size: int, seq_len: int, table: LatencyTable | None, repeats: int = 20) -> dict:
+    """Whole-model latency at batch 1 and 32, with the table's threads and statistic (so they compare)."""
+    threads = table.threads if table else None
+    stat = table.stat if table else "median"
+    out = {"measured_stat": stat}
+    model.eval()
+    for b in (1, 32):
+        batch = _random_batch(vocab_size, b, seq_len, torch.Generator().manual_seed(b), "cpu")
+        out[f"measured_ms_b{b}"] = measure_latency(lambda: model(**batch), warmup=3, repeats=repeats, threads=threads)[f"{stat}_ms"]
+    return out
 
 
 def pretrain(out: str | Path, model_dir: str, save: str | Path, epochs: int = 1, batch_size: int = 32, lr: float = 5e-4,

@@ -32,7 +32,7 @@ def report(run: Path) -> str:
               "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for m in sel:
         name = m["name"]
-        row = [f"NAS-BERT {name}", f"`{m['architecture']}`", f"{m['params'] / 1e6:.2f}M"]
+        row = [f"NAS-BERT {name}", "`" + m['architecture'].replace('|', '\\|') + "`", f"{m['params'] / 1e6:.2f}M"]
         for b in (1, 32):
             if f"predicted_ms_b{b}" in m and f"measured_ms_b{b}" in m:
                 row += [f"{m[f'predicted_ms_b{b}']:.2f} / {m[f'measured_ms_b{b}']:.2f}", f"{100 * m[f'error_b{b}']:+.1f}%"]
