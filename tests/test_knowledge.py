@@ -121,3 +121,20 @@ def test_progress_lines_reach_a_log_file(tmp_path, tiny_teacher, synthetic_files
     assert re.search(r"teacher train \((fp32|bf16)\): step \d+/\d+ \(\d+%\), [\d.]+ steps/s, \d+ examples/s, "
                      r"elapsed \d+s, left \d+s", text), text
     assert re.search(r"probes: step \d+/\d+", text)
+
+
+def test_dry_run_estimates_and_writes_nothing(tmp_path, tiny_teacher, synthetic_files):
+    files = synthetic_files["single"]
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    env = {**os.environ, "BERTNAS_CACHE_DIR": str(cache)}
+    proc = subprocess.run([sys.executable, "-m", "bertnas.cli", "run", "--dry-run", "--teacher", str(tiny_teacher),
+                           "--task", "synthetic", "--train-file", str(files / "train.tsv"), "--dev-file",
+                           str(files / "dev.tsv"), "--out", str(out), "--max-seq-len", "32", "--hidden-size", "16",
+                           "--k-max", "2", "--latency-repeats", "1", "--device", "cpu"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = proc.stdout
+    assert "160 train / 48 dev examples" in text and "not cached yet" in text
+    for stage in ("probe", "search", "retrain", "evaluate", "total"):
+        assert re.search(rf"\| {stage} \| \d+(m\d\ds|s) \|", text), text
+    assert not out.exists() and not cache.exists()  # nothing in the run directory, nothing in the cache

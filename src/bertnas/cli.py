@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--out", required=True, help="run directory")
         p.add_argument("--config", help="YAML or JSON file of settings (keys as the flags, with _ or -)")
+        if name != "evaluate":
+            p.add_argument("--dry-run", action="store_true",
+                           help="print data sizes, cache hits and the estimated time per stage (from a few timed "
+                                "steps on this machine), then exit without writing anything")
         _add_config_flags(p)
 
     d = sub.add_parser("demo", help="the whole pipeline on the built-in synthetic task (no downloads)",
@@ -167,6 +171,12 @@ def main(argv: list[str] | None = None) -> int:
             from .nasbert.cli import run_nasbert_command
 
             run_nasbert_command(args)
+        elif getattr(args, "dry_run", False):
+            from .estimate import dry_run
+
+            cfg = _resolve(args, from_run_dir=args.command not in ("run", "probe"))
+            stages = ("probe", "search", "retrain", "evaluate") if args.command == "run" else (args.command,)
+            print(dry_run(cfg, args.out, stages))
         else:
             from .measure.report import probes_table, results_table
 

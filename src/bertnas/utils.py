@@ -179,6 +179,21 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
+_STEP_RECORDS: list[dict] | None = None
+
+
+@contextlib.contextmanager
+def recording_steps() -> Iterator[list[dict]]:
+    """Collect ``{"desc", "steps", "seconds"}`` from every progress loop that finishes inside the block
+    (the dry run's clock); nothing is displayed meanwhile."""
+    global _STEP_RECORDS
+    previous, _STEP_RECORDS = _STEP_RECORDS, []
+    try:
+        yield _STEP_RECORDS
+    finally:
+        _STEP_RECORDS = previous
+
+
 PROGRESS_INTERVAL_ENV = "BERTNAS_PROGRESS_INTERVAL"
 """Seconds between progress log lines when output is not a terminal (default 20)."""
 
@@ -193,6 +208,8 @@ def progress(iterable=None, *, total: int | None = None, desc: str = "", example
     """
     import sys
 
+    if _STEP_RECORDS is not None:  # a dry run times the loops instead of showing them
+        return LogProgress(iterable, total=total, desc=desc, examples=examples, interval=float("inf"))
     if sys.stderr.isatty() and not os.environ.get("TQDM_DISABLE"):
         from tqdm.auto import tqdm
 
@@ -230,6 +247,7 @@ class LogProgress:
         for item in self.iterable:
             yield item
             self.update(1)
+        self.close()
 
     def __enter__(self) -> "LogProgress":
         return self
@@ -267,6 +285,9 @@ class LogProgress:
     def close(self) -> None:
         import time
 
+        if _STEP_RECORDS is not None and not getattr(self, "recorded", False):
+            self.recorded = True
+            _STEP_RECORDS.append({"desc": self.desc, "steps": self.n, "seconds": time.monotonic() - self.start})
         if self.lines:  # only loops long enough to have reported say they are done
             self.lines = 0
             logger.info("%s: done, %d steps in %s", self.desc, self.n, _duration(time.monotonic() - self.start))
