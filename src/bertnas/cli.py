@@ -105,9 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--config", help="YAML or JSON file of data settings")
     _add_config_flags(f, ["data", "general"])
 
-    from .nasbert.cli import add_nasbert_parser  # NAS-BERT's own subcommands: bertnas nasbert ...
+    from .bench.cli import add_bench_parser  # subcommands that live with their own code
+    from .export.cli import add_export_parser
+    from .nasbert.cli import add_nasbert_parser
 
     add_nasbert_parser(sub)
+    add_bench_parser(sub)
+    add_export_parser(sub)
     return parser
 
 
@@ -171,6 +175,14 @@ def main(argv: list[str] | None = None) -> int:
             from .nasbert.cli import run_nasbert_command
 
             run_nasbert_command(args)
+        elif args.command == "bench":
+            from .bench.cli import run_bench_command
+
+            run_bench_command(args)
+        elif args.command == "export":
+            from .export.cli import run_export_command
+
+            run_export_command(args)
         elif getattr(args, "dry_run", False):
             from .estimate import dry_run
 

@@ -1,0 +1,1 @@
+"""`bertnas bench`: the searched student against random search, hand-designed students and ablations."""
