@@ -96,5 +96,7 @@ def test_augmented_run_aligns_targets(tmp_path, tiny_teacher, synthetic_files):
     again = bertnas.probe(cfg, tmp_path / "run2")
     assert again["augment_key"] == info["augment_key"]
     tiny = {"hidden_size": 16, "k_max": 2, "search_epochs": 1, "retrain_epochs": 1}
-    summary = bertnas.search(cfg.update(tiny), tmp_path / "run")
+    from bertnas.pipeline import search
+
+    summary = search(cfg.update(tiny), tmp_path / "run")
     assert summary["history"]
