@@ -28,7 +28,7 @@ from ..errors import BertnasError
 from ..measure.latency_table import LatencyTable, measure_table
 from ..measure.profile import _random_batch, count_params, measure_latency
 from ..teacher.knowledge import default_cache_dir
-from ..utils import atomic_dir, read_json, run_metadata, set_seed, write_json
+from ..utils import atomic_dir, read_json, resolve_device, run_metadata, set_seed, write_json
 from .config import SupernetSettings
 from .costs import TeacherShape, model_params, model_parts, op_specs, predict_latency
 from .distill import cache_key, compute_block_states, load_pretrained_teacher, open_block_states, score_path, teacher_fingerprint
@@ -69,7 +69,7 @@ def _states(settings: SupernetSettings, teacher=None, tokenizer=None, boundaries
     key = cache_key(teacher_fingerprint(teacher), texts, settings.max_len, boundaries)
     cache = Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
     states = compute_block_states(teacher, tokenizer, texts, boundaries, settings.max_len,
-                                  cache / f"nasbert-states-{key}", settings.teacher_batch_size)
+                                  cache / f"nasbert-states-{key}", settings.teacher_batch_size, resolve_device(settings.device))
     return states, _split(len(texts), settings.heldout_sentences, settings.seed)
 
 
@@ -109,8 +109,11 @@ def supernet(settings: SupernetSettings, out: str | Path, resume: bool = True) -
     net = Supernet(space)
     paths = enumerate_paths(space)
     t0 = time.time()
-    state, log = train_supernet(net, states, train_idx, held_idx, settings, paths, out / "supernet", resume)
+    state, log = train_supernet(net, states, train_idx, held_idx, settings, paths, out / "supernet", resume,
+                                resolve_device(settings.device))
     train_seconds = time.time() - t0
+    net.cpu()
+    teacher.cpu()
 
     held_out = list(states.batches(held_idx, settings.batch_size))[: settings.score_batches]
     candidates = [[{"path": str(p), "params": path_params(p), "loss": score_path(net, n, p, held_out)}

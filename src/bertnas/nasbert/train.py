@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..data.encode import to_device
 from ..utils import atomic_dir, hash_obj, progress, read_json, write_json
 from .config import SupernetSettings
 from .distill import BlockStates, score_path, train_step
@@ -26,7 +27,7 @@ logger = logging.getLogger("bertnas")
 def _save_checkpoint(directory: Path, supernet: Supernet, optimizer, scheduler, state: ShrinkState, epoch: int,
                      log: list, key: str, rng: random.Random, gen: torch.Generator) -> None:
     with atomic_dir(directory) as tmp:
-        save_file({k: v.contiguous() for k, v in supernet.state_dict().items()}, str(tmp / "supernet.safetensors"))
+        save_file({k: v.detach().cpu().contiguous() for k, v in supernet.state_dict().items()}, str(tmp / "supernet.safetensors"))
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "generator": gen.get_state()}, tmp / "optimizer.pt")
         write_json(tmp / "state.json", {"epoch": epoch, "settings_key": key, "shrink": state.to_dict(), "log": log,
@@ -39,9 +40,11 @@ def _held_out_batches(states: BlockStates, indices: list[int], settings: Superne
 
 def train_supernet(
     supernet: Supernet, states: BlockStates, train_idx: list[int], heldout_idx: list[int],
-    settings: SupernetSettings, paths: list, out: Path, resume: bool = True,
+    settings: SupernetSettings, paths: list, out: Path, resume: bool = True, device: torch.device | None = None,
 ) -> tuple[ShrinkState, list[dict]]:
     """Train ``settings.epochs`` epochs; returns the final shrink state and the per-epoch log."""
+    device = device or torch.device("cpu")
+    supernet.to(device)
     ckpt = out / "checkpoint"
     key = hash_obj(settings.training_key())[:16]
     optimizer = torch.optim.AdamW(supernet.parameters(), lr=settings.lr, weight_decay=0.01)
@@ -52,7 +55,7 @@ def train_supernet(
     if resume and (ckpt / "state.json").is_file():
         saved = read_json(ckpt / "state.json")
         if saved.get("settings_key") == key:
-            supernet.load_state_dict(load_file(str(ckpt / "supernet.safetensors")))
+            supernet.load_state_dict(load_file(str(ckpt / "supernet.safetensors"), device=str(device)))
             extra = torch.load(ckpt / "optimizer.pt", weights_only=True)
             optimizer.load_state_dict(extra["optimizer"])
             scheduler.load_state_dict(extra["scheduler"])
@@ -62,7 +65,7 @@ def train_supernet(
             logger.info("resuming the supernet from epoch %d (%s)", start, ckpt)
         else:
             logger.info("checkpoint in %s was made with other settings: starting over", ckpt)
-    held_out = _held_out_batches(states, heldout_idx, settings)
+    held_out = [to_device(b, device) for b in _held_out_batches(states, heldout_idx, settings)]
     logger.info("search space: %s paths per block, %d whole models", [state.size(n) for n in range(len(state.bins))],
                 state.space_size())
     for epoch in range(start + 1, settings.epochs + 1):
@@ -72,7 +75,7 @@ def train_supernet(
         batches = states.batches(train_idx, settings.batch_size, gen)
         for batch in progress(batches, desc=f"supernet epoch {epoch}", total=(len(train_idx) + settings.batch_size - 1) // settings.batch_size):
             paths_now = [rng.choice(c) for c in candidates]  # one random path per block per step
-            losses.append(train_step(supernet, paths_now, batch, optimizer))
+            losses.append(train_step(supernet, paths_now, to_device(batch, device), optimizer))
             scheduler.step()
         mean = [sum(x[n] for x in losses) / len(losses) for n in range(len(candidates))]
         entry = {"epoch": epoch, "train_block_mse": mean, "seconds": round(time.time() - t0, 1)}
