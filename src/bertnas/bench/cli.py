@@ -1,14 +1,44 @@
-"""Command line of the bench: ``bertnas bench`` (placeholder, being built)."""
+"""Command line of the bench: ``bertnas bench --teacher T --task X --data-dir D --out OUT [--rows ...]``.
+
+Takes every run setting ``bertnas run`` takes (they apply to every row), plus the bench's own flags.
+"""
 from __future__ import annotations
 
 import argparse
 
-from ..errors import BertnasError
+from .rows import ROW_NAMES
+from .settings import BenchSettings
 
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("bench", help="the searched student against baselines and ablations (in progress)")
+    from ..cli import _add_config_flags
+
+    text = "the searched student against random search, hand-designed students and ablations, side by side"
+    p = sub.add_parser("bench", help=text, description=text + ". Writes bench.json, bench.md and pareto.png to --out.")
+    p.add_argument("--out", required=True, help="bench directory (rows resume here)")
+    p.add_argument("--config", help="YAML or JSON file of run settings (keys as the flags, with _ or -)")
+    b = p.add_argument_group("bench settings")
+    b.add_argument("--rows", default="default",
+                   help=f"default (every row that applies), all, or comma-separated names: {', '.join(ROW_NAMES)}")
+    b.add_argument("--random-n", type=int, default=BenchSettings.random_n, help="random genotypes to train (default: 5)")
+    b.add_argument("--genotype-from", help="the other-task row: another run's search/genotype.json, its run directory, "
+                                           "or a genotype string")
+    b.add_argument("--bert-base", action=argparse.BooleanOptionalAction, default=True,
+                   help="measure a BERT-base-sized model (random weights) as a latency reference (default: on)")
+    b.add_argument("--truncate-layers", type=int, default=BenchSettings.truncate_layers,
+                   help="layers the truncated-teacher row keeps (default: 2)")
+    b.add_argument("--pretrained-lr", type=float, default=BenchSettings.pretrained_lr,
+                   help="learning rate of the truncated-teacher row (fresh rows use --retrain-lr) (default: 1e-4)")
+    _add_config_flags(p)
 
 
 def run_bench_command(args: argparse.Namespace) -> None:
-    raise BertnasError("bertnas bench is not built yet")
+    from ..cli import _resolve
+    from .report import bench_table
+    from .runner import run_bench
+
+    cfg = _resolve(args, from_run_dir=False)
+    settings = BenchSettings(rows=args.rows, random_n=args.random_n, genotype_from=args.genotype_from,
+                             bert_base=args.bert_base, truncate_layers=args.truncate_layers,
+                             pretrained_lr=args.pretrained_lr)
+    print(bench_table(run_bench(cfg, settings, args.out)))

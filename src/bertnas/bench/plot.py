@@ -1,0 +1,57 @@
+"""pareto.png: dev metric against latency at batch 32 for every row, point area by parameter count, with the
+teacher and a BERT-base-sized model as reference lines. Agg canvas on a standalone Figure (no display, no
+pyplot state), written through a temp file and a rename like the architecture plot."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+COLORS = {"teacher": "#2c3e50", "adabert": "#c0392b", "random": "#95a5a6", "hand-designed": "#2471a3",
+          "ablation": "#d68910"}
+
+
+def plot_pareto(r: dict, path: str | os.PathLike[str]) -> Path:
+    fig = Figure(figsize=(9.5, 6.2), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    biggest = max(row["params"] for row in r["rows"])
+    seen = set()
+    for row in r["rows"]:
+        x, y = row["latency_b32"]["median_ms"], row["metric"]
+        size = 30 + 600 * row["params"] / biggest
+        label = row["group"] if row["group"] not in seen else None
+        seen.add(row["group"])
+        ax.scatter([x], [y], s=size, color=COLORS.get(row["group"], "#7d3c98"), alpha=0.75, edgecolor="black",
+                   linewidth=0.6, label=label, zorder=3)
+        ax.annotate(row["name"], (x, y), xytext=(6, 4), textcoords="offset points", fontsize=8)
+    teacher = next((row for row in r["rows"] if row["group"] == "teacher"), None)
+    if teacher is not None:
+        ax.axhline(teacher["metric"], color=COLORS["teacher"], linestyle="--", linewidth=1,
+                   label=f"teacher dev {r['metric']} ({teacher['metric']:.3f})")
+        ax.axvline(teacher["latency_b32"]["median_ms"], color=COLORS["teacher"], linestyle=":", linewidth=1,
+                   label="teacher latency")
+    if "bert_base" in r:
+        ax.axvline(r["bert_base"]["latency_b32"]["median_ms"], color="#7d3c98", linestyle="-.", linewidth=1,
+                   label=f"BERT-base size ({r['bert_base']['params'] / 1e6:.0f}M) latency")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"latency at batch 32, sequence {r['measurement']['seq_len']} (ms, median, log scale)")
+    ax.set_ylabel(f"dev {r['metric']}")
+    ax.set_title(f"bertnas bench, {r['task']}: quality vs speed (point area ~ parameters)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.png", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=fig.dpi)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,92 @@
+"""The bench's rows as data: name, group, how the row is produced, and what it changes in the run settings.
+
+Kinds: ``teacher`` (measured only), ``search`` (AdaBERT's search + further training, possibly ablated),
+``fresh`` (a given genotype, built fresh and trained like the searched student), ``small_bert`` and
+``truncated`` (BERT-shaped students trained with the same distillation).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import RunConfig
+from ..errors import BertnasError
+from ..spaces.genotype import Genotype
+from .settings import BenchSettings
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    group: str  # teacher | adabert | random | hand-designed | ablation
+    kind: str  # teacher | search | fresh | small_bert | truncated
+    label: str  # what the table says
+    overrides: dict = field(default_factory=dict)  # RunConfig changes for this row
+    logits_only: bool = False  # distill the final logits only (no probe heads)
+    genotype: Genotype | None = None  # fresh rows
+
+    def config(self, cfg: RunConfig) -> RunConfig:
+        return cfg.update(self.overrides, f"bench row {self.name}") if self.overrides else cfg
+
+
+_SEARCH_ROWS = {
+    "full": ("adabert", "AdaBERT (search + further training)", {}, False),
+    "no_kd": ("ablation", "ablation: no distillation (gamma = 0)", {"gamma": 0.0}, False),
+    "logits_kd": ("ablation", "ablation: logits-only distillation", {}, True),
+    "uniform_kd": ("ablation", "ablation: uniform probe weights", {"attentive_kd": False}, False),
+    "no_efficiency": ("ablation", "ablation: no efficiency loss (beta = 0)", {"beta": 0.0}, False),
+    "no_augment": ("ablation", "ablation: without augmentation", {"augment": 0}, False),
+}
+ROW_NAMES = ("teacher", "full", "random", "small_bert", "conv3_stack", "truncated_teacher", "no_kd", "logits_kd",
+             "uniform_kd", "no_efficiency", "no_augment", "other_task")
+"""Names ``--rows`` accepts; ``random`` stands for all ``--random-n`` random rows."""
+
+
+def conv3_stack() -> Genotype:
+    """conv_3 on every kept edge, K = 3; node j reads the two newest states (j and j + 1)."""
+    return Genotype(edges=tuple((n, s, "conv_3") for n in range(3) for s in (n, n + 1)), depth=3)
+
+
+def _wanted(selection: str, cfg: RunConfig, settings: BenchSettings) -> list[str]:
+    text = selection.strip().lower()
+    if text == "default":  # every row that applies to these settings
+        names = [n for n in ROW_NAMES if not (n == "no_augment" and not cfg.augment)
+                 and not (n == "other_task" and not settings.genotype_from)]
+    elif text == "all":
+        names = list(ROW_NAMES)
+    else:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in ROW_NAMES]
+        if unknown or not names:
+            raise BertnasError(f"unknown bench row(s) {', '.join(unknown) or repr(selection)}: pass --rows default, all, "
+                               f"or names from {', '.join(ROW_NAMES)}")
+    if "no_augment" in names and not cfg.augment:
+        raise BertnasError("bench row no_augment compares against augmentation: pass --augment N (e.g. 20) or drop the row")
+    if "other_task" in names and not settings.genotype_from:
+        raise BertnasError("bench row other_task needs --genotype-from OTHER_RUN/search/genotype.json "
+                           "(or a genotype string) or drop the row")
+    return ["teacher"] + [n for n in ROW_NAMES if n in names and n != "teacher"]  # fixed order, teacher first
+
+
+def resolve_rows(selection: str, cfg: RunConfig, settings: BenchSettings, random_genotypes: list[Genotype],
+                 other_genotype: Genotype | None) -> list[Row]:
+    """The rows to run, in a fixed order (the full method before the rows sized after it)."""
+    rows: list[Row] = []
+    for name in _wanted(selection, cfg, settings):
+        if name == "teacher":
+            rows.append(Row("teacher", "teacher", "teacher", "teacher"))
+        elif name in _SEARCH_ROWS:
+            group, label, overrides, logits_only = _SEARCH_ROWS[name]
+            rows.append(Row(name, group, "search", label, overrides, logits_only))
+        elif name == "random":
+            rows += [Row(f"random_{i + 1}", "random", "fresh", f"random genotype {i + 1}", genotype=g)
+                     for i, g in enumerate(random_genotypes)]
+        elif name == "conv3_stack":
+            rows.append(Row(name, "hand-designed", "fresh", "conv_3 stack (K = 3)", genotype=conv3_stack()))
+        elif name == "other_task":
+            rows.append(Row(name, "ablation", "fresh", "ablation: architecture searched on another task",
+                            genotype=other_genotype))
+        elif name == "small_bert":
+            rows.append(Row(name, "hand-designed", "small_bert", "small BERT (2 layers, fresh)"))
+        elif name == "truncated_teacher":
+            rows.append(Row(name, "hand-designed", "truncated", "teacher truncated"))
+    return rows

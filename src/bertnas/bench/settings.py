@@ -1,0 +1,34 @@
+"""The bench's own settings (the run settings, shared by every row, are a :class:`bertnas.RunConfig`)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+from ..errors import BertnasError
+
+
+@dataclass
+class BenchSettings:
+    """What to compare, and the few choices only the hand-designed rows need."""
+
+    rows: str = "default"  # default, all, or comma-separated row names (see rows.ROWS)
+    random_n: int = 5  # random genotypes drawn from the search space
+    genotype_from: str | None = None  # the other-task row: a genotype.json, a run directory or a genotype string
+    bert_base: bool = True  # measure a BERT-base-sized model (random weights) as a latency reference
+    truncate_layers: int = 2  # the truncated-teacher row keeps the teacher's first N layers
+    pretrained_lr: float = 1e-4  # learning rate of the teacher-initialized row (fresh rows use --retrain-lr)
+    small_bert_hiddens: tuple[int, ...] = (128, 192, 256)  # small BERT: the hidden size closest in params wins
+
+    def validate(self) -> "BenchSettings":
+        if self.random_n < 0:
+            raise BertnasError(f"--random-n must be >= 0, got {self.random_n}")
+        if self.truncate_layers < 1:
+            raise BertnasError(f"--truncate-layers must be >= 1, got {self.truncate_layers}")
+        if not (self.pretrained_lr > 0 and math.isfinite(self.pretrained_lr)):
+            raise BertnasError(f"--pretrained-lr must be a positive number, got {self.pretrained_lr}")
+        if not self.small_bert_hiddens or any(h < 64 or h % 64 for h in self.small_bert_hiddens):
+            raise BertnasError(f"small BERT hidden sizes must be multiples of 64, got {self.small_bert_hiddens}")
+        return self
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
