@@ -325,6 +325,8 @@ def run(cfg: RunConfig, out: str | Path) -> dict:
     out = Path(out)
     cfg.validate()
     done = _completed(out, cfg) if cfg.resume else set()
+    if done:  # the steps that follow read their settings from the run directory
+        save_run_config(cfg, out)
     for name, fn in (("probe", probe), ("search", search), ("retrain", retrain)):
         if name in done:
             logger.info("stage %s: already done for these settings, skipping (--no-resume to redo)", name)
