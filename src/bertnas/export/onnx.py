@@ -1,0 +1,281 @@
+"""Export a finished run's student to ONNX, check it against PyTorch on the run's dev data, optionally quantize.
+
+    RUN/model  --torch.onnx.export-->  RUN/export/model.onnx  (inputs input_ids, attention_mask, token_type_ids,
+                                        output logits; axes 0 "batch" and 1 "sequence" dynamic)
+               --onnxruntime.quantization.quantize_dynamic-->  RUN/export/model.int8.onnx   (--quantize int8)
+
+Exporter: the dynamo exporter (``torch.export`` + onnxscript), which torch >= 2.9 recommends and makes the
+default; it gives a graph with no traced-in shapes. ``torch.export`` refuses data-dependent Python control
+flow, and the pair student has one (``pair_layout`` asks ``if bool(no_b.any())`` before splitting rows that
+carry no sentence-B token types at [SEP]). Where the dynamo exporter fails we fall back to the TorchScript
+exporter, traced on a dev batch plus the same rows with all-zero token types, so the trace records that branch
+(its ``torch.where`` is the identity on rows that do have B types). Either way the exported file is only kept
+if it matches PyTorch on every dev example (and, for pairs, on the zero-token-type copies) within
+``tolerance`` (max abs logit difference); export.json records which exporter ran and why.
+
+Everything is written into a temp directory that replaces ``RUN/export`` in one rename: a failed check or a
+Ctrl-C leaves the previous export, or none, never half of one.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import BertnasError
+from ..measure.onnx_latency import INSTALL_HINT, onnx_latency, ort_feed, ort_session, require_onnxruntime
+
+logger = logging.getLogger("bertnas")
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+OUTPUT_NAMES = ("logits",)
+FORMATS = ("onnx",)
+QUANTIZATIONS = ("int8",)
+DEFAULT_TOLERANCE = 1e-4
+"""Max abs logit difference allowed between onnxruntime fp32 and PyTorch fp32 on the dev data."""
+
+
+class LogitsOnly(nn.Module):
+    """A Hugging Face classifier as ``(input_ids, attention_mask, token_type_ids) -> logits``: positional
+    tensors in, one tensor out, which is what ONNX graphs take and give."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+
+
+def require_onnx() -> None:
+    """onnx and onnxruntime, or a one-line error naming the extra that installs them."""
+    require_onnxruntime()
+    try:
+        import onnx  # noqa: F401
+    except ImportError as exc:
+        raise BertnasError(f"ONNX export needs onnx and onnxruntime: {INSTALL_HINT}") from exc
+
+
+def with_zero_token_types(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch followed by the same rows with all-zero token types (what RoBERTa-style tokenizers give)."""
+    return {"input_ids": torch.cat([batch["input_ids"]] * 2),
+            "attention_mask": torch.cat([batch["attention_mask"]] * 2),
+            "token_type_ids": torch.cat([batch["token_type_ids"], torch.zeros_like(batch["token_type_ids"])])}
+
+
+def export_model(model: nn.Module, example: dict[str, torch.Tensor], path: Path, opset: int | None = None) -> dict:
+    """Write ``model`` (HF classifier, eval mode, CPU) to ``path`` as ONNX with dynamic batch and sequence axes.
+
+    ``example`` is a padded batch (B >= 2, L >= 2) of real inputs. Returns ``{"exporter", "opset", ...}``.
+    """
+    require_onnx()
+    wrapper = LogitsOnly(model).eval()
+    try:
+        info = _export_dynamo(wrapper, example, path, opset)
+    except Exception as exc:  # torch.export's many error types; the TorchScript path and the check follow
+        reason = " ".join(str(exc).split())[:300]
+        logger.debug("dynamo export failed", exc_info=True)
+        logger.info("the dynamo exporter cannot capture this model (%s); using the TorchScript exporter", reason[:160])
+        path.unlink(missing_ok=True)
+        info = _export_torchscript(wrapper, with_zero_token_types(example), path, opset)
+        info["dynamo_error"] = reason
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    info["opset"] = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    info["inputs"] = [i.name for i in proto.graph.input]
+    return info
+
+
+def _export_dynamo(wrapper: nn.Module, example: dict[str, torch.Tensor], path: Path, opset: int | None) -> dict:
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    shapes = {name: {0: batch, 1: sequence} for name in INPUT_NAMES}
+    captured = io.StringIO()  # the exporter prints progress and, on failure, graph dumps: kept for --verbose
+    try:
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured), \
+                _quiet_loggers(("torch", "onnxscript", "onnx_ir")), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(wrapper, tuple(example[n] for n in INPUT_NAMES), dynamo=True,
+                                        input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+                                        dynamic_shapes=shapes, opset_version=opset, external_data=False, optimize=True)
+            program.save(str(path))
+    finally:
+        logger.debug("dynamo exporter output:\n%s", captured.getvalue().strip())
+    return {"exporter": "dynamo"}
+
+
+@contextlib.contextmanager
+def _quiet_loggers(prefixes: tuple[str, ...]) -> Iterator[None]:
+    """Silence torch.export's own log lines (graph dumps, guard notes) while we try it: a failure is expected
+    for some models and is handled, so the user should see our one line, not the exporter's pages."""
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in prefixes] + list(prefixes)
+    saved = {n: logging.getLogger(n).level for n in names}
+    try:
+        for n in names:
+            logging.getLogger(n).setLevel(logging.CRITICAL + 1)
+        yield
+    finally:
+        for n, level in saved.items():
+            logging.getLogger(n).setLevel(level)
+
+
+def _export_torchscript(wrapper: nn.Module, example: dict[str, torch.Tensor], path: Path, opset: int | None) -> dict:
+    axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES} | {"logits": {0: "batch"}}
+    with warnings.catch_warnings():  # TracerWarnings about Python ints and the deprecation notice
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper, tuple(example[n] for n in INPUT_NAMES), str(path), dynamo=False,
+                          input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES), dynamic_axes=axes,
+                          opset_version=opset or 17, do_constant_folding=True)
+    return {"exporter": "torchscript"}
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8 quantization (weights int8, activations quantized on the fly) with onnxruntime's quantizer.
+
+    The dynamo exporter stores intermediate shapes (``value_info``) that the quantizer's own shape inference
+    contradicts, so it quantizes a copy without them; onnxruntime infers the shapes again at load.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    proto = onnx.load(str(src))
+    del proto.graph.value_info[:]
+    plain = dst.with_name(dst.stem + ".plain.onnx")
+    onnx.save(proto, str(plain))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_dynamic(str(plain), str(dst), weight_type=QuantType.QInt8)
+    finally:
+        plain.unlink(missing_ok=True)
+
+
+def torch_logits(model: nn.Module, batches: list[dict[str, torch.Tensor]]) -> np.ndarray:
+    with torch.inference_mode():
+        return torch.cat([model(**{k: b[k] for k in INPUT_NAMES}).logits.float() for b in batches]).numpy()
+
+
+def ort_logits(session: Any, batches: list[dict[str, torch.Tensor]]) -> np.ndarray:
+    return np.concatenate([session.run(["logits"], ort_feed(session, b))[0] for b in batches]).astype(np.float32)
+
+
+def compare(reference: np.ndarray, other: np.ndarray, regression: bool) -> dict[str, float]:
+    """Max abs logit difference and the share of examples with the same prediction."""
+    diff = float(np.abs(reference - other).max()) if reference.size else 0.0
+    if regression:
+        agree = 1.0  # no classes: the difference is the whole story
+    else:
+        agree = float((reference.argmax(-1) == other.argmax(-1)).mean())
+    return {"max_abs_diff": diff, "prediction_agreement": agree}
+
+
+def export_run(run_dir: str | Path, fmt: str = "onnx", quantize: str | None = None,
+               tolerance: float = DEFAULT_TOLERANCE, opset: int | None = None, latency: bool = True) -> dict:
+    """Export ``RUN/model`` to ``RUN/export/`` (model.onnx, tokenizer, config.json, export.json), checked on dev.
+
+    ``latency``: also time PyTorch and onnxruntime at the run's ``eval_seq_len`` / ``latency_threads`` /
+    ``latency_repeats`` (batch 1 and 32, median). Returns what export.json holds.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ..data.encode import batches as make_batches, encode
+    from ..data.metrics import compute_metrics
+    from ..measure.profile import profile_classifier
+    from ..pipeline import load_data, load_run_config
+    from ..utils import atomic_dir, load_model_dir, run_metadata, write_json
+
+    if fmt not in FORMATS:
+        raise BertnasError(f"unknown --format {fmt!r}: the formats are {', '.join(FORMATS)}")
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise BertnasError(f"unknown --quantize {quantize!r}: pass {' or '.join(QUANTIZATIONS)}, or leave it out")
+    if not tolerance > 0:
+        raise BertnasError(f"--tolerance must be > 0, got {tolerance}")
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    require_onnx()
+    model_dir = run_dir / "model"
+    model = load_model_dir(AutoModelForSequenceClassification, model_dir, "retrain").cpu().eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=cfg.trust_remote_code)
+    data = load_data(cfg)
+    spec = data.spec
+    dev = encode(tokenizer, data.dev, cfg.max_seq_len, spec.is_regression)
+    dev_batches = [{k: b[k] for k in INPUT_NAMES} for b in make_batches(dev, 32)]
+    labels = dev.labels.numpy()
+    check_batches = dev_batches + ([with_zero_token_types(b) for b in dev_batches] if model.config.pair_input else [])
+    example = next((b for b in dev_batches if b["input_ids"].shape[0] >= 2 and b["input_ids"].shape[1] >= 2),
+                   None)
+    if example is None:
+        raise BertnasError(f"the dev split of {run_dir} has too few examples to trace an export (need 2)")
+    threads = cfg.latency_threads
+    ort = require_onnxruntime()
+    import onnx
+
+    with atomic_dir(run_dir / "export") as tmp:
+        logger.info("exporting %s to ONNX...", model_dir)
+        info = export_model(model, example, tmp / "model.onnx", opset)
+        session = ort_session(tmp / "model.onnx", threads)
+        ref = torch_logits(model, check_batches)
+        got = ort_logits(session, check_batches)
+        check = {"examples": len(dev), "rows_checked": int(ref.shape[0]), **compare(ref, got, spec.is_regression),
+                 "tolerance": tolerance}
+        check["passed"] = check["max_abs_diff"] <= tolerance and bool(np.isfinite(got).all())
+        if not check["passed"]:
+            raise BertnasError(f"the ONNX model differs from PyTorch on dev by up to {check['max_abs_diff']:.3g} "
+                               f"(> --tolerance {tolerance:g}): nothing written; please report this with export "
+                               f"{info['exporter']}, torch {torch.__version__}, onnxruntime {ort.__version__}")
+        n = len(dev)
+        dev_metrics = {"pytorch": compute_metrics(spec, ref[:n], labels), "onnx": compute_metrics(spec, got[:n], labels)}
+        files = {"onnx": "model.onnx"}
+        int8: dict[str, Any] = {}
+        if quantize == "int8":
+            logger.info("quantizing to int8 (dynamic, onnxruntime)...")
+            quantize_int8(tmp / "model.onnx", tmp / "model.int8.onnx")
+            session8 = ort_session(tmp / "model.int8.onnx", threads)
+            got8 = ort_logits(session8, dev_batches)
+            dev_metrics["int8"] = compute_metrics(spec, got8, labels)
+            int8 = {**compare(ref[:n], got8, spec.is_regression),
+                    "metric_change": dev_metrics["int8"][spec.headline] - dev_metrics["pytorch"][spec.headline],
+                    "bytes": (tmp / "model.int8.onnx").stat().st_size, "fp32_bytes": (tmp / "model.onnx").stat().st_size}
+            files["int8"] = "model.int8.onnx"
+        tokenizer.save_pretrained(tmp)
+        shutil.copy2(model_dir / "config.json", tmp / "config.json")
+        result: dict[str, Any] = {
+            "format": fmt, "files": files, **info, "outputs": list(OUTPUT_NAMES),
+            "dynamic_axes": {"batch": 0, "sequence": 1}, "source": str(model_dir), "check": check,
+            "metric": spec.headline, "dev": dev_metrics,
+        }
+        if int8:
+            result["int8"] = int8
+        if latency:
+            result["latency"] = _latencies(model, session, tmp, files, cfg, profile_classifier)
+        result["versions"] = {**run_metadata(), "onnx": onnx.__version__, "onnxruntime": ort.__version__}
+        write_json(tmp / "export.json", result)
+    return result
+
+
+def _latencies(model: nn.Module, session: Any, tmp: Path, files: dict, cfg: Any, profile_classifier: Any) -> dict:
+    """PyTorch and onnxruntime (fp32, int8) latency at batch 1 and 32, same inputs and threads, median."""
+    vocab = model.config.vocab_size
+    prof = dict(batch_sizes=(1, 32), seq_len=cfg.eval_seq_len, threads=cfg.latency_threads, repeats=cfg.latency_repeats)
+    logger.info("measuring latency (seq %d, %d threads, batch 1 and 32): PyTorch and onnxruntime...",
+                cfg.eval_seq_len, cfg.latency_threads)
+    pt = profile_classifier(model, vocab, **prof)
+    out = {"seq_len": cfg.eval_seq_len, "threads": cfg.latency_threads, "repeats": cfg.latency_repeats,
+           "statistic": "median", "device": "cpu",
+           "pytorch": {k: pt[k] for k in ("latency_ms_b1", "latency_ms_b32")}}
+    for name, file in files.items():
+        sess = session if name == "onnx" else None
+        ort_prof = onnx_latency(tmp / file, vocab, session=sess, **prof)
+        out[name] = {k: ort_prof[k] for k in ("latency_ms_b1", "latency_ms_b32")}
+    for name in files:
+        out[name]["speedup_b1"] = out["pytorch"]["latency_ms_b1"] / out[name]["latency_ms_b1"]
+        out[name]["speedup_b32"] = out["pytorch"]["latency_ms_b32"] / out[name]["latency_ms_b32"]
+    return out

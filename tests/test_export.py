@@ -1,0 +1,177 @@
+"""`bertnas export`: a tiny finished run (single sentence and pair) goes to ONNX, onnxruntime loads it, its axes
+are dynamic, it matches PyTorch, int8 writes a smaller file with a metric; bad inputs are one-line errors."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from bertnas.cli import main  # noqa: E402
+from bertnas.export.onnx import DEFAULT_TOLERANCE, export_model  # noqa: E402
+
+TINY = dict(max_seq_len=32, hidden_size=16, k_max=3, search_epochs=1, retrain_epochs=1, probe_epochs=1,
+            search_batch_size=16, retrain_batch_size=16, eval_seq_len=32, latency_repeats=2, latency_threads=1,
+            device="cpu")
+
+
+def _finished_run(out: Path, teacher: Path, data: Path, pair: bool) -> Path:
+    import bertnas
+
+    cols = dict(text_column="sentence1", text_pair_column="sentence2") if pair else {}
+    cfg = bertnas.RunConfig(task="synthetic-pair" if pair else "synthetic-single", train_file=str(data / "train.tsv"),
+                            dev_file=str(data / "dev.tsv"), teacher=str(teacher), **cols, **TINY)
+    bertnas.run(cfg, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_teacher, synthetic_files) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("export-runs")
+    return {v: _finished_run(root / v, tiny_teacher, synthetic_files[v], v == "pair") for v in ("single", "pair")}
+
+
+@pytest.fixture(scope="module")
+def exported(runs) -> dict[str, dict]:
+    """Both runs exported through the CLI (the single one with int8)."""
+    out = {}
+    for variant, run in runs.items():
+        extra = ["--quantize", "int8"] if variant == "single" else []
+        assert main(["export", "--out", str(run), *extra]) == 0
+        out[variant] = json.loads((run / "export" / "export.json").read_text())
+    return out
+
+
+def _session(path: Path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _batch(tok, pair: bool, n: int, words: int) -> dict[str, torch.Tensor]:
+    rng = np.random.default_rng(n * 100 + words)
+    vocab = [w for w in tok.get_vocab() if w.isalpha()]
+    texts = [" ".join(rng.choice(vocab, size=int(rng.integers(2, words + 1)))) for _ in range(n)]
+    if pair:
+        return dict(tok(texts, texts[::-1], padding=True, return_tensors="pt"))
+    return dict(tok(texts, padding=True, return_tensors="pt"))
+
+
+@pytest.mark.parametrize("variant", ["single", "pair"])
+def test_export_loads_has_dynamic_axes_and_matches_pytorch(runs, exported, variant):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    run, report = runs[variant], exported[variant]
+    export = run / "export"
+    for name in ("model.onnx", "config.json", "export.json", "tokenizer_config.json"):
+        assert (export / name).is_file(), name
+    assert not [p for p in run.iterdir() if p.name.startswith(".export")]  # no temp dirs left
+    assert report["check"]["passed"] and report["check"]["max_abs_diff"] <= DEFAULT_TOLERANCE
+    assert report["check"]["prediction_agreement"] == 1.0 and report["check"]["examples"] == 48
+    assert report["exporter"] in ("dynamo", "torchscript") and report["opset"] >= 17
+    assert set(report["dev"]) >= {"pytorch", "onnx"} and report["metric"] == "accuracy"
+    lat = report["latency"]
+    assert lat["seq_len"] == 32 and lat["threads"] == 1
+    assert all(lat[k]["latency_ms_b1"] > 0 and lat[k]["latency_ms_b32"] > 0 for k in ("pytorch", "onnx"))
+
+    model = AutoModelForSequenceClassification.from_pretrained(run / "model").eval()
+    tok = AutoTokenizer.from_pretrained(export)  # the tokenizer travels with the ONNX file
+    sess = _session(export / "model.onnx")
+    names = {i.name for i in sess.get_inputs()}
+    assert names <= {"input_ids", "attention_mask", "token_type_ids"} and "input_ids" in names
+    assert [o.name for o in sess.get_outputs()] == ["logits"]
+    for n, words in [(1, 3), (3, 3), (3, 9), (1, 9)]:  # batch 1 and 3, two sequence lengths
+        batch = _batch(tok, variant == "pair", n, words)
+        with torch.no_grad():
+            ref = model(**batch).logits.numpy()
+        got = sess.run(None, {k: v.numpy() for k, v in batch.items() if k in names})[0]
+        assert got.shape == ref.shape == (n, 2)
+        assert np.abs(got - ref).max() <= DEFAULT_TOLERANCE
+
+
+def test_pair_export_handles_tokenizers_without_token_types(runs, exported):
+    """RoBERTa-style all-zero token types: the student splits at [SEP]; the ONNX graph must do the same."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    run = runs["pair"]
+    model = AutoModelForSequenceClassification.from_pretrained(run / "model").eval()
+    tok = AutoTokenizer.from_pretrained(run / "export")
+    sess = _session(run / "export" / "model.onnx")
+    batch = _batch(tok, True, 3, 6)
+    batch["token_type_ids"] = torch.zeros_like(batch["token_type_ids"])
+    with torch.no_grad():
+        ref = model(**batch).logits.numpy()
+    got = sess.run(None, {k: v.numpy() for k, v in batch.items()})[0]
+    assert np.abs(got - ref).max() <= DEFAULT_TOLERANCE
+
+
+def test_int8_is_smaller_and_reports_its_metric(runs, exported):
+    run, report = runs["single"], exported["single"]
+    fp32, int8 = run / "export" / "model.onnx", run / "export" / "model.int8.onnx"
+    assert int8.is_file() and int8.stat().st_size < fp32.stat().st_size
+    q = report["int8"]
+    assert q["bytes"] == int8.stat().st_size and 0.0 <= q["prediction_agreement"] <= 1.0
+    assert q["metric_change"] == pytest.approx(report["dev"]["int8"]["accuracy"] - report["dev"]["pytorch"]["accuracy"])
+    assert report["latency"]["int8"]["latency_ms_b1"] > 0
+    _session(int8)  # loads
+    assert "model.int8.onnx" not in json.dumps(exported["pair"])  # only when asked
+
+
+def test_export_model_works_on_an_unsaved_model(tmp_path):
+    """The function evaluate / bench can reuse: any HF classifier, no run directory."""
+    from bertnas.models.adabert import AdaBertConfig, AdaBertForSequenceClassification
+
+    torch.manual_seed(0)
+    model = AdaBertForSequenceClassification(AdaBertConfig(vocab_size=50, max_position_embeddings=64, hidden_size=8,
+                                                           num_labels=3)).eval()
+    ids = torch.randint(5, 50, (2, 7))
+    info = export_model(model, {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+                                "token_type_ids": torch.zeros_like(ids)}, tmp_path / "m.onnx")
+    assert (tmp_path / "m.onnx").is_file() and info["exporter"] in ("dynamo", "torchscript")
+    from bertnas.measure.onnx_latency import onnx_latency
+
+    lat = onnx_latency(tmp_path / "m.onnx", 50, batch_sizes=(1, 4), seq_len=16, threads=1, warmup=1, repeats=2)
+    assert lat["latency_ms_b1"] > 0 and lat["latency_ms_b4"] > 0 and lat["threads"] == 1
+
+
+def _error(capsys, argv: list[str]) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("bertnas: error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def test_bad_inputs_are_one_line_errors_and_write_nothing(runs, exported, tmp_path, capsys):
+    run = runs["single"]
+    assert "not a bertnas run directory" in _error(capsys, ["export", "--out", str(tmp_path / "nothing")])
+    no_model = tmp_path / "no-model"
+    no_model.mkdir()
+    shutil.copy(run / "config.json", no_model / "config.json")
+    assert "bertnas retrain" in _error(capsys, ["export", "--out", str(no_model)])
+    assert not (no_model / "export").exists()
+    before = (run / "export" / "export.json").read_bytes()
+    assert "--format" in _error(capsys, ["export", "--out", str(run), "--format", "tflite"])
+    assert "--quantize" in _error(capsys, ["export", "--out", str(run), "--quantize", "int4"])
+    assert (run / "export" / "export.json").read_bytes() == before  # the earlier export is untouched
+    assert not [p for p in run.iterdir() if p.name.startswith(".export")]
+
+
+def test_missing_onnxruntime_names_the_extra(runs, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    err = _error(capsys, ["export", "--out", str(runs["single"])])
+    assert 'pip install "bertnas[onnx]"' in err
+
+
+def test_a_failed_check_keeps_the_previous_export(runs, exported, capsys):
+    run = runs["pair"]
+    before = (run / "export" / "model.onnx").read_bytes()
+    err = _error(capsys, ["export", "--out", str(run), "--tolerance", "1e-30", "--no-latency"])
+    assert "differs from PyTorch" in err or "tolerance" in err
+    assert (run / "export" / "model.onnx").read_bytes() == before
+    assert not [p for p in run.iterdir() if p.name.startswith(".export")]
