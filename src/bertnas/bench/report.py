@@ -92,7 +92,7 @@ def bench_table(r: dict) -> str:
         "architecture"]
     lines = [f"Task {r['task']}: dev {m}; latency at sequence {meas['seq_len']}, {meas['threads']} threads, median "
              f"(interquartile range) of {meas['repeats']} interleaved repeats, all models in one process.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(head) - 4) + "---|"]
+             "| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 3) + "---|"]
 
     def add(name: str, group: str, metric, sec, row: dict) -> None:
         cells = [name, group, "-" if metric is None else f"{metric:.4f}"]

@@ -9,8 +9,9 @@ Layout of ``--out``::
     bench.json, bench.md, pareto.png
 
 A row is done when its ``bench-row.json`` carries the key of its settings (the run settings that shape a model,
-the row's own changes, the knowledge key); a rerun skips it. An interrupted row resumes from the per-epoch
-checkpoints of the search and training loops.
+the row's own changes, the knowledge key); a rerun skips it (``--no-resume`` redoes every row). An interrupted
+row resumes from the per-epoch checkpoints of the search and training loops, and a finished search is kept
+when only the further-training settings change.
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ import torch
 
 from .. import pipeline
 from ..config import RunConfig
-from ..errors import BertnasError
 from ..utils import atomic_dir, atomic_write_text, hash_obj, load_model_dir, read_json, read_weights, write_json
 from .rows import Row, resolve_rows
 from .settings import BenchSettings
@@ -60,7 +60,8 @@ def probe_once(cfg: RunConfig, out: Path) -> tuple[dict, float]:
     probe_dir = out / "probe"
     key = settings_key(cfg, ("data", "teacher", "probes"), {})
     mark = probe_dir / "bench-probe.json"
-    if mark.is_file() and (probe_dir / "probes" / "probes.json").is_file() and read_json(mark).get("key") == key:
+    if cfg.resume and mark.is_file() and (probe_dir / "probes" / "probes.json").is_file() \
+            and read_json(mark).get("key") == key:
         logger.info("bench: teacher knowledge and probes already done in %s, reusing them", probe_dir)
         return read_json(probe_dir / "probes" / "probes.json"), float(read_json(mark)["seconds"])
     logger.info("bench: running the teacher once (knowledge cache + probes) in %s", probe_dir)
@@ -129,16 +130,16 @@ def _logits_only_search():
 
 
 # ----------------------------------------------------------------------------- one row per kind
-def _search_row(row: Row, rcfg: RunConfig, row_dir: Path, key: str) -> dict:
+def _search_row(row: Row, rcfg: RunConfig, row_dir: Path, key: str, search_key: str) -> dict:
     from ..models.adabert import AdaBertForSequenceClassification
     from ..training.distill import KDHeads
 
     stages = row_dir / "bench-stages.json"
     marks = read_json(stages) if stages.is_file() else {}
-    if marks.get("search") != key:
+    if not (rcfg.resume and marks.get("search") == search_key):  # a finished search survives new training settings
         with _logits_only_search() if row.logits_only else contextlib.nullcontext():
             pipeline.search(rcfg, row_dir)
-        write_json(stages, {"search": key})
+        write_json(stages, {"search": search_key})
     else:
         logger.info("bench row %s: search already done, training further", row.name)
     summary = read_json(row_dir / "search" / "genotype.json")
@@ -201,13 +202,14 @@ def _run_row(row: Row, cfg: RunConfig, settings: BenchSettings, shared: _Shared)
         extra["hiddens"] = list(settings.small_bert_hiddens)
     key = settings_key(rcfg, _SHAPING_GROUPS, extra)
     mark = row_dir / ROW_MARK
-    if mark.is_file() and read_json(mark).get("key") == key and (row_dir / "model").is_dir():
+    if rcfg.resume and mark.is_file() and read_json(mark).get("key") == key and (row_dir / "model").is_dir():
         logger.info("bench row %s: already done for these settings, skipping", row.name)
         return read_json(mark)
     logger.info("bench row %s: %s", row.name, row.label)
     _prepare_row_dir(rcfg, shared, row_dir)
     if row.kind == "search":
-        record = _search_row(row, rcfg, row_dir, key)
+        search_key = settings_key(rcfg, _SHAPING_GROUPS[:-1], extra)
+        record = _search_row(row, rcfg, row_dir, key, search_key)
     elif row.kind == "fresh":
         record = _fresh_row(row, rcfg, row_dir, key)
     elif row.kind == "small_bert":
@@ -253,7 +255,7 @@ def _make_truncated(rcfg: RunConfig, inputs, settings: BenchSettings):
 
 
 # ----------------------------------------------------------------------------- measure all side by side
-def _measure(cfg: RunConfig, settings: BenchSettings, out: Path, records: dict, num_labels: int, spec) -> dict:
+def _measure(cfg: RunConfig, settings: BenchSettings, out: Path, records: dict, spec) -> dict:
     from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
     from ..models.adabert import AdaBertForSequenceClassification
@@ -271,7 +273,7 @@ def _measure(cfg: RunConfig, settings: BenchSettings, out: Path, records: dict, 
     caps = {}
     if settings.bert_base:
         torch.manual_seed(0)
-        models["bert_base"] = (BertForSequenceClassification(BertConfig(num_labels=num_labels)), 30522)
+        models["bert_base"] = (BertForSequenceClassification(BertConfig(num_labels=spec.num_labels)), 30522)
         caps["bert_base"] = min(cfg.latency_repeats, max(3, cfg.latency_repeats // 4))
     logger.info("bench: measuring %d models side by side (seq %d, %d threads, %d interleaved repeats)...",
                 len(models), cfg.eval_seq_len, cfg.latency_threads, cfg.latency_repeats)
@@ -291,8 +293,6 @@ def run_bench(cfg: RunConfig, settings: BenchSettings, out: str | Path) -> dict:
     cfg.validate()
     settings.validate()
     cfg.require("teacher", "task")
-    if not cfg.resume:
-        raise BertnasError("bench rows always resume; delete the row's directory under OUT/rows to redo it")
     other = load_genotype(settings.genotype_from) if settings.genotype_from else None
     randoms = random_genotypes(settings.random_n, cfg.k_max, cfg.min_parametric, cfg.seed)
     rows = resolve_rows(settings.rows, cfg, settings, randoms, other)  # bad row names fail before any work
@@ -311,7 +311,7 @@ def run_bench(cfg: RunConfig, settings: BenchSettings, out: str | Path) -> dict:
     from .students import describe_bert
 
     shared.records["teacher"]["architecture"] = describe_bert(tconf) + " (teacher)"
-    measured = _measure(cfg, settings, out, shared.records, spec.num_labels, spec)
+    measured = _measure(cfg, settings, out, shared.records, spec)
     results = assemble(spec, [shared.records[r.name] for r in rows], measured, cfg, settings, probe_seconds)
     results["metadata"] = run_metadata()
     write_json(out / "bench.json", results)
