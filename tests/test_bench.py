@@ -129,3 +129,20 @@ def test_bert_rows_logits_only_and_other_task(bench, caplog):
 
     assert read_weights(root / "out" / "rows" / "logits_kd" / "search" / "heads.safetensors", "search") == {}
     assert (root / "out" / "rows" / "logits_kd" / "model" / "config.json").is_file()
+
+
+def test_random_genotypes_follow_the_derivation_rules():
+    from collections import Counter
+
+    from bertnas.bench.students import random_genotypes
+
+    draws = random_genotypes(300, k_max=8, min_parametric=1, seed=0)
+    assert draws[:5] == random_genotypes(5, k_max=8, min_parametric=1, seed=0)  # seeded
+    for g in draws:
+        assert 1 <= g.depth <= 8 and len(g.edges) == 6 and all(op != "zero" for _, _, op in g.edges)
+        assert all(len(g.ops_of(n)) == 2 for n in range(3))
+        from bertnas.spaces.ops import PARAMETER_FREE
+
+        assert all(sum(op not in PARAMETER_FREE for _, op in g.ops_of(n)) >= 1 for n in range(3))  # the guard
+    depths = Counter(g.depth for g in draws)
+    assert set(depths) == set(range(1, 9)) and max(depths.values()) < 3 * min(depths.values())  # roughly uniform
