@@ -203,8 +203,20 @@ def main(argv: list[str] | None = None) -> int:
     except BertnasError as exc:
         print(f"bertnas: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("bertnas: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # one line: which stage stopped, its last checkpoint, the command that resumes
+        import shlex
+        import traceback
+
+        stage = next((f.f_code.co_name for f, _ in reversed(list(traceback.walk_tb(exc.__traceback__)))
+                      if str(f.f_globals.get("__name__", "")).endswith("pipeline")
+                      and f.f_code.co_name in ("probe", "search", "retrain", "evaluate")), None)
+        out = getattr(args, "out", None)
+        ckpt = Path(out, "checkpoints", f"{stage}.pt") if out and stage else None
+        where = f"in stage {stage}" if stage else f"in `bertnas {args.command}`"
+        saved = f", last checkpoint {ckpt}" if ckpt and ckpt.is_file() else ""
+        redo = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--no-resume"]  # that flag would start over
+        print(f"bertnas: interrupted {where}{saved}; to resume, run: {shlex.join(['bertnas', *redo])}",
+              file=sys.stderr)
         return 130
     return 0
 
