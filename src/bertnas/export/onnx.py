@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -81,9 +82,9 @@ def export_model(model: nn.Module, example: dict[str, torch.Tensor], path: Path,
     try:
         info = _export_dynamo(wrapper, example, path, opset)
     except Exception as exc:  # torch.export's many error types; the TorchScript path and the check follow
-        reason = " ".join(str(exc).split())[:300]
+        reason = _reason(exc)
         logger.debug("dynamo export failed", exc_info=True)
-        logger.info("the dynamo exporter cannot capture this model (%s); using the TorchScript exporter", reason[:160])
+        logger.info("the dynamo exporter cannot capture this model (%s); using the TorchScript exporter", reason)
         path.unlink(missing_ok=True)
         info = _export_torchscript(wrapper, with_zero_token_types(example), path, opset)
         info["dynamo_error"] = reason
@@ -93,6 +94,16 @@ def export_model(model: nn.Module, example: dict[str, torch.Tensor], path: Path,
     info["opset"] = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     info["inputs"] = [i.name for i in proto.graph.input]
     return info
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, plain-text why for a failed dynamo export (its messages are pages long and coloured)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", f"{exc!r} {exc.__cause__!r}")
+    if "data-dependent" in text or "DataDependent" in text:
+        return "torch.export: data-dependent Python control flow in the model"
+    if "onnxscript" in text:
+        return f"onnxscript is missing: {INSTALL_HINT}"
+    return " ".join(text.split())[:200]
 
 
 def _export_dynamo(wrapper: nn.Module, example: dict[str, torch.Tensor], path: Path, opset: int | None) -> dict:
@@ -150,11 +161,15 @@ def quantize_int8(src: Path, dst: Path) -> None:
     del proto.graph.value_info[:]
     plain = dst.with_name(dst.stem + ".plain.onnx")
     onnx.save(proto, str(plain))
-    try:
+    root = logging.getLogger()
+    level = root.level
+    try:  # the quantizer logs every tensor it skips on the root logger: keep the command's output readable
+        root.setLevel(logging.ERROR)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             quantize_dynamic(str(plain), str(dst), weight_type=QuantType.QInt8)
     finally:
+        root.setLevel(level)
         plain.unlink(missing_ok=True)
 
 
