@@ -133,6 +133,11 @@ def test_export_model_works_on_an_unsaved_model(tmp_path):
     info = export_model(model, {"input_ids": ids, "attention_mask": torch.ones_like(ids),
                                 "token_type_ids": torch.zeros_like(ids)}, tmp_path / "m.onnx")
     assert (tmp_path / "m.onnx").is_file() and info["exporter"] in ("dynamo", "torchscript")
+    seen = []  # a graph the check rejects is exported again with TorchScript, which the check sees too
+    info = export_model(model, {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+                                "token_type_ids": torch.zeros_like(ids)}, tmp_path / "m.onnx",
+                        accept=lambda path: seen.append(path) or (None if len(seen) > 1 else "rejected"))
+    assert info["exporter"] == "torchscript" and len(seen) == 2 and "rejected" in info["dynamo_error"]
     from bertnas.measure.onnx_latency import onnx_latency
 
     lat = onnx_latency(tmp_path / "m.onnx", 50, batch_sizes=(1, 4), seq_len=16, threads=1, warmup=1, repeats=2)

@@ -25,7 +25,7 @@ import re
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -72,22 +72,34 @@ def with_zero_token_types(batch: dict[str, torch.Tensor]) -> dict[str, torch.Ten
             "token_type_ids": torch.cat([batch["token_type_ids"], torch.zeros_like(batch["token_type_ids"])])}
 
 
-def export_model(model: nn.Module, example: dict[str, torch.Tensor], path: Path, opset: int | None = None) -> dict:
+def export_model(model: nn.Module, example: dict[str, torch.Tensor], path: Path, opset: int | None = None,
+                 accept: Callable[[Path], str | None] | None = None) -> dict:
     """Write ``model`` (HF classifier, eval mode, CPU) to ``path`` as ONNX with dynamic batch and sequence axes.
 
-    ``example`` is a padded batch (B >= 2, L >= 2) of real inputs. Returns ``{"exporter", "opset", ...}``.
+    ``example`` is a padded batch (B >= 2, L >= 2) of real inputs. ``accept(path)`` checks a written file and
+    returns None when it is good, else why not: a dynamo export that fails or is rejected is redone with the
+    TorchScript exporter (whose file ``accept`` sees too). Returns ``{"exporter", "opset", "inputs", ...}``.
     """
     require_onnx()
     wrapper = LogitsOnly(model).eval()
     try:
-        info = _export_dynamo(wrapper, example, path, opset)
+        _export_dynamo(wrapper, example, path, opset)
+        why = accept(path) if accept else None
+        if why is None:
+            return _describe(path, {"exporter": "dynamo"})
+        reason = f"its graph fails the check: {why}"
     except Exception as exc:  # torch.export's many error types; the TorchScript path and the check follow
         reason = _reason(exc)
         logger.debug("dynamo export failed", exc_info=True)
-        logger.info("the dynamo exporter cannot capture this model (%s); using the TorchScript exporter", reason)
-        path.unlink(missing_ok=True)
-        info = _export_torchscript(wrapper, with_zero_token_types(example), path, opset)
-        info["dynamo_error"] = reason
+    logger.info("the dynamo exporter cannot export this model (%s); using the TorchScript exporter", reason)
+    path.unlink(missing_ok=True)
+    _export_torchscript(wrapper, with_zero_token_types(example), path, opset)
+    if accept:
+        accept(path)
+    return _describe(path, {"exporter": "torchscript", "dynamo_error": reason})
+
+
+def _describe(path: Path, info: dict) -> dict:
     import onnx
 
     proto = onnx.load(str(path), load_external_data=False)
@@ -106,7 +118,7 @@ def _reason(exc: BaseException) -> str:
     return " ".join(text.split())[:200]
 
 
-def _export_dynamo(wrapper: nn.Module, example: dict[str, torch.Tensor], path: Path, opset: int | None) -> dict:
+def _export_dynamo(wrapper: nn.Module, example: dict[str, torch.Tensor], path: Path, opset: int | None) -> None:
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     shapes = {name: {0: batch, 1: sequence} for name in INPUT_NAMES}
     captured = io.StringIO()  # the exporter prints progress and, on failure, graph dumps: kept for --verbose
@@ -120,7 +132,6 @@ def _export_dynamo(wrapper: nn.Module, example: dict[str, torch.Tensor], path: P
             program.save(str(path))
     finally:
         logger.debug("dynamo exporter output:\n%s", captured.getvalue().strip())
-    return {"exporter": "dynamo"}
 
 
 @contextlib.contextmanager
@@ -138,14 +149,13 @@ def _quiet_loggers(prefixes: tuple[str, ...]) -> Iterator[None]:
             logging.getLogger(n).setLevel(level)
 
 
-def _export_torchscript(wrapper: nn.Module, example: dict[str, torch.Tensor], path: Path, opset: int | None) -> dict:
+def _export_torchscript(wrapper: nn.Module, example: dict[str, torch.Tensor], path: Path, opset: int | None) -> None:
     axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES} | {"logits": {0: "batch"}}
     with warnings.catch_warnings():  # TracerWarnings about Python ints and the deprecation notice
         warnings.simplefilter("ignore")
         torch.onnx.export(wrapper, tuple(example[n] for n in INPUT_NAMES), str(path), dynamo=False,
                           input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES), dynamic_axes=axes,
                           opset_version=opset or 17, do_constant_folding=True)
-    return {"exporter": "torchscript"}
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
@@ -235,26 +245,41 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", quantize: str | None = No
 
     with atomic_dir(run_dir / "export") as tmp:
         logger.info("exporting %s to ONNX...", model_dir)
-        info = export_model(model, example, tmp / "model.onnx", opset)
-        session = ort_session(tmp / "model.onnx", threads)
         ref = torch_logits(model, check_batches)
-        got = ort_logits(session, check_batches)
-        check = {"examples": len(dev), "rows_checked": int(ref.shape[0]), **compare(ref, got, spec.is_regression),
-                 "tolerance": tolerance}
-        check["passed"] = check["max_abs_diff"] <= tolerance and bool(np.isfinite(got).all())
+        checked: dict[str, Any] = {}
+
+        def accept(path: Path) -> str | None:
+            checked.clear()
+            checked.update(examples=len(dev), rows_checked=int(ref.shape[0]), tolerance=tolerance, passed=False)
+            try:
+                checked["session"] = ort_session(path, threads)
+                got = ort_logits(checked["session"], check_batches)
+            except Exception as exc:  # onnxruntime's own error types: a graph that cannot run the dev data
+                checked["error"] = str(exc).splitlines()[0][:200]
+                return f"onnxruntime cannot run it on dev ({checked['error']})"
+            checked.update(compare(ref, got, spec.is_regression), logits=got)
+            checked["passed"] = checked["max_abs_diff"] <= tolerance and bool(np.isfinite(got).all())
+            return None if checked["passed"] else f"max abs logit diff {checked['max_abs_diff']:.3g} > {tolerance:g}"
+
+        info = export_model(model, example, tmp / "model.onnx", opset, accept)
+        session, got = checked.pop("session", None), checked.pop("logits", None)
+        check = checked
         if not check["passed"]:
-            raise BertnasError(f"the ONNX model differs from PyTorch on dev by up to {check['max_abs_diff']:.3g} "
-                               f"(> --tolerance {tolerance:g}): nothing written; please report this with export "
-                               f"{info['exporter']}, torch {torch.__version__}, onnxruntime {ort.__version__}")
+            why = check.get("error") or f"differs from PyTorch on dev by up to {check['max_abs_diff']:.3g}"
+            raise BertnasError(f"the ONNX model {why} (--tolerance {tolerance:g}): nothing written; please report "
+                               f"this with torch {torch.__version__}, onnxruntime {ort.__version__}")
         n = len(dev)
         dev_metrics = {"pytorch": compute_metrics(spec, ref[:n], labels), "onnx": compute_metrics(spec, got[:n], labels)}
         files = {"onnx": "model.onnx"}
         int8: dict[str, Any] = {}
         if quantize == "int8":
             logger.info("quantizing to int8 (dynamic, onnxruntime)...")
-            quantize_int8(tmp / "model.onnx", tmp / "model.int8.onnx")
-            session8 = ort_session(tmp / "model.int8.onnx", threads)
-            got8 = ort_logits(session8, dev_batches)
+            try:
+                quantize_int8(tmp / "model.onnx", tmp / "model.int8.onnx")
+                got8 = ort_logits(ort_session(tmp / "model.int8.onnx", threads), dev_batches)
+            except Exception as exc:  # the quantizer's and onnxruntime's own error types
+                raise BertnasError(f"int8 quantization failed ({str(exc).splitlines()[0][:150]}): nothing written; "
+                                   "export without --quantize") from exc
             dev_metrics["int8"] = compute_metrics(spec, got8, labels)
             int8 = {**compare(ref[:n], got8, spec.is_regression),
                     "metric_change": dev_metrics["int8"][spec.headline] - dev_metrics["pytorch"][spec.headline],
