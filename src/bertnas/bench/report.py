@@ -79,6 +79,11 @@ def _ms(stats: dict) -> str:
     return f"{fmt(stats['median_ms'])} ({fmt(stats['p25_ms'])}-{fmt(stats['p75_ms'])})"
 
 
+def _code(text: str) -> str:
+    """A code span that survives a Markdown table: genotype strings contain '|'."""
+    return f"`{text}`".replace("|", "\\|") if text else ""
+
+
 def _s(x: float | None) -> str:
     return "-" if x is None else f"{x:.0f}"
 
@@ -100,7 +105,7 @@ def bench_table(r: dict) -> str:
             cells.append("-" if sec is None else f"{sec:.4f}")
         cells += [f"{row['params'] / 1e6:.2f}M", f"{row['params_no_emb'] / 1e6:.3f}M", f"{row['flops'] / 1e9:.3f}",
                   _ms(row["latency_b1"]), _ms(row["latency_b32"]), _s(row.get("search_seconds")),
-                  _s(row.get("train_seconds")), f"`{row.get('architecture', '')}`" if row.get("architecture") else ""]
+                  _s(row.get("train_seconds")), _code(row.get("architecture", ""))]
         lines.append("| " + " | ".join(cells) + " |")
 
     for row in r["rows"]:
