@@ -8,8 +8,8 @@ Exporter: the dynamo exporter (``torch.export`` + onnxscript), which torch >= 2.
 default; it gives a graph with no traced-in shapes. ``torch.export`` refuses data-dependent Python control
 flow, and the pair student has one (``pair_layout`` asks ``if bool(no_b.any())`` before splitting rows that
 carry no sentence-B token types at [SEP]). Where the dynamo exporter fails, or its graph fails the check
-below, we fall back to the TorchScript exporter, traced on a dev batch plus the same rows with all-zero token types, so the trace records that branch
-(its ``torch.where`` is the identity on rows that do have B types). Either way the exported file is only kept
+below, we fall back to the TorchScript exporter, traced on a dev batch plus the same rows with all-zero token
+types, so the trace records that branch (its ``torch.where`` is the identity on rows that do have B types). Either way the exported file is only kept
 if it matches PyTorch on every dev example (and, for pairs, on the zero-token-type copies) within
 ``tolerance`` (max abs logit difference); export.json records which exporter ran and why.
 
