@@ -2,12 +2,13 @@
 # The MRPC bench of docs/benchmarks.md ("Bench"): the MiniLM teacher fine-tuned on MRPC, GLUE MRPC, every default
 # row (AdaBERT, 3 random genotypes, hand-designed students, ablations; the other-task row uses the architecture
 # searched on SST-2 in docs/results.md). Rows resume: run the same command again after an interruption.
-#   bash benchmarks/bench_mrpc.sh [GLUE_MRPC_DIR] [TEACHER_DIR] [OUT_DIR]
+# ROWS picks rows (default: every row that applies); more flags after the three paths go to bertnas bench.
+#   bash benchmarks/bench_mrpc.sh [GLUE_MRPC_DIR] [TEACHER_DIR] [OUT_DIR] [FLAGS...]
 set -euo pipefail
 DATA=${1:-../shared/data/glue/MRPC}
 TEACHER=${2:-../shared/teachers/mrpc-minilm-L6-H384}
 OUT=${3:-runs/bench-mrpc}
 SST2_GENOTYPE="K=1 | n0: conv_3<0 conv_3<1 | n1: avg_pool_3<0 dil_conv_3<2 | n2: avg_pool_3<2 dil_conv_3<3"
 bertnas bench --teacher "$TEACHER" --task mrpc --data-dir "$DATA" --out "$OUT" \
-    --max-seq-len 128 --search-epochs 3 --retrain-epochs 3 --random-n 3 \
+    --max-seq-len 128 --search-epochs 3 --retrain-epochs 3 --random-n 3 --rows "${ROWS:-default}" \
     --genotype-from "${GENOTYPE_FROM:-$SST2_GENOTYPE}" "${@:4}"
