@@ -1,10 +1,16 @@
-"""Cost of one AdaBERT search step: only the sampled op per edge (GDAS) vs all ten ops (full mixed op).
+"""Cost of one AdaBERT search step, through the search's own objective (``search.searcher.SearchObjective``).
 
-A step is what the search loop does per batch: a weight step (forward + backward + AdamW) and an
-architecture step (forward + backward through the architecture weights). Both modes see the same sequence
-of sampled architectures (same seed). Writes docs/benchmarks.md (section "search step").
+A step is what the search loop does per batch: a weight step (forward + backward + clip + AdamW on the sampled
+depth) and an architecture step (forward + backward to the architecture weights). Compared, on the same
+sequence of sampled architectures (same seed):
 
-    python benchmarks/search_step.py [--steps 10] [--batch 32] [--seq-len 32] [--threads 2]
+* architecture step scoring every depth 1..K_max from one pass over all cells (the default: depth gets a task
+  signal), vs. scoring only the sampled depth (cheaper, but depth then only feels the efficiency loss);
+* with ``--all-ops``: the full mixed op (all ten ops per edge) instead of the sampled op only (GDAS).
+
+    python benchmarks/search_step.py [--steps 10] [--batch 32] [--seq-len 32] [--threads 2] [--all-ops] [--write]
+
+``--write`` replaces the section "Search step" of docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -19,33 +25,41 @@ from bertnas.config import RunConfig
 from bertnas.data.examples import TaskSpec
 from bertnas.measure import hardware_info
 from bertnas.search.architecture import Architecture
-from bertnas.search.searcher import build_supernet
+from bertnas.search.searcher import SearchObjective, build_supernet
+from bertnas.spaces.costs import efficiency_costs
+from bertnas.training.distill import KDHeads, Targets
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+HEAD = "## Search step"
 
 
-def time_steps(sampled_only: bool, steps: int, batch: int, seq_len: int, vocab: int, seed: int = 0) -> list[float]:
+def time_steps(all_depths: bool, sampled_only: bool, steps: int, batch: int, seq_len: int, vocab: int,
+               seed: int = 0) -> list[float]:
     torch.manual_seed(seed)
     spec = TaskSpec("bench", ["0", "1"], False, ["accuracy"], "accuracy")
-    cfg = RunConfig()
+    cfg = RunConfig(sampled_only=sampled_only)
     net = build_supernet(cfg, spec, torch.randn(vocab, 256), torch.randn(512, 256), 102)
     arch = Architecture(cfg.k_max)
-    w_opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    heads = KDHeads(cfg.k_max, cfg.hidden_size, 2)
     gen = torch.Generator().manual_seed(seed)
+    targets = Targets(torch.randn(batch, 2, generator=gen), torch.randn(7, batch, 2, generator=gen), torch.device("cpu"))
+    objective = SearchObjective(cfg, spec, net, heads, arch, targets, efficiency_costs(cfg.hidden_size, seq_len))
+    weights = list(net.parameters()) + list(heads.parameters())
+    w_opt = torch.optim.AdamW(weights, lr=1e-3)
     ids = torch.randint(5, vocab, (batch, seq_len), generator=gen)
-    mask, types, labels = torch.ones_like(ids), torch.zeros_like(ids), torch.randint(0, 2, (batch,), generator=gen)
+    b = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids),
+         "labels": torch.randint(0, 2, (batch,), generator=gen), "index": torch.arange(batch)}
     times = []
     for step in range(steps + 2):  # 2 warm-up steps
         t0 = time.perf_counter()
         ops_w, depth_w = arch.sample(1.0, gen)
-        out = net(ids, mask, types, ops_w, depth_w, sampled_only=sampled_only)
-        loss = torch.nn.functional.cross_entropy(out.logits, labels)
+        loss = objective(b, ops_w.detach(), depth_w.detach(), arch_step=False).total
         w_opt.zero_grad()
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(weights, 5.0)
         w_opt.step()
         ops_w, depth_w = arch.sample(1.0, gen)
-        out = net(ids, mask, types, ops_w, depth_w, sampled_only=sampled_only)
-        loss = torch.nn.functional.cross_entropy(out.logits, labels)
+        loss = objective(b, ops_w, depth_w, arch_step=True, all_depths=all_depths).total
         torch.autograd.grad(loss, list(arch.parameters()))
         if step >= 2:
             times.append(time.perf_counter() - t0)
@@ -59,36 +73,38 @@ def main() -> None:
     p.add_argument("--seq-len", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--vocab", type=int, default=30522)
+    p.add_argument("--all-ops", action="store_true", help="also time the full mixed op (slow)")
+    p.add_argument("--write", action="store_true", help="write the section into docs/benchmarks.md")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    rows = {}
-    for sampled in (True, False):
-        t = time_steps(sampled, args.steps, args.batch, args.seq_len, args.vocab)
-        rows["sampled op only (GDAS, default)" if sampled else "all 10 ops (full mixed op)"] = t
-        print(f"sampled_only={sampled}: median {statistics.median(t) * 1000:.0f} ms/step")
-    (fast, t_fast), (slow, t_slow) = rows.items()
-    ratio = statistics.median(t_slow) / statistics.median(t_fast)
+    modes = [("sampled op; architecture step scores every depth (default)", True, True),
+             ("sampled op; architecture step scores the sampled depth only", False, True)]
+    if args.all_ops:
+        modes.append(("all 10 ops; architecture step scores every depth", True, False))
+    rows = []
+    for name, all_depths, sampled in modes:
+        t = time_steps(all_depths, sampled, args.steps, args.batch, args.seq_len, args.vocab)
+        rows.append((name, t))
+        print(f"{name}: median {statistics.median(t) * 1000:.0f} ms/step", flush=True)
     hw = hardware_info()
     section = [
-        "## Search step: sampled op only vs all ops", "",
+        HEAD, "",
         f"Command: `python benchmarks/search_step.py --steps {args.steps} --batch {args.batch} --seq-len {args.seq_len} "
-        f"--threads {args.threads}`  ",
-        f"Supernet: hidden 128, K_max 8, 9 edges x 10 ops; one step = weight step + architecture step; "
-        f"the same sampled architectures (ops and depth) in both modes. CPU: {hw['cpu']}, {args.threads} threads, "
+        f"--threads {args.threads}{' --all-ops' if args.all_ops else ''}`  ",
+        f"Supernet: hidden 128, K_max 8, 9 edges x 10 ops; one step = weight step (sampled depth) + architecture "
+        f"step; the same sampled architectures in every mode. CPU: {hw['cpu']}, {args.threads} threads, "
         f"torch {hw['torch_version']}.", "",
         "| mode | median s/step | min s/step |", "|---|---:|---:|",
-        f"| {fast} | {statistics.median(t_fast):.3f} | {min(t_fast):.3f} |",
-        f"| {slow} | {statistics.median(t_slow):.3f} | {min(t_slow):.3f} |", "",
-        f"Running only the sampled op makes a search step **{ratio:.1f}x** cheaper here; it is the default "
-        "(`--sampled-only`, turn off with `--no-sampled-only`).", "",
+        *[f"| {name} | {statistics.median(t):.3f} | {min(t):.3f} |" for name, t in rows], "",
     ]
-    _write_section(section)
+    if args.write:
+        _write_section(section)
     print("\n".join(section))
 
 
 def _write_section(lines: list[str]) -> None:
     """Replace this benchmark's section of docs/benchmarks.md, keeping the others."""
-    head = "## Search step: sampled op only vs all ops"
+    head = "## Search step: sampled op only vs all ops" if "## Search step: sampled" in (DOC.read_text() if DOC.exists() else "") else HEAD
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nNumbers measured on this project's CI-class machine (2 CPU cores).\n\n"
     if head in text:
         before, rest = text.split(head, 1)

@@ -10,8 +10,7 @@ from bertnas.search.derive import derive_genotype
 from bertnas.search.gumbel import auto_decay, gumbel_softmax_st, temperature
 from bertnas.spaces.genotype import EDGES, NUM_EDGES, Genotype, edge_index
 from bertnas.spaces.ops import PARAMETER_FREE, PRIMITIVES
-from bertnas.training.losses import (adabert_loss, distill_loss, efficiency_loss, hierarchical_kd, layer_map,
-                                     normalized_op_costs, task_loss)
+from bertnas.training.losses import adabert_loss, distill_loss, efficiency_loss, hierarchical_kd, layer_map, task_loss
 
 
 def test_distill_loss_matches_hand_computed_kl():
@@ -65,15 +64,34 @@ def test_efficiency_loss_hand_computed():
     assert efficiency_loss(probs, costs, torch.tensor(4.0), 8).item() == pytest.approx(1.0)
 
 
-def test_normalized_costs_order_ops_by_size():
-    from bertnas.search.searcher import op_cost_tensor
+def test_op_costs_hand_computed_at_hidden_4_length_8():
+    """EP = softmax(0.1311 * share), share = (params / max + FLOPs / max) / 2, by hand for C = 4, L = 8:
+    conv_k: k*16 weights + 8 BatchNorm params, 2*k*16*8 FLOPs; pools: 4*8 outputs x 3; skip and zero: nothing."""
+    from bertnas.spaces.costs import EP_SCALE, efficiency_costs
 
-    costs, table = op_cost_tensor(128, 128)
-    assert costs.shape == (len(PRIMITIVES),)
-    assert table["conv_7"] > table["conv_5"] > table["conv_3"] > table["max_pool_3"] >= table["skip_connect"]
-    assert table["zero"] == min(table.values())
-    p = normalized_op_costs(torch.tensor([0.0, 10.0]), torch.tensor([0.0, 10.0]))
-    assert p.tolist() == pytest.approx([2 / (1 + math.e), 2 * math.e / (1 + math.e)], rel=1e-5)
+    params = {k: k * 16 + 8 for k in (3, 5, 7)}
+    flops = {k: 2 * k * 16 * 8 for k in (3, 5, 7)}
+    share = {}
+    for k in (3, 5, 7):
+        share[f"conv_{k}"] = share[f"dil_conv_{k}"] = 0.5 * params[k] / params[7] + 0.5 * flops[k] / flops[7]
+    share["max_pool_3"] = share["avg_pool_3"] = 0.5 * (4 * 8 * 3) / flops[7]
+    share["skip_connect"] = share["zero"] = 0.0
+    z = sum(math.exp(EP_SCALE * share[o]) for o in PRIMITIVES)
+    expected = [math.exp(EP_SCALE * share[o]) / z for o in PRIMITIVES]
+    assert efficiency_costs(4, 8).tolist() == pytest.approx(expected, rel=1e-5)
+
+
+def test_op_costs_match_the_adabert_code_scale():
+    """At hidden 128, length 128 the costs sum to 1 and sit where the AdaBERT code's cost vector EP sits
+    (0.0944 for identity/zero up to 0.1076 for the widest conv): L_E with beta = 4 means what it meant there."""
+    from bertnas.spaces.costs import efficiency_costs
+
+    ep = efficiency_costs(128, 128)
+    code = [0.09987373, 0.10367607, 0.10762545, 0.09987373, 0.10367607, 0.10762545, 0.09442003, 0.09442003,
+            0.09440472, 0.09440472]
+    assert float(ep.sum()) == pytest.approx(1.0, abs=1e-6)
+    assert ep.tolist() == pytest.approx(code, abs=2e-4)
+    assert float(ep.max() - ep.min()) == pytest.approx(max(code) - min(code), rel=0.05)
 
 
 def test_adabert_loss_combines_terms():
@@ -169,3 +187,16 @@ def test_genotype_string_round_trip_and_validation():
         Genotype.parse("K=x | n0 conv_3")
     with pytest.raises(BertnasError, match="depth"):
         Genotype(edges=g.edges, depth=0)
+
+
+def test_amp_means_bfloat16_on_cpu_and_kd_stays_float32():
+    from bertnas.training.common import autocast
+
+    lin = torch.nn.Linear(4, 2)
+    x = torch.randn(3, 4)
+    with autocast(torch.device("cpu"), True):
+        y = lin(x)
+        kd = distill_loss(y, torch.randn(3, 2), 1.0, regression=False)
+    assert y.dtype == torch.bfloat16 and kd.dtype == torch.float32
+    with autocast(torch.device("cpu"), False):
+        assert lin(x).dtype == torch.float32

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from bertnas.errors import BertnasError
-from bertnas.models.adabert import AdaBertConfig, AdaBertForSequenceClassification, split_pair
+from bertnas.models.adabert import AdaBertConfig, AdaBertForSequenceClassification
+from bertnas.models.blocks import pair_layout
 from bertnas.search.architecture import Architecture
 from bertnas.spaces.adabert_supernet import AdaBertSupernet, ProjectedEmbeddings
 from bertnas.spaces.genotype import NUM_EDGES, Genotype
@@ -69,25 +70,49 @@ def _batch(pair: bool, sep: int = 3):
     return ids, mask, types
 
 
-def test_split_pair_shifts_sentence_b_to_the_front():
+def test_pair_layout_keeps_b_at_its_offsets_and_restarts_its_positions():
     ids, mask, types = _batch(pair=True)
-    a, ma, b, mb = split_pair(ids, mask, types, pair_input=True, sep_token_id=3)
-    assert a[0].tolist()[:4] == [2, 7, 8, 3] and ma[0].tolist() == [1, 1, 1, 1]
-    assert b[0].tolist() == [9, 10, 11, 3] and mb[0].tolist() == [1, 1, 1, 1]
-    assert b[1].tolist()[:2] == [9, 3] and mb[1].tolist() == [1, 1, 0, 0]
-    # without token types, the first [SEP] splits the pair
-    a2, ma2, b2, mb2 = split_pair(ids, mask, None, pair_input=True, sep_token_id=3)
-    assert torch.equal(b2 * mb2, b * mb) and torch.equal(ma2, ma)
+    lay = pair_layout(ids, mask, types, pair_input=True, sep_token_id=3)
+    assert lay.mask_a[0].tolist() == [1, 1, 1, 1, 0, 0, 0, 0] and lay.mask_b[0].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert lay.mask_a[1].tolist() == [1, 1, 1, 0, 0, 0, 0, 0] and lay.mask_b[1].tolist() == [0, 0, 0, 1, 1, 0, 0, 0]
+    assert lay.position_ids[0].tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
+    assert lay.position_ids[1].tolist() == [0, 1, 2, 0, 1, 0, 0, 0]
+    # without token types, the first [SEP] splits the pair the same way
+    lay2 = pair_layout(ids, mask, None, pair_input=True, sep_token_id=3)
+    assert torch.equal(lay2.mask_b, lay.mask_b) and torch.equal(lay2.position_ids, lay.position_ids)
+    single = pair_layout(ids, mask, types, pair_input=False, sep_token_id=3)
+    assert torch.equal(single.mask_a, single.mask_b) and single.views().shape == (2, 1, 8)
 
 
-def test_split_pair_handles_roberta_style_zero_token_types():
+def test_pair_layout_handles_roberta_style_zero_token_types():
     """<s> A </s></s> B </s> with all-zero types (RoBERTa, XLM-R): split at the separators, B after the run."""
     ids = torch.tensor([[0, 5, 6, 2, 2, 7, 8, 2, 1], [0, 5, 2, 2, 9, 2, 1, 1, 1]])
     mask = torch.tensor([[1] * 8 + [0], [1] * 6 + [0] * 3])
     for types in (torch.zeros_like(ids), None):
-        a, ma, b, mb = split_pair(ids, mask, types, pair_input=True, sep_token_id=2)
-        assert (b * mb)[0].tolist() == [7, 8, 2, 0, 0] and (b * mb)[1].tolist() == [9, 2, 0, 0, 0]
-        assert (a * ma)[0].tolist() == [0, 5, 6, 2, 2]
+        lay = pair_layout(ids, mask, types, pair_input=True, sep_token_id=2)
+        assert (ids * lay.mask_b)[0].tolist() == [0, 0, 0, 0, 0, 7, 8, 2, 0]
+        assert (ids * lay.mask_b)[1].tolist() == [0, 0, 0, 0, 9, 2, 0, 0, 0]
+        assert (ids * lay.mask_a)[0].tolist() == [0, 5, 6, 2, 2, 0, 0, 0, 0]
+        assert lay.position_ids[0].tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 0]
+
+
+def test_pair_tokens_are_not_overlaid():
+    """Token i of A and token i of B do not meet in the first cell. With a cell of skips only (no mixing across
+    positions), the cell output at A's first word must not depend on B's words; the old layout shifted B onto
+    A, so it did."""
+    torch.manual_seed(0)
+    g = Genotype(edges=((0, 0, "skip_connect"), (0, 1, "skip_connect"), (1, 2, "skip_connect"), (1, 0, "zero"),
+                        (2, 3, "skip_connect"), (2, 0, "zero")), depth=1)
+    cfg = AdaBertConfig(vocab_size=20, max_position_embeddings=16, hidden_size=16, genotype=g.to_dict(),
+                        pair_input=True, num_labels=2, sep_token_id=3, dropout=0.0)
+    model = AdaBertForSequenceClassification(cfg).eval()
+    ids, mask, types = _batch(pair=True)
+    ids2 = ids.clone()
+    ids2[0, 5] = 12  # B's second token (B starts at index 4)
+    h1 = model(input_ids=ids, attention_mask=mask, token_type_ids=types, output_hidden_states=True).hidden_states[0]
+    h2 = model(input_ids=ids2, attention_mask=mask, token_type_ids=types, output_hidden_states=True).hidden_states[0]
+    assert torch.allclose(h1[0, :, 1], h2[0, :, 1])  # A's first word: unchanged
+    assert not torch.allclose(h1[0, :, 5], h2[0, :, 5])  # the changed token itself
 
 
 @pytest.mark.parametrize("pair", [False, True])
@@ -129,18 +154,19 @@ def test_supernet_with_all_ops_gives_every_parameter_a_gradient(sampled_only):
     net = _supernet(pair=True)
     ids, mask, types = _batch(pair=True)
     ops_w = torch.full((NUM_EDGES, len(PRIMITIVES)), 1.0 / len(PRIMITIVES), requires_grad=True)
-    depth_w = torch.tensor([0.0, 0.0, 1.0], requires_grad=True)
     if sampled_only:  # cycle every op through every edge so each one runs once
         loss = 0
         for j in range(len(PRIMITIVES)):
             onehot = torch.nn.functional.one_hot(torch.full((NUM_EDGES,), j), len(PRIMITIVES)).float()
-            out = net(ids, mask, types, onehot, depth_w, sampled_only=True)
-            loss = loss + out.logits.square().sum() + sum(s.square().mean() for s in out.states)
+            out = net(ids, mask, types, onehot, 3, sampled_only=True)
+            loss = loss + net.logits(out, 3).square().sum() + sum(s.square().mean() for s in out.states)
     else:
-        out = net(ids, mask, types, ops_w, depth_w, sampled_only=False)
-        loss = out.logits.square().sum() + sum(s.square().mean() for s in out.states)
+        out = net(ids, mask, types, ops_w, 3, sampled_only=False)
+        loss = net.logits(out, 3).square().sum() + sum(s.square().mean() for s in out.states)
     loss.backward()
     _grads_ok(net)
+    bn = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert bn and not any(m.affine for m in bn)  # search-time BatchNorm has no affine parameters
 
 
 def test_gdas_mode_sends_gradient_to_the_architecture():
@@ -148,9 +174,10 @@ def test_gdas_mode_sends_gradient_to_the_architecture():
     arch = Architecture(k_max=3)
     ids, mask, types = _batch(pair=False)
     ops_w, depth_w = arch.sample(1.0, torch.Generator().manual_seed(0))
-    out = net(ids, mask, types, ops_w, depth_w, sampled_only=True)
-    assert out.depth == int(depth_w.argmax()) + 1 and len(out.states) == out.depth
-    out.logits.square().sum().backward()
+    out = net(ids, mask, types, ops_w, 3, sampled_only=True)
+    assert len(out.states) == 3 and out.pooled[0].shape == (2, 1, 16)
+    losses = torch.stack([net.logits(out, k).square().sum() for k in (1, 2, 3)])
+    (depth_w * losses).sum().backward()
     assert arch.alpha.grad is not None and arch.alpha.grad.abs().sum() > 0
     assert arch.depth_logits.grad.abs().sum() > 0
     assert not any(p is arch.alpha for p in net.parameters())  # kept out of the weights by construction
@@ -165,6 +192,8 @@ def test_derived_student_keeps_the_searched_weights():
     ids, mask, types = _batch(pair=True)
     ops_w, depth_w = Architecture(k_max=3).genotype_weights(GENOTYPE)
     assert ops_w.sum() == NUM_EDGES and ops_w[:, PRIMITIVES.index("zero")].sum() == NUM_EDGES - 6
-    expected = net(ids, mask, types, ops_w, depth_w, sampled_only=True).logits
+    expected = net.logits(net(ids, mask, types, ops_w, GENOTYPE.depth, sampled_only=True), GENOTYPE.depth)
     got = student(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
     assert torch.allclose(expected, got, atol=1e-5)
+    bn = [m for m in student.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert bn and all(m.affine and torch.equal(m.weight, torch.ones_like(m.weight)) for m in bn)  # fresh affine

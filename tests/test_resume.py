@@ -18,7 +18,8 @@ def _setup(tmp_path, seed: int = 0):
     dev = encode(tok, data.dev, 32)
     g = torch.Generator().manual_seed(1)
     targets = Targets(torch.randn(len(train), 2, generator=g), torch.randn(3, len(train), 2, generator=g), torch.device("cpu"))
-    cfg = RunConfig(hidden_size=16, k_max=3, search_batch_size=16, tau_decay=0.5, seed=seed, dropout=0.1).validate()
+    cfg = RunConfig(hidden_size=16, k_max=3, search_batch_size=16, tau_decay=0.5, seed=seed, dropout=0.1,
+                    search_warmup_epochs=0).validate()
     torch.manual_seed(123)
     words = torch.randn(len(tok), 8, generator=torch.Generator().manual_seed(5))
     net = build_supernet(cfg, data.spec, words, torch.randn(64, 8, generator=torch.Generator().manual_seed(6)),

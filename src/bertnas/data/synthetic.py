@@ -371,3 +371,74 @@ def build_tokenizer(directory: str | Path) -> "BertTokenizer":
     path = Path(directory) / "vocab.txt"
     write_vocab(path)
     return BertTokenizer(vocab=str(path))
+
+
+# ------------------------------------------------------------------- tasks for the search's own tests
+
+
+def _content_words() -> list[str]:
+    return sorted({w for group in SUBJECTS + POSITIVE + NEGATIVE for w in group})
+
+
+def generate_distance(n_train: int = 512, n_dev: int = 256, seed: int = 0, length: int = 32, near: int = 4,
+                      far: int = 14, fillers: Collection[str] | None = None) -> TaskData:
+    """A single-sentence task that needs several cells: is "never" within ``near`` tokens of "excellent"?
+
+    Every sentence holds ``length`` filler words with exactly one "never" and one "excellent"; label 1 when
+    they are at most ``near`` apart, 0 when at least ``far`` apart. Both labels have the same bag of words and
+    random absolute positions, so only a receptive field spanning the two words decides. One cell of the widest
+    ops reaches further than ``near``, but the typical sampled cell does not: stacking cells is the cheap way.
+    """
+    if not (0 < near < far < length):
+        raise BertnasError(f"need 0 < near < far < length, got near={near}, far={far}, length={length}")
+    fillers = sorted(fillers or {"the", *VERBS, *INTENSIFIERS, "and"})
+
+    def split(n: int, rng: random.Random) -> Examples:
+        texts, labels = [], []
+        for i in range(n):
+            label = i % 2
+            gap = rng.randint(1, near) if label else rng.randint(far, length - 1)
+            first = rng.randint(0, length - 1 - gap)
+            words = [rng.choice(fillers) for _ in range(length)]
+            a, b = (first, first + gap) if rng.random() < 0.5 else (first + gap, first)
+            words[a], words[b] = "never", "excellent"
+            texts.append(" ".join(words))
+            labels.append(label)
+        return Examples(texts=texts, labels=labels, source="synthetic-distance", meta={"synthetic": "distance"})
+
+    spec = TaskSpec(name="synthetic-distance", labels=["0", "1"], pair=False, metrics=["accuracy"],
+                    headline="accuracy")
+    return TaskData(spec=spec, train=split(n_train, random.Random(f"distance/{seed}/train")),
+                    dev=split(n_dev, random.Random(f"distance/{seed}/dev")))
+
+
+def generate_keyword(n_train: int = 1000, n_dev: int = 300, seed: int = 0, min_words: int = 2,
+                     max_words: int = 4, n_words: int = 16) -> TaskData:
+    """A pair task decided only by the relation of A and B: does B repeat a word of A? (label 1)
+
+    A and B are random content words; a positive B contains exactly one word of A, a negative B none. Each
+    sentence alone is uninformative (A and B come from the same distribution for both labels), so a model
+    that does not compare the two sentences stays at chance. Words come from the first ``n_words`` content words.
+    """
+    words = _content_words()[:n_words]
+    if not 2 * max_words <= len(words):
+        raise BertnasError(f"need n_words >= 2 * max_words, got n_words={n_words}, max_words={max_words}")
+
+    def split(n: int, rng: random.Random) -> Examples:
+        texts, pairs, labels = [], [], []
+        for i in range(n):
+            label = i % 2
+            a = rng.sample(words, rng.randint(min_words, max_words))
+            rest = [w for w in words if w not in a]
+            b = rng.sample(rest, rng.randint(min_words, max_words))
+            if label:
+                b[rng.randrange(len(b))] = rng.choice(a)
+            texts.append(" ".join(a))
+            pairs.append(" ".join(b))
+            labels.append(label)
+        return Examples(texts=texts, labels=labels, text_pairs=pairs, source="synthetic-keyword",
+                        meta={"synthetic": "keyword"})
+
+    spec = TaskSpec(name="synthetic-keyword", labels=["0", "1"], pair=True, metrics=["accuracy"], headline="accuracy")
+    return TaskData(spec=spec, train=split(n_train, random.Random(f"keyword/{seed}/train")),
+                    dev=split(n_dev, random.Random(f"keyword/{seed}/dev")))

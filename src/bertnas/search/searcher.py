@@ -1,10 +1,13 @@
 """AdaBERT's differentiable search: Gumbel-softmax over ops and depth, alternating weight/alpha steps.
 
 Each batch: (1) sample an architecture, step the supernet weights (and distillation heads) on
-(1 - gamma) CE + gamma KD; (2) every ``arch_update_interval`` batches, sample again and step the
-architecture weights on the same batch with the full loss including beta * L_E (single-level, as the
-AdaBERT code does). Temperature anneals from tau_max to tau_min. A checkpoint after every epoch makes
-the search resumable; the result is a genotype plus a derived student that keeps the searched weights.
+(1 - gamma) CE + gamma KD of the sampled depth only; (2) every ``arch_update_interval`` batches (after
+``search_warmup_epochs`` weight-only epochs), sample again, run all K_max cells once and score every depth
+K = 1..K_max by its own CE and KD; the architecture step minimises sum_K y_K L_K + beta * L_E, with y the
+straight-through depth sample, so the depth logits see which depth has the lower task loss (as the AdaBERT
+code does), not just whether scaling the logits helps. Both steps clip gradients at norm 5 (code).
+Temperature anneals from tau_max to tau_min. A checkpoint after every epoch makes the search resumable;
+the result is a genotype plus a derived student that keeps the searched weights.
 """
 from __future__ import annotations
 
@@ -20,12 +23,11 @@ from ..data.encode import Encoded, batches, num_batches, to_device
 from ..data.examples import TaskSpec
 from ..models.adabert import AdaBertConfig, AdaBertForSequenceClassification
 from ..spaces.adabert_supernet import AdaBertSupernet, ProjectedEmbeddings
-from ..spaces.costs import measure_op_costs
+from ..spaces.costs import efficiency_costs, efficiency_table
 from ..spaces.genotype import Genotype
-from ..spaces.ops import PRIMITIVES
-from ..training.common import (KDHeads, Targets, autocast, epoch_generators, evaluate, load_checkpoint,
-                               save_checkpoint, student_loss)
-from ..training.losses import adabert_loss, efficiency_loss, normalized_op_costs
+from ..training.common import autocast, epoch_generators, evaluate, load_checkpoint, save_checkpoint
+from ..training.distill import KDHeads, Targets, TargetScale, depth_loss
+from ..training.losses import LossParts, adabert_loss, efficiency_loss
 from ..utils import progress
 from .architecture import Architecture
 from .derive import CollapseReport, derive_genotype
@@ -46,15 +48,6 @@ class SearchResult:
     history: list[dict] = field(default_factory=list)
 
 
-def op_cost_tensor(hidden: int, seq_len: int) -> tuple[torch.Tensor, dict[str, float]]:
-    """Normalized costs of the 10 ops, measured from the op modules at this hidden size and length."""
-    measured = measure_op_costs(hidden, seq_len)
-    params = torch.tensor([measured[o]["params"] for o in PRIMITIVES], dtype=torch.float64)
-    flops = torch.tensor([measured[o]["flops"] for o in PRIMITIVES], dtype=torch.float64)
-    costs = normalized_op_costs(params, flops)
-    return costs, {o: round(float(c), 5) for o, c in zip(PRIMITIVES, costs)}
-
-
 def build_supernet(cfg: RunConfig, spec: TaskSpec, word_table: torch.Tensor, position_table: torch.Tensor | None,
                    sep_token_id: int | None) -> AdaBertSupernet:
     emb = ProjectedEmbeddings(word_table, position_table, cfg.hidden_size, cfg.dropout,
@@ -63,8 +56,9 @@ def build_supernet(cfg: RunConfig, spec: TaskSpec, word_table: torch.Tensor, pos
 
 
 def student_config(cfg: RunConfig, spec: TaskSpec, genotype: Genotype, supernet: AdaBertSupernet,
-                   pad_token_id: int, sep_token_id: int | None) -> AdaBertConfig:
+                   pad_token_id: int, sep_token_id: int | None, scale: TargetScale | None = None) -> AdaBertConfig:
     labels = spec.labels or ["score"]
+    scale = scale or TargetScale()
     return AdaBertConfig(
         vocab_size=supernet.embeddings.word_table.size(0),
         max_position_embeddings=supernet.embeddings.max_positions,
@@ -72,8 +66,40 @@ def student_config(cfg: RunConfig, spec: TaskSpec, genotype: Genotype, supernet:
         pad_token_id=pad_token_id, sep_token_id=sep_token_id, num_labels=spec.num_labels,
         id2label={i: l for i, l in enumerate(labels)}, label2id={l: i for i, l in enumerate(labels)},
         problem_type="regression" if spec.is_regression else "single_label_classification",
-        task=spec.name,
+        task=spec.name, target_mean=scale.mean, target_std=scale.std,
     )
+
+
+class SearchObjective:
+    """The loss of one search step. Weight step: CE + KD of the sampled depth only (cells beyond it are not run).
+    Architecture step: one pass over all K_max cells scores every depth by its own CE + KD, weighted by the
+    straight-through depth sample y (sum_K y_K L_K: forward value = the sampled depth's loss, gradient to the
+    depth logits = how each depth's loss compares), plus beta * L_E."""
+
+    def __init__(self, cfg: RunConfig, spec: TaskSpec, supernet: AdaBertSupernet, heads: KDHeads, arch: Architecture,
+                 targets: Targets, costs: torch.Tensor) -> None:
+        self.cfg, self.spec, self.supernet, self.heads, self.arch = cfg, spec, supernet, heads, arch
+        self.targets, self.costs = targets, costs
+        self.depth_values = torch.arange(1, cfg.k_max + 1, dtype=torch.float32, device=costs.device)
+
+    def __call__(self, batch: dict[str, torch.Tensor], ops_w: torch.Tensor, depth_w: torch.Tensor,
+                 arch_step: bool, all_depths: bool | None = None) -> LossParts:
+        cfg = self.cfg
+        sampled = int(depth_w.argmax()) + 1
+        depths = list(range(1, cfg.k_max + 1)) if (arch_step if all_depths is None else all_depths) else [sampled]
+        with autocast(self.costs.device, cfg.amp):
+            out = self.supernet(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], ops_w,
+                                depths[-1], sampled_only=cfg.sampled_only)
+            head_logits = self.heads(out.pooled[: depths[-1] - 1])
+            finals = [self.supernet.logits(out, k) for k in depths]
+        ce, kd = zip(*(depth_loss(final, head_logits[: k - 1], batch, self.targets, self.spec.is_regression,
+                                  cfg.temperature, cfg.attentive_kd) for k, final in zip(depths, finals)))
+        y = depth_w[[k - 1 for k in depths]]  # one-hot in value: only the sampled depth's loss counts forward
+        ce, kd = (y * torch.stack(ce)).sum(), (y * torch.stack(kd)).sum()
+        eff = None
+        if arch_step:
+            eff = efficiency_loss(self.arch.op_probs(), self.costs, (depth_w * self.depth_values).sum(), cfg.k_max)
+        return adabert_loss(ce, kd, eff, cfg.gamma, cfg.beta)
 
 
 def search(
@@ -89,15 +115,19 @@ def search(
 ) -> tuple[Architecture, KDHeads, list[dict]]:
     """Run the search loop; returns the learned architecture weights, the heads and per-epoch history."""
     arch = Architecture(cfg.k_max).to(device)
-    heads = KDHeads(cfg.k_max, cfg.hidden_size, spec.num_labels).to(device)
+    heads = KDHeads(cfg.k_max, cfg.hidden_size, spec.num_labels, pair=spec.pair).to(device)
     supernet.to(device)
-    costs, _ = op_cost_tensor(cfg.hidden_size, cfg.eval_seq_len)
-    costs = costs.to(device)
-    depth_values = torch.arange(1, cfg.k_max + 1, dtype=torch.float32, device=device)
+    scale = TargetScale.of(train.labels, spec.is_regression)
+    targets = train_targets.standardized(scale)
+    costs = efficiency_costs(cfg.hidden_size, cfg.eval_seq_len).to(device)
     weights = list(supernet.parameters()) + list(heads.parameters())
     w_opt = torch.optim.AdamW(weights, lr=cfg.search_lr, weight_decay=cfg.weight_decay)
     a_opt = torch.optim.Adam(arch.parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999), weight_decay=1e-3)
     decay = cfg.tau_decay if cfg.tau_decay is not None else auto_decay(cfg.tau_max, cfg.tau_min, cfg.search_epochs)
+    warmup = min(cfg.search_warmup_epochs, cfg.search_epochs - 1)
+    if warmup < cfg.search_warmup_epochs:
+        logger.warning("search: %d warm-up epochs leave none of %d for the architecture; warming up for %d",
+                       cfg.search_warmup_epochs, cfg.search_epochs, warmup)
 
     subset = None
     if cfg.search_max_examples and cfg.search_max_examples < len(train):
@@ -117,38 +147,32 @@ def search(
         start_epoch, history = int(state["epoch"]), list(state["history"])
         logger.info("search: resuming after epoch %d from %s", start_epoch, checkpoint)
 
-    def loss_of(batch, ops_w, depth_w, with_efficiency: bool):
-        with autocast(device, cfg.amp):
-            out = supernet(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], ops_w, depth_w,
-                           sampled_only=cfg.sampled_only)
-            ce, kd = student_loss(out.logits, out.states, out.mask, heads, batch, train_targets, spec,
-                                  cfg.temperature, cfg.attentive_kd)
-        eff = None
-        if with_efficiency:
-            eff = efficiency_loss(arch.op_probs(), costs, (depth_w * depth_values).sum(), cfg.k_max)
-        return adabert_loss(ce.float(), kd.float(), eff, cfg.gamma, cfg.beta)
+    loss_of = SearchObjective(cfg, spec, supernet, heads, arch, targets, costs)
 
     for epoch in range(start_epoch, cfg.search_epochs):
         t0 = time.perf_counter()
         shuffle_gen, gumbel_gen = epoch_generators(cfg.seed, epoch)
         supernet.train(), heads.train()
         totals = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "eff": 0.0}
+        update_arch = epoch >= warmup
         bar = progress(batches(train, cfg.search_batch_size, shuffle=True, generator=shuffle_gen, subset=subset),
-                       total=steps, desc=f"search {epoch + 1}/{cfg.search_epochs}")
+                       total=steps, desc=f"search {epoch + 1}/{cfg.search_epochs}" + ("" if update_arch else " (warm-up)"))
         for step, batch in enumerate(bar):
             batch = to_device(batch, device)
             tau = temperature(epoch + step / steps, cfg.tau_max, cfg.tau_min, decay)
             ops_w, depth_w = arch.sample(tau, gumbel_gen)
-            parts = loss_of(batch, ops_w, depth_w, with_efficiency=False)
+            parts = loss_of(batch, ops_w.detach(), depth_w.detach(), arch_step=False)
             w_opt.zero_grad(set_to_none=True)
             parts.total.backward()
+            torch.nn.utils.clip_grad_norm_(weights, 5.0)
             w_opt.step()
-            if step % cfg.arch_update_interval == 0:
+            if update_arch and step % cfg.arch_update_interval == 0:
                 ops_w, depth_w = arch.sample(tau, gumbel_gen)
-                parts = loss_of(batch, ops_w, depth_w, with_efficiency=True)
+                parts = loss_of(batch, ops_w, depth_w, arch_step=True)
                 grads = torch.autograd.grad(parts.total, list(arch.parameters()), allow_unused=True)
                 for p, g in zip(arch.parameters(), grads):
                     p.grad = g
+                torch.nn.utils.clip_grad_norm_(list(arch.parameters()), 5.0)
                 a_opt.step()
             for k, v in parts.as_dict().items():
                 totals[k] += v
@@ -156,20 +180,22 @@ def search(
 
         supernet.eval()
         genotype, report = derive_genotype(arch.alpha, arch.depth_logits, cfg.min_parametric)
-        ops_g, depth_g = arch.genotype_weights(genotype)
-        dev_metrics = evaluate(
-            lambda b: supernet(b["input_ids"], b["attention_mask"], b["token_type_ids"], ops_g, depth_g,
-                               sampled_only=True).logits,
-            dev, spec, device,
-        )
+        ops_g, _ = arch.genotype_weights(genotype)
+
+        def predict(b: dict[str, torch.Tensor]) -> torch.Tensor:
+            out = supernet(b["input_ids"], b["attention_mask"], b["token_type_ids"], ops_g, genotype.depth)
+            return scale.invert(supernet.logits(out, genotype.depth).float())
+
+        dev_metrics = evaluate(predict, dev, spec, device)
         record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 1), "tau": round(tau, 4),
-                  **{k: round(v / steps, 5) for k, v in totals.items()},
+                  "arch_updates": update_arch, **{k: round(v / steps, 5) for k, v in totals.items()},
                   "dev_derived": dev_metrics, "genotype": str(genotype),
                   "parameter_free_mass": [round(x, 3) for x in report.parameter_free_mass],
                   "depth_probs": [round(float(p), 3) for p in arch.depth_probs().detach()]}
         history.append(record)
-        logger.info("search epoch %d/%d (%.0fs): loss %.4f, dev (derived arch) %s, genotype %s",
-                    epoch + 1, cfg.search_epochs, record["seconds"], record["loss"], dev_metrics, genotype)
+        logger.info("search epoch %d/%d (%.0fs%s): loss %.4f, dev (derived arch) %s, genotype %s, depth probs %s",
+                    epoch + 1, cfg.search_epochs, record["seconds"], "" if update_arch else ", warm-up",
+                    record["loss"], dev_metrics, genotype, record["depth_probs"])
         for w in report.warnings:
             logger.warning("search epoch %d: %s", epoch + 1, w)
         if checkpoint is not None:
@@ -182,16 +208,19 @@ def search(
 
 
 def finish_search(cfg: RunConfig, spec: TaskSpec, supernet: AdaBertSupernet, arch: Architecture, heads: KDHeads,
-                  history: list[dict], pad_token_id: int, sep_token_id: int | None) -> SearchResult:
-    """Derive the genotype and build the student that keeps the searched weights."""
+                  history: list[dict], pad_token_id: int, sep_token_id: int | None,
+                  train_labels: torch.Tensor | None = None) -> SearchResult:
+    """Derive the genotype and build the student that keeps the searched weights (regression: pass the
+    training labels, whose statistics the student maps its output back with)."""
     supernet.cpu()
     genotype, report = derive_genotype(arch.alpha, arch.depth_logits, cfg.min_parametric)
-    config = student_config(cfg, spec, genotype, supernet, pad_token_id, sep_token_id)
+    config = student_config(cfg, spec, genotype, supernet, pad_token_id, sep_token_id,
+                            TargetScale.of(train_labels, spec.is_regression) if train_labels is not None else None)
     student = supernet.derive_student(genotype, config)
-    kept = KDHeads(genotype.depth, cfg.hidden_size, spec.num_labels)
+    kept = KDHeads(genotype.depth, cfg.hidden_size, spec.num_labels, pair=spec.pair)
     kept.heads.load_state_dict({k: v for k, v in heads.cpu().heads.state_dict().items()
                                 if int(k.split(".")[0]) < genotype.depth})
-    _, cost_table = op_cost_tensor(cfg.hidden_size, cfg.eval_seq_len)
+    cost_table = efficiency_table(cfg.hidden_size, cfg.eval_seq_len)
     return SearchResult(
         genotype=genotype, report=report, student=student, heads=kept,
         op_probs=[[round(float(p), 5) for p in row] for row in arch.op_probs().detach().cpu()],

@@ -1,9 +1,11 @@
 """AdaBERT's search-time network: every edge holds all candidate ops, every depth 1..K_max is possible.
 
 The architecture weights are NOT part of this module (see ``search.architecture.Architecture``); the
-forward pass takes sampled one-hot op weights (9 edges x 10 ops, shared by all cells) and a sampled one-hot
-depth. With ``sampled_only`` (GDAS style) each edge runs just its sampled op, about an order of magnitude
-cheaper than running all ten; the straight-through weight still carries the gradient to the logits.
+forward pass takes sampled one-hot op weights (9 edges x 10 ops, shared by all cells) and how many cells to
+run, and returns every cell's pooled output, so the loss of each depth 1..n can be scored from one pass
+(:meth:`AdaBertSupernet.logits`). With ``sampled_only`` (GDAS style) each edge runs just its sampled op, about
+an order of magnitude cheaper than running all ten; the straight-through weight still carries the gradient to
+the logits. Convs use non-affine BatchNorm here; the derived student gets fresh affine parameters.
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..models.adabert import AdaBertConfig, AdaBertForSequenceClassification, PooledClassifier, split_pair
+from ..models.adabert import AdaBertConfig, AdaBertForSequenceClassification
+from ..models.blocks import PairLayout, PooledClassifier, cell_inputs, pair_layout, pool_views
 from .genotype import EDGES, NUM_EDGES, NUM_INPUTS, NUM_NODES, Genotype, edge_index
 from .ops import PRIMITIVES, create_op
 
@@ -52,8 +55,12 @@ class ProjectedEmbeddings(nn.Module):
             return self.position_embeddings.weight[:length]
         return self.position_proj(self.position_table[:length])  # (L, C)
 
-    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.word_proj(self.word_table[input_ids]) + self.positions(input_ids.size(1))[None]  # (B, L, C)
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) ids -> (B, C, L); positions 0..L-1 unless ``position_ids`` (pairs restart B's)."""
+        if position_ids is None:
+            position_ids = torch.arange(input_ids.size(1), device=input_ids.device)[None].expand_as(input_ids)
+        length = int(position_ids.max()) + 1 if position_ids.numel() else 1
+        x = self.word_proj(self.word_table[input_ids]) + self.positions(length)[position_ids]  # (B, L, C)
         x = self.dropout(self.norm(x)) * mask[..., None]
         return x.transpose(1, 2)  # (B, C, L)
 
@@ -68,7 +75,7 @@ class MixedOp(nn.Module):
 
     def __init__(self, hidden: int) -> None:
         super().__init__()
-        self.ops = nn.ModuleDict({name: create_op(name, hidden) for name in PRIMITIVES})
+        self.ops = nn.ModuleDict({name: create_op(name, hidden, affine=False) for name in PRIMITIVES})
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, sampled_only: bool) -> torch.Tensor:
         if sampled_only:
@@ -99,14 +106,13 @@ class SearchCell(nn.Module):
 
 @dataclass
 class SupernetOutput:
-    logits: torch.Tensor  # (B, num_labels) of the sampled depth, scaled by its straight-through weight
-    states: list[torch.Tensor]  # outputs of cells 1..depth, each (B, C, L)
-    mask: torch.Tensor  # (B, L) tokens of A or B
-    depth: int
+    pooled: list[torch.Tensor]  # per cell 1..n: pooled views (B, P, C), P = 1, or 2 (A, B) for pairs
+    states: list[torch.Tensor]  # per cell 1..n: outputs (B, C, L)
+    layout: PairLayout
 
 
 class AdaBertSupernet(nn.Module):
-    """Embeddings -> up to K_max search cells -> pooled classifier over the first ``depth`` cells."""
+    """Embeddings -> up to K_max search cells -> one pooled classifier shared by every depth."""
 
     def __init__(
         self,
@@ -123,7 +129,7 @@ class AdaBertSupernet(nn.Module):
         self.pair_input, self.sep_token_id, self.dropout_p = pair_input, sep_token_id, dropout
         self.embeddings = embeddings
         self.cells = nn.ModuleList([SearchCell(hidden) for _ in range(k_max)])
-        self.classifier = PooledClassifier(k_max, hidden, num_labels, dropout)
+        self.classifier = PooledClassifier(k_max, hidden, num_labels, dropout, pair=pair_input)
 
     def forward(
         self,
@@ -131,21 +137,22 @@ class AdaBertSupernet(nn.Module):
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None,
         op_weights: torch.Tensor,
-        depth_weights: torch.Tensor,
+        cells: int,
         sampled_only: bool = True,
     ) -> SupernetOutput:
-        ids_a, mask_a, ids_b, mask_b = split_pair(
-            input_ids, attention_mask, token_type_ids, self.pair_input, self.sep_token_id
-        )
-        mask = (mask_a.bool() | mask_b.bool()).long()
-        s0, s1 = self.embeddings(ids_a, mask_a), self.embeddings(ids_b, mask_b)
-        depth = int(depth_weights.argmax()) + 1
+        """Run the first ``cells`` cells with op weights (9, 10); score any depth <= ``cells`` with :meth:`logits`."""
+        layout = pair_layout(input_ids, attention_mask, token_type_ids, self.pair_input, self.sep_token_id)
+        s0, s1 = cell_inputs(self.embeddings(input_ids, layout.mask, layout.position_ids), layout)
+        cell_mask = layout.mask[:, None, :].to(s1.dtype)
         states = []
-        for cell in self.cells[:depth]:
-            s0, s1 = s1, cell(s0, s1, mask[:, None, :].to(s1.dtype), op_weights, sampled_only)
+        for cell in self.cells[:cells]:
+            s0, s1 = s1, cell(s0, s1, cell_mask, op_weights, sampled_only)
             states.append(s1)
-        logits = self.classifier(states, mask) * depth_weights[depth - 1]
-        return SupernetOutput(logits=logits, states=states, mask=mask, depth=depth)
+        return SupernetOutput(pooled=[pool_views(h, layout) for h in states], states=states, layout=layout)
+
+    def logits(self, out: SupernetOutput, depth: int) -> torch.Tensor:
+        """Logits (B, num_labels) of the depth-``depth`` model: the classifier over its first cells."""
+        return self.classifier(out.pooled[:depth])
 
     @torch.no_grad()
     def derive_student(self, genotype: Genotype, config: AdaBertConfig) -> AdaBertForSequenceClassification:
@@ -158,10 +165,10 @@ class AdaBertSupernet(nn.Module):
         for k in range(genotype.depth):
             searched, derived = self.cells[k], student.cells[k]
             derived.node_logits.copy_(searched.node_logits)
-            for node, source, op in genotype.edges:
-                derived.ops[f"{node}_{source}"].load_state_dict(
-                    searched.edges[edge_index(node, source)].ops[op].state_dict()
-                )
+            for node, source, op in genotype.edges:  # conv weights and BatchNorm statistics; fresh affine BN
+                missing, unexpected = derived.ops[f"{node}_{source}"].load_state_dict(
+                    searched.edges[edge_index(node, source)].ops[op].state_dict(), strict=False)
+                assert not unexpected and all(n.endswith(("weight", "bias")) for n in missing), (missing, unexpected)
         student.classifier.layer_logits.copy_(self.classifier.layer_logits[: genotype.depth])
         student.classifier.dense.load_state_dict(self.classifier.dense.state_dict())
         return student

@@ -2,6 +2,8 @@
 
 Every op maps ``(batch, channels, length) -> (batch, channels, length)`` at a fixed hidden size, so any op
 can sit on any edge. Convolutions are ReLU -> Conv1d -> BatchNorm as in the public AdaBERT code; the
+search builds them with a non-affine BatchNorm (as DARTS and GDAS do: an affine one would absorb the
+straight-through op weight and cancel the conv's architecture gradient), the final model with an affine one. The
 dilated ones use dilation 2 with "same" padding, so they really look ``2 * (k - 1) + 1`` tokens wide.
 Pools treat positions past the end as zeros, the same value masked padding tokens have, so a prediction
 does not depend on how much padding a batch has.
@@ -17,13 +19,13 @@ from ..errors import BertnasError
 
 
 class ConvBN(nn.Sequential):
-    """ReLU -> Conv1d (same length) -> BatchNorm."""
+    """ReLU -> Conv1d (same length) -> BatchNorm (``affine=False`` during search)."""
 
-    def __init__(self, channels: int, kernel: int, dilation: int = 1) -> None:
+    def __init__(self, channels: int, kernel: int, dilation: int = 1, affine: bool = True) -> None:
         super().__init__(
             nn.ReLU(),
             nn.Conv1d(channels, channels, kernel, padding=dilation * (kernel - 1) // 2, dilation=dilation, bias=False),
-            nn.BatchNorm1d(channels),
+            nn.BatchNorm1d(channels, affine=affine),
         )
 
 
@@ -47,17 +49,17 @@ class Zero(nn.Module):
         return x * 0.0
 
 
-OPS: dict[str, Callable[[int], nn.Module]] = {
-    "conv_3": lambda c: ConvBN(c, 3),
-    "conv_5": lambda c: ConvBN(c, 5),
-    "conv_7": lambda c: ConvBN(c, 7),
-    "dil_conv_3": lambda c: ConvBN(c, 3, dilation=2),
-    "dil_conv_5": lambda c: ConvBN(c, 5, dilation=2),
-    "dil_conv_7": lambda c: ConvBN(c, 7, dilation=2),
-    "max_pool_3": lambda c: MaxPool(3),
-    "avg_pool_3": lambda c: nn.AvgPool1d(3, stride=1, padding=1, count_include_pad=True),
-    "skip_connect": lambda c: nn.Identity(),
-    "zero": lambda c: Zero(),
+OPS: dict[str, Callable[[int, bool], nn.Module]] = {
+    "conv_3": lambda c, affine: ConvBN(c, 3, affine=affine),
+    "conv_5": lambda c, affine: ConvBN(c, 5, affine=affine),
+    "conv_7": lambda c, affine: ConvBN(c, 7, affine=affine),
+    "dil_conv_3": lambda c, affine: ConvBN(c, 3, dilation=2, affine=affine),
+    "dil_conv_5": lambda c, affine: ConvBN(c, 5, dilation=2, affine=affine),
+    "dil_conv_7": lambda c, affine: ConvBN(c, 7, dilation=2, affine=affine),
+    "max_pool_3": lambda c, affine: MaxPool(3),
+    "avg_pool_3": lambda c, affine: nn.AvgPool1d(3, stride=1, padding=1, count_include_pad=True),
+    "skip_connect": lambda c, affine: nn.Identity(),
+    "zero": lambda c, affine: Zero(),
 }
 
 PRIMITIVES: tuple[str, ...] = tuple(OPS)
@@ -67,10 +69,11 @@ PARAMETER_FREE: frozenset[str] = frozenset({"max_pool_3", "avg_pool_3", "skip_co
 """Ops with no weights: a cell of only these is a 'bag of embeddings' (the known search collapse)."""
 
 
-def create_op(name: str, channels: int) -> nn.Module:
-    """Build op ``name`` for ``channels`` channels; unknown names list the known ones."""
+def create_op(name: str, channels: int, affine: bool = True) -> nn.Module:
+    """Build op ``name`` for ``channels`` channels (``affine=False``: search-time BatchNorm); unknown names
+    list the known ones."""
     try:
         factory = OPS[name]
     except KeyError:
         raise BertnasError(f"unknown op {name!r}; known ops: {', '.join(PRIMITIVES)}") from None
-    return factory(channels)
+    return factory(channels, affine)

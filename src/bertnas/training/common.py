@@ -8,56 +8,11 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..data.encode import Encoded, batches, to_device
 from ..data.examples import TaskSpec
 from ..data.metrics import compute_metrics
-from ..models.adabert import masked_mean
-from .losses import hierarchical_kd, layer_map, task_loss
-
-
-class KDHeads(nn.Module):
-    """One linear head per cell, used only in training to match cells to teacher-layer probes."""
-
-    def __init__(self, k_max: int, hidden: int, num_labels: int) -> None:
-        super().__init__()
-        self.heads = nn.ModuleList([nn.Linear(hidden, num_labels) for _ in range(k_max)])
-
-    def forward(self, states: list[torch.Tensor], mask: torch.Tensor) -> list[torch.Tensor]:
-        return [head(masked_mean(h, mask)) for head, h in zip(self.heads, states)]
-
-
-class Targets:
-    """Cached teacher logits (N, C) and probe logits (L + 1, N, C) of one split, on a device."""
-
-    def __init__(self, teacher_logits: torch.Tensor, probe_logits: torch.Tensor, device: torch.device) -> None:
-        self.teacher = teacher_logits.to(device)
-        self.probes = probe_logits.to(device)
-        self.num_layers = probe_logits.size(0) - 1
-
-
-def student_loss(
-    final_logits: torch.Tensor,
-    states: list[torch.Tensor],
-    mask: torch.Tensor,
-    heads: KDHeads,
-    batch: dict[str, torch.Tensor],
-    targets: Targets,
-    spec: TaskSpec,
-    temperature: float,
-    attentive: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(CE on gold labels, hierarchical KD) for a student with ``len(states)`` cells."""
-    idx, labels = batch["index"], batch["labels"]
-    depth = len(states)
-    mapping = layer_map(depth, targets.num_layers)
-    cell_logits = heads(states[:-1], mask)  # the last cell is represented by the final classifier
-    student = cell_logits + [final_logits]
-    teacher = [targets.probes[mapping[i], idx] for i in range(depth - 1)] + [targets.teacher[idx]]
-    ce = task_loss(final_logits, labels, spec.is_regression)
-    kd = hierarchical_kd(student, teacher, labels, temperature, spec.is_regression, attentive)
-    return ce, kd
+from .distill import KDHeads, Targets, TargetScale, depth_loss  # noqa: F401  (importable from here too)
 
 
 @torch.no_grad()
@@ -112,5 +67,6 @@ def load_checkpoint(path: Path, resume_key: str = "") -> dict | None:
 
 
 def autocast(device: torch.device, enabled: bool):
-    """bfloat16 autocast on CUDA when asked; a no-op elsewhere."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+    """bfloat16 autocast on CUDA and CPU when asked (``--amp``); a no-op elsewhere. KD losses cast to fp32."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                          enabled=enabled and device.type in ("cuda", "cpu"))

@@ -5,8 +5,8 @@
   round(i * L / K); a small head on the cell output is pulled towards that layer's probe prediction, and
   the student's final prediction towards the teacher's own logits. Each pair is weighted, per example, by
   softmax over pairs of -CE(teacher-side prediction, gold): layers whose probes are right count more.
-* L_E: efficiency, (K / K_max) * mean over edges of sum over ops p(op) * cost(op), costs measured from the
-  op modules (see ``spaces.costs``).
+* L_E: efficiency, (K / K_max) * mean over edges of sum over ops p(op) * EP(op), EP measured from the
+  op modules and scaled like the AdaBERT code's cost vector (see ``spaces.costs``).
 """
 from __future__ import annotations
 
@@ -68,16 +68,8 @@ def hierarchical_kd(
 
 
 def efficiency_loss(op_probs: torch.Tensor, op_costs: torch.Tensor, depth: torch.Tensor, k_max: int) -> torch.Tensor:
-    """(K / K_max) * mean over edges of sum_o p(o) * cost(o). ``depth`` may carry a straight-through grad."""
+    """(K / K_max) * mean over edges of sum_o p(o) * EP(o). ``depth`` may carry a straight-through grad."""
     return depth / k_max * (op_probs * op_costs.to(op_probs)).sum(-1).mean()
-
-
-def normalized_op_costs(params: torch.Tensor, flops: torch.Tensor) -> torch.Tensor:
-    """Each op's cost as in AdaBERT's code: softmax over ops of its share of the largest parameter count
-    plus the same for FLOPs. The cheapest ops (zero, identity) cost least; costs are O(1/num_ops)."""
-    p = params.double() / params.double().max().clamp(min=1)
-    f = flops.double() / flops.double().max().clamp(min=1)
-    return (torch.softmax(p, 0) + torch.softmax(f, 0)).float()
 
 
 @dataclass

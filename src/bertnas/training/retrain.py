@@ -13,7 +13,8 @@ from ..data.encode import Encoded, batches, num_batches, to_device
 from ..data.examples import TaskSpec
 from ..models.adabert import AdaBertForSequenceClassification
 from ..utils import progress
-from .common import KDHeads, Targets, autocast, epoch_generators, evaluate, load_checkpoint, save_checkpoint, student_loss
+from .common import autocast, epoch_generators, evaluate, load_checkpoint, save_checkpoint
+from .distill import KDHeads, Targets, TargetScale, depth_loss
 from .losses import adabert_loss
 
 logger = logging.getLogger("bertnas")
@@ -34,6 +35,8 @@ def retrain(
     """Returns the student with its best-dev weights, those dev metrics, and per-epoch history."""
     student.to(device)
     heads.to(device)
+    scale = TargetScale(student.config.target_mean, student.config.target_std) if spec.is_regression else TargetScale()
+    targets = targets.standardized(scale)
 
     def predict(b: dict[str, torch.Tensor]) -> torch.Tensor:
         return student(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
@@ -74,11 +77,11 @@ def retrain(
         for batch in bar:
             batch = to_device(batch, device)
             with autocast(device, cfg.amp):
-                out = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                              token_type_ids=batch["token_type_ids"], output_hidden_states=True)
-                mask = _cell_mask(student, batch)
-                ce, kd = student_loss(out.logits, list(out.hidden_states), mask, heads, batch, targets, spec,
-                                      cfg.temperature, cfg.attentive_kd)
+                pooled, _ = student.pooled_states(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+                logits = student.classifier(pooled)  # on the standardized scale for regression
+                head_logits = heads(pooled[:-1])
+            ce, kd = depth_loss(logits, head_logits, batch, targets, spec.is_regression, cfg.temperature,
+                                cfg.attentive_kd)
             parts = adabert_loss(ce.float(), kd.float(), None, cfg.gamma, cfg.beta)
             opt.zero_grad(set_to_none=True)
             parts.total.backward()
@@ -106,12 +109,3 @@ def retrain(
             })
     student.load_state_dict(best_state)
     return student, best_metrics, history
-
-
-def _cell_mask(student: AdaBertForSequenceClassification, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The token mask the cells used (A or B tokens), to pool cell outputs for the distillation heads."""
-    from ..models.adabert import split_pair
-
-    _, mask_a, _, mask_b = split_pair(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
-                                      student.config.pair_input, student.config.sep_token_id)
-    return (mask_a.bool() | mask_b.bool()).long()

@@ -1,0 +1,101 @@
+"""The search decides depth and ops from the task: every depth is scored by its own loss, the efficiency loss
+pulls towards K = 1, warm-up epochs leave the architecture alone, and convs keep their architecture gradient."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bertnas.config import RunConfig
+from bertnas.data.encode import encode
+from bertnas.data.synthetic import build_tokenizer, generate_distance
+from bertnas.search.searcher import build_supernet, search
+from bertnas.spaces.adabert_supernet import AdaBertSupernet, ProjectedEmbeddings
+from bertnas.spaces.genotype import NUM_EDGES
+from bertnas.spaces.ops import PRIMITIVES
+from bertnas.training.common import Targets
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors: one thread is faster than two fighting over a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _distance_search(tmp_path, beta: float, epochs: int, warmup: int):
+    """Search on "is 'never' within 3 tokens of 'excellent'?" in 16 filler words: one typical cell does not
+    reach that far, a stack of cells does. Teacher and probes = the gold labels."""
+    data = generate_distance(n_train=512, n_dev=128, seed=0, length=16, near=3, far=8, fillers=["the"])
+    tok = build_tokenizer(tmp_path / "vocab")
+    train, dev = encode(tok, data.train, 32), encode(tok, data.dev, 32)
+    gold = F.one_hot(train.labels, 2).float() * 6 - 3
+    targets = Targets(gold, gold[None].repeat(3, 1, 1), torch.device("cpu"))
+    cfg = RunConfig(hidden_size=16, k_max=4, search_epochs=epochs, search_warmup_epochs=warmup, search_batch_size=32,
+                    beta=beta, dropout=0.0, search_lr=0.01, arch_lr=0.02, seed=0).validate()
+    g = torch.Generator().manual_seed(0)
+    net = build_supernet(cfg, data.spec, torch.randn(len(tok), 16, generator=g), torch.randn(64, 16, generator=g),
+                         tok.sep_token_id)
+    arch, _, history = search(cfg, data.spec, train, dev, targets, net, torch.device("cpu"))
+    return arch.depth_probs().detach(), history
+
+
+def test_depth_follows_the_task_without_efficiency_loss(tmp_path):
+    """beta = 0: deeper stacks score a lower loss on this task, so the search leaves K = 1 (the old supernet
+    only learned whether scaling the logits helps: its depth probabilities stayed near uniform, p(K=1) 0.2-0.6)."""
+    probs, history = _distance_search(tmp_path, beta=0.0, epochs=12, warmup=4)
+    assert int(probs.argmax()) + 1 > 1, probs
+    assert float(probs[0]) < 0.15, probs
+    assert history[-1]["dev_derived"]["accuracy"] > 0.75, history[-1]
+
+
+def test_a_large_efficiency_weight_picks_one_cell(tmp_path):
+    probs, history = _distance_search(tmp_path, beta=100.0, epochs=6, warmup=2)
+    assert int(probs.argmax()) == 0 and float(probs[0]) > 0.4, probs
+    assert [h["arch_updates"] for h in history] == [False, False, True, True, True, True]
+
+
+def test_warmup_epochs_leave_the_architecture_alone(tmp_path):
+    data = generate_distance(n_train=64, n_dev=16, seed=0, length=8, near=2, far=5, fillers=["the"])
+    tok = build_tokenizer(tmp_path / "vocab")
+    train, dev = encode(tok, data.train, 16), encode(tok, data.dev, 16)
+    gold = F.one_hot(train.labels, 2).float()
+    targets = Targets(gold, gold[None].repeat(3, 1, 1), torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    words = torch.randn(len(tok), 8, generator=g)
+    for warmup in (1, 5):  # 5 of 2 epochs: clamped, so that the architecture still gets one epoch
+        cfg = RunConfig(hidden_size=8, k_max=2, search_epochs=2, search_warmup_epochs=warmup,
+                        search_batch_size=32).validate()
+        net = build_supernet(cfg, data.spec, words, None, tok.sep_token_id)
+        before = [p.detach().clone() for p in net.parameters()]
+        arch, _, history = search(cfg, data.spec, train, dev, targets, net, torch.device("cpu"))
+        assert [h["arch_updates"] for h in history] == [False, True]
+        assert history[0]["depth_probs"] == [0.5, 0.5] and history[0]["eff"] == 0.0  # untouched in warm-up
+        assert history[1]["depth_probs"] != [0.5, 0.5] and arch.alpha.abs().sum() > 0
+        assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))  # the weights trained
+
+
+def test_a_sampled_conv_keeps_its_architecture_gradient():
+    """With an affine BatchNorm after the conv, the op weight w scales w * (gamma * n + beta), so
+    dL/dw = sum(gamma * dL/dgamma + beta * dL/dbeta): once the weight step has fitted gamma and beta, the conv's
+    architecture gradient is zero, while pools and skip keep theirs. Search-time convs must not have such
+    parameters: the architecture gradient must not be the op's own parameter gradient in disguise."""
+    torch.manual_seed(0)
+    emb = ProjectedEmbeddings(torch.randn(30, 8), torch.randn(32, 8), hidden=16, dropout=0.0)
+    net = AdaBertSupernet(emb, hidden=16, k_max=1, num_labels=2, pair_input=False, dropout=0.0, sep_token_id=None)
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, 30, (16, 12), generator=g)
+    labels = torch.randint(0, 2, (16,), generator=g)
+    col = PRIMITIVES.index("conv_3")
+    ops = F.one_hot(torch.full((NUM_EDGES,), col), len(PRIMITIVES)).float().requires_grad_(True)
+    loss = F.cross_entropy(net.logits(net(ids, torch.ones_like(ids), None, ops, 1), 1), labels)
+    loss.backward()
+    for e, edge in enumerate(net.cells[0].edges):
+        conv = edge.ops["conv_3"]
+        # scale direction of the op's own parameters: sum <p, dL/dp> (a conv kernel before BN contributes ~0)
+        own = sum(float((p.detach() * p.grad).sum()) for p in conv.parameters())
+        arch = float(ops.grad[e, col])
+        assert abs(arch) > 1e-6
+        assert abs(arch - own) > 0.5 * abs(arch), (e, arch, own)
