@@ -7,7 +7,10 @@ training split (bfloat16 autocast on CPU) and its logits are kept; the best dev 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import logging
+import os
 import random
 import time
 from pathlib import Path
@@ -21,7 +24,7 @@ from ..data.metrics import compute_metrics
 from ..data.readers import load_task
 from ..errors import BertnasError
 from ..measure.profile import count_params, profile_classifier
-from ..teacher.knowledge import bf16_supported
+from ..teacher.knowledge import bf16_supported, default_cache_dir
 from ..teacher.loading import load_teacher, load_tokenizer
 from ..utils import atomic_dir, progress, resolve_device, set_seed, write_json
 from .config import FinetuneSettings
@@ -52,13 +55,35 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, 
 
 
 @torch.no_grad()
-def evaluate(model, data, spec, batch_size: int = 64) -> dict[str, float]:
+def evaluate(model, data, spec, batch_size: int = 64, label_order: list[int] | None = None) -> dict[str, float]:
     model.eval()
     logits = torch.zeros(len(data), model.config.num_labels)
     for b in batches(data, batch_size):
         logits[b["index"]] = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
                                    token_type_ids=b["token_type_ids"]).logits.float()
-    return compute_metrics(spec, logits, data.labels)
+    return compute_metrics(spec, logits if label_order is None else logits[:, label_order], data.labels)
+
+
+def _cached_teacher_outputs(tch, name: str, train, dev, spec) -> tuple[torch.Tensor, dict]:
+    """Teacher logits on the training split and its dev metrics, cached on disk: every student of a
+    comparison is fine-tuned against the same teacher and data, so the teacher runs once for all of them."""
+    h = hashlib.sha256()
+    for f in sorted(Path(tch.source).glob("*")) if Path(tch.source).is_dir() else []:
+        if f.is_file():
+            h.update(f.name.encode() + str(f.stat().st_size).encode() + str(f.stat().st_mtime_ns).encode())
+    h.update(json.dumps([str(Path(name).resolve()), spec.name, train.input_ids, train.token_type_ids, dev.input_ids,
+                         tch.label_order]).encode())
+    path = default_cache_dir() / f"nasbert-teacher-logits-{h.hexdigest()[:24]}.pt"
+    if path.is_file():
+        saved = torch.load(path, weights_only=True)
+        return saved["logits"], json.loads(saved["dev"])
+    soft = teacher_logits(tch.model, train, label_order=tch.label_order)
+    teacher_dev = evaluate(tch.model, dev, spec, label_order=tch.label_order)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    torch.save({"logits": soft, "dev": json.dumps(teacher_dev)}, tmp)
+    os.replace(tmp, path)
+    return soft, teacher_dev
 
 
 def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings: FinetuneSettings,
@@ -85,8 +110,7 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
     train = encode(tokenizer, train_ex, settings.max_seq_len, spec.is_regression)
     dev = encode(tokenizer, data.dev, settings.max_seq_len, spec.is_regression)
     t0 = time.time()
-    soft = teacher_logits(tch.model, train, label_order=tch.label_order)
-    teacher_dev = evaluate(tch.model, dev, spec)
+    soft, teacher_dev = _cached_teacher_outputs(tch, teacher, train, dev, spec)
     teacher_seconds = time.time() - t0
     labels = {i: name for i, name in enumerate(spec.labels or ["score"])}
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -113,7 +137,7 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
-            total += float(loss)
+            total += float(loss.detach())
         metrics = evaluate(model, dev, spec)
         history.append({"epoch": epoch, "train_loss": total / num_batches(len(train), settings.batch_size), "dev": metrics})
         logger.info("finetune epoch %d: dev %s", epoch, metrics)

@@ -42,7 +42,8 @@ def pretrain_distill(model_dir: str, states: BlockStates, train_idx: list[int], 
     for epoch in range(1, epochs + 1):
         encoder.train()
         total, n = 0.0, 0
-        for b in progress(states.batches(train_idx, batch_size, gen), desc=f"pre-training KD epoch {epoch}"):
+        for b in progress(states.batches(train_idx, batch_size, gen), desc=f"pre-training KD epoch {epoch}",
+                          total=(len(train_idx) + batch_size - 1) // batch_size):
             hidden_states = encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
                                     token_type_ids=b["token_type_ids"]).last_hidden_state
             loss = masked_mse(to_teacher(hidden_states), b["states"][:, :, -1], b["attention_mask"])
@@ -51,7 +52,7 @@ def pretrain_distill(model_dir: str, states: BlockStates, train_idx: list[int], 
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
-            total, n = total + float(loss), n + 1
+            total, n = total + float(loss.detach()), n + 1
         log.append({"epoch": epoch, "mse": total / max(1, n)})
         logger.info("pre-training KD epoch %d: final-state MSE %.4f", epoch, total / max(1, n))
     with atomic_dir(out) as tmp:
