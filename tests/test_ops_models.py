@@ -6,7 +6,8 @@ import torch
 
 from bertnas.errors import BertnasError
 from bertnas.models.adabert import AdaBertConfig, AdaBertForSequenceClassification
-from bertnas.models.blocks import pair_layout
+from bertnas.search.student import derive_student
+from bertnas.spaces.blocks import pair_layout
 from bertnas.search.architecture import Architecture
 from bertnas.spaces.adabert_supernet import AdaBertSupernet, ProjectedEmbeddings
 from bertnas.spaces.genotype import NUM_EDGES, Genotype
@@ -188,7 +189,7 @@ def test_derived_student_keeps_the_searched_weights():
     net = _supernet(pair=True).eval()
     cfg = AdaBertConfig(vocab_size=20, max_position_embeddings=16, hidden_size=16, genotype=GENOTYPE.to_dict(),
                         pair_input=True, num_labels=2, sep_token_id=3, dropout=0.0)
-    student = net.derive_student(GENOTYPE, cfg).eval()
+    student = derive_student(net, GENOTYPE, cfg).eval()
     ids, mask, types = _batch(pair=True)
     ops_w, depth_w = Architecture(k_max=3).genotype_weights(GENOTYPE)
     assert ops_w.sum() == NUM_EDGES and ops_w[:, PRIMITIVES.index("zero")].sum() == NUM_EDGES - 6

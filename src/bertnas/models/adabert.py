@@ -17,7 +17,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..spaces.genotype import NUM_INPUTS, NUM_NODES, Genotype
 from ..spaces.ops import create_op
-from .blocks import PooledClassifier, cell_inputs, pair_layout, pool_views
+from ..spaces.blocks import PooledClassifier, cell_inputs, pair_layout, pool_views
 
 
 class AdaBertConfig(PretrainedConfig):

@@ -12,26 +12,27 @@ the result is a genotype plus a derived student that keeps the searched weights.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from ..config import RunConfig
-from ..data.encode import Encoded, batches, num_batches, to_device
+from ..data.encode import Encoded, num_batches
 from ..data.examples import TaskSpec
 from ..models.adabert import AdaBertConfig, AdaBertForSequenceClassification
 from ..spaces.adabert_supernet import AdaBertSupernet, ProjectedEmbeddings
 from ..spaces.costs import efficiency_costs, efficiency_table
 from ..spaces.genotype import Genotype
-from ..training.common import autocast, epoch_generators, evaluate, load_checkpoint, save_checkpoint
+from ..training.amp import autocast
 from ..training.distill import KDHeads, Targets, TargetScale, depth_loss
+from ..training.evaluation import evaluate
+from ..training.loop import Resumable, run_epochs, train_pass
 from ..training.losses import LossParts, adabert_loss, efficiency_loss
-from ..utils import progress
 from .architecture import Architecture
 from .derive import CollapseReport, derive_genotype
 from .gumbel import auto_decay, temperature
+from .student import derive_student
 
 logger = logging.getLogger("bertnas")
 
@@ -118,8 +119,8 @@ def search(
     heads = KDHeads(cfg.k_max, cfg.hidden_size, spec.num_labels, pair=spec.pair).to(device)
     supernet.to(device)
     scale = TargetScale.of(train.labels, spec.is_regression)
-    targets = train_targets.standardized(scale)
-    costs = efficiency_costs(cfg.hidden_size, cfg.eval_seq_len).to(device)
+    objective = SearchObjective(cfg, spec, supernet, heads, arch, train_targets.standardized(scale),
+                                efficiency_costs(cfg.hidden_size, cfg.eval_seq_len).to(device))
     weights = list(supernet.parameters()) + list(heads.parameters())
     w_opt = torch.optim.AdamW(weights, lr=cfg.search_lr, weight_decay=cfg.weight_decay)
     a_opt = torch.optim.Adam(arch.parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999), weight_decay=1e-3)
@@ -128,56 +129,40 @@ def search(
     if warmup < cfg.search_warmup_epochs:
         logger.warning("search: %d warm-up epochs leave none of %d for the architecture; warming up for %d",
                        cfg.search_warmup_epochs, cfg.search_epochs, warmup)
-
     subset = None
     if cfg.search_max_examples and cfg.search_max_examples < len(train):
         g = torch.Generator().manual_seed(cfg.seed)
         subset = sorted(torch.randperm(len(train), generator=g)[: cfg.search_max_examples].tolist())
-    n_examples = len(subset) if subset is not None else len(train)
-    steps = num_batches(n_examples, cfg.search_batch_size)
+    steps = num_batches(len(subset) if subset is not None else len(train), cfg.search_batch_size)
+    state = Resumable("search", checkpoint, cfg.resume, resume_key, supernet=supernet, heads=heads, arch=arch,
+                      w_opt=w_opt, a_opt=a_opt)
 
-    start_epoch, history = 0, []
-    state = load_checkpoint(checkpoint, resume_key) if (checkpoint and cfg.resume) else None
-    if state is not None:
-        supernet.load_state_dict(state["supernet"])
-        heads.load_state_dict(state["heads"])
-        arch.load_state_dict(state["arch"])
-        w_opt.load_state_dict(state["w_opt"])
-        a_opt.load_state_dict(state["a_opt"])
-        start_epoch, history = int(state["epoch"]), list(state["history"])
-        logger.info("search: resuming after epoch %d from %s", start_epoch, checkpoint)
-
-    loss_of = SearchObjective(cfg, spec, supernet, heads, arch, targets, costs)
-
-    for epoch in range(start_epoch, cfg.search_epochs):
-        t0 = time.perf_counter()
-        shuffle_gen, gumbel_gen = epoch_generators(cfg.seed, epoch)
-        supernet.train(), heads.train()
-        totals = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "eff": 0.0}
+    def epoch_fn(epoch: int, shuffle_gen: torch.Generator, gumbel_gen: torch.Generator) -> dict:
         update_arch = epoch >= warmup
-        bar = progress(batches(train, cfg.search_batch_size, shuffle=True, generator=shuffle_gen, subset=subset),
-                       total=steps, desc=f"search {epoch + 1}/{cfg.search_epochs}" + ("" if update_arch else " (warm-up)"))
-        for step, batch in enumerate(bar):
-            batch = to_device(batch, device)
-            tau = temperature(epoch + step / steps, cfg.tau_max, cfg.tau_min, decay)
+        tau = cfg.tau_max
+
+        def step(i: int, batch: dict[str, torch.Tensor]) -> LossParts:
+            nonlocal tau
+            tau = temperature(epoch + i / steps, cfg.tau_max, cfg.tau_min, decay)
             ops_w, depth_w = arch.sample(tau, gumbel_gen)
-            parts = loss_of(batch, ops_w.detach(), depth_w.detach(), arch_step=False)
+            parts = objective(batch, ops_w.detach(), depth_w.detach(), arch_step=False)
             w_opt.zero_grad(set_to_none=True)
             parts.total.backward()
             torch.nn.utils.clip_grad_norm_(weights, 5.0)
             w_opt.step()
-            if update_arch and step % cfg.arch_update_interval == 0:
+            if update_arch and i % cfg.arch_update_interval == 0:
                 ops_w, depth_w = arch.sample(tau, gumbel_gen)
-                parts = loss_of(batch, ops_w, depth_w, arch_step=True)
+                parts = objective(batch, ops_w, depth_w, arch_step=True)
                 grads = torch.autograd.grad(parts.total, list(arch.parameters()), allow_unused=True)
                 for p, g in zip(arch.parameters(), grads):
                     p.grad = g
                 torch.nn.utils.clip_grad_norm_(list(arch.parameters()), 5.0)
                 a_opt.step()
-            for k, v in parts.as_dict().items():
-                totals[k] += v
-            bar.set_postfix(loss=f"{parts.total.item():.3f}", tau=f"{tau:.2f}")
+            return parts
 
+        supernet.train(), heads.train()
+        desc = f"search {epoch + 1}/{cfg.search_epochs}" + ("" if update_arch else " (warm-up)")
+        means = train_pass(train, cfg.search_batch_size, shuffle_gen, device, step, desc, subset)
         supernet.eval()
         genotype, report = derive_genotype(arch.alpha, arch.depth_logits, cfg.min_parametric)
         ops_g, _ = arch.genotype_weights(genotype)
@@ -187,23 +172,17 @@ def search(
             return scale.invert(supernet.logits(out, genotype.depth).float())
 
         dev_metrics = evaluate(predict, dev, spec, device)
-        record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 1), "tau": round(tau, 4),
-                  "arch_updates": update_arch, **{k: round(v / steps, 5) for k, v in totals.items()},
-                  "dev_derived": dev_metrics, "genotype": str(genotype),
-                  "parameter_free_mass": [round(x, 3) for x in report.parameter_free_mass],
+        record = {"tau": round(tau, 4), "arch_updates": update_arch, **means, "dev_derived": dev_metrics,
+                  "genotype": str(genotype), "parameter_free_mass": [round(x, 3) for x in report.parameter_free_mass],
                   "depth_probs": [round(float(p), 3) for p in arch.depth_probs().detach()]}
-        history.append(record)
-        logger.info("search epoch %d/%d (%.0fs%s): loss %.4f, dev (derived arch) %s, genotype %s, depth probs %s",
-                    epoch + 1, cfg.search_epochs, record["seconds"], "" if update_arch else ", warm-up",
-                    record["loss"], dev_metrics, genotype, record["depth_probs"])
+        logger.info("search epoch %d/%d%s: loss %.4f, dev (derived arch) %s, genotype %s, depth probs %s",
+                    epoch + 1, cfg.search_epochs, "" if update_arch else " (warm-up)", means["loss"], dev_metrics,
+                    genotype, record["depth_probs"])
         for w in report.warnings:
             logger.warning("search epoch %d: %s", epoch + 1, w)
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, {
-                "supernet": supernet.state_dict(), "heads": heads.state_dict(), "arch": arch.state_dict(),
-                "w_opt": w_opt.state_dict(), "a_opt": a_opt.state_dict(), "epoch": epoch + 1, "history": history,
-                "resume_key": resume_key,
-            })
+        return record
+
+    history = run_epochs(state, cfg.search_epochs, cfg.seed, epoch_fn)
     return arch, heads, history
 
 
@@ -216,7 +195,7 @@ def finish_search(cfg: RunConfig, spec: TaskSpec, supernet: AdaBertSupernet, arc
     genotype, report = derive_genotype(arch.alpha, arch.depth_logits, cfg.min_parametric)
     config = student_config(cfg, spec, genotype, supernet, pad_token_id, sep_token_id,
                             TargetScale.of(train_labels, spec.is_regression) if train_labels is not None else None)
-    student = supernet.derive_student(genotype, config)
+    student = derive_student(supernet, genotype, config)
     kept = KDHeads(genotype.depth, cfg.hidden_size, spec.num_labels, pair=spec.pair)
     kept.heads.load_state_dict({k: v for k, v in heads.cpu().heads.state_dict().items()
                                 if int(k.split(".")[0]) < genotype.depth})

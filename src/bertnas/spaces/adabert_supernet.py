@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..models.adabert import AdaBertConfig, AdaBertForSequenceClassification
-from ..models.blocks import PairLayout, PooledClassifier, cell_inputs, pair_layout, pool_views
-from .genotype import EDGES, NUM_EDGES, NUM_INPUTS, NUM_NODES, Genotype, edge_index
+from .blocks import PairLayout, PooledClassifier, cell_inputs, pair_layout, pool_views
+from .genotype import EDGES, NUM_EDGES, NUM_INPUTS, NUM_NODES, edge_index
 from .ops import PRIMITIVES, create_op
 
 
@@ -153,25 +152,6 @@ class AdaBertSupernet(nn.Module):
     def logits(self, out: SupernetOutput, depth: int) -> torch.Tensor:
         """Logits (B, num_labels) of the depth-``depth`` model: the classifier over its first cells."""
         return self.classifier(out.pooled[:depth])
-
-    @torch.no_grad()
-    def derive_student(self, genotype: Genotype, config: AdaBertConfig) -> AdaBertForSequenceClassification:
-        """Build the final model of ``genotype`` and copy in the searched weights (embeddings folded)."""
-        student = AdaBertForSequenceClassification(config)
-        words, positions = self.embeddings.folded()
-        student.embeddings.word_embeddings.weight.copy_(words)
-        student.embeddings.position_embeddings.weight.copy_(positions[: config.max_position_embeddings])
-        student.embeddings.norm.load_state_dict(self.embeddings.norm.state_dict())
-        for k in range(genotype.depth):
-            searched, derived = self.cells[k], student.cells[k]
-            derived.node_logits.copy_(searched.node_logits)
-            for node, source, op in genotype.edges:  # conv weights and BatchNorm statistics; fresh affine BN
-                missing, unexpected = derived.ops[f"{node}_{source}"].load_state_dict(
-                    searched.edges[edge_index(node, source)].ops[op].state_dict(), strict=False)
-                assert not unexpected and all(n.endswith(("weight", "bias")) for n in missing), (missing, unexpected)
-        student.classifier.layer_logits.copy_(self.classifier.layer_logits[: genotype.depth])
-        student.classifier.dense.load_state_dict(self.classifier.dense.state_dict())
-        return student
 
 
 __all__ = ["AdaBertSupernet", "MixedOp", "ProjectedEmbeddings", "SearchCell", "SupernetOutput", "EDGES"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..models.blocks import feature_size, pair_features
+from ..spaces.blocks import feature_size, pair_features
 from .losses import hierarchical_kd, layer_map, task_loss
 
 

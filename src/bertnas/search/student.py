@@ -1,0 +1,33 @@
+"""From the searched supernet to the final model: the genotype's ops with their searched weights.
+
+Here, not in ``spaces``, because it builds a ``models`` class: ``models`` imports ``spaces`` (ops, genotype,
+blocks) and ``search`` imports both, so no package imports another in both directions.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..models.adabert import AdaBertConfig, AdaBertForSequenceClassification
+from ..spaces.adabert_supernet import AdaBertSupernet
+from ..spaces.genotype import Genotype, edge_index
+
+
+@torch.no_grad()
+def derive_student(supernet: AdaBertSupernet, genotype: Genotype, config: AdaBertConfig) -> AdaBertForSequenceClassification:
+    """Build the final model of ``genotype`` and copy in the searched weights (embeddings folded). Convs keep
+    their kernels and BatchNorm statistics and get fresh affine parameters (the search's BatchNorm has none)."""
+    student = AdaBertForSequenceClassification(config)
+    words, positions = supernet.embeddings.folded()
+    student.embeddings.word_embeddings.weight.copy_(words)
+    student.embeddings.position_embeddings.weight.copy_(positions[: config.max_position_embeddings])
+    student.embeddings.norm.load_state_dict(supernet.embeddings.norm.state_dict())
+    for k in range(genotype.depth):
+        searched, derived = supernet.cells[k], student.cells[k]
+        derived.node_logits.copy_(searched.node_logits)
+        for node, source, op in genotype.edges:
+            missing, unexpected = derived.ops[f"{node}_{source}"].load_state_dict(
+                searched.edges[edge_index(node, source)].ops[op].state_dict(), strict=False)
+            assert not unexpected and all(n.endswith(("weight", "bias")) for n in missing), (missing, unexpected)
+    student.classifier.layer_logits.copy_(supernet.classifier.layer_logits[: genotype.depth])
+    student.classifier.dense.load_state_dict(supernet.classifier.dense.state_dict())
+    return student
