@@ -21,6 +21,7 @@ stage() {  # stage NAME CMD...: run, append the wall time to $LOG
   echo -e "$name\t$(( $(date +%s) - t0 ))" >> "$LOG"
 }
 has() { [[ " $STAGES " == *" $1 "* ]]; }
+done_() { [[ -f "$1" ]] && echo "skip: $1 exists"; }  # finished runs are not repeated when the script is run again
 
 if has supernet; then
   stage supernet bertnas nasbert supernet --teacher "$TEACHER" \
@@ -44,10 +45,10 @@ fi
 if has finetune; then
   for m in $MODELS; do
     for kind in "" "bert-"; do
-      stage "finetune sst2 $kind$m" bertnas nasbert finetune --model "$R/pretrained/$kind$m" --teacher "$SHARED/teachers/sst2-minilm-L6-H384" \
+      done_ "$R/sst2/$kind$m/results.json" || stage "finetune sst2 $kind$m" bertnas nasbert finetune --model "$R/pretrained/$kind$m" --teacher "$SHARED/teachers/sst2-minilm-L6-H384" \
         --task sst2 --data-dir "$SHARED/data/glue/SST-2" --out "$R/sst2/$kind$m" --max-seq-len 64 --epochs 2 \
         --max-train-examples "$SST2_EXAMPLES" --lr 2e-4 --batch-size 32 --threads 1
-      stage "finetune mrpc $kind$m" bertnas nasbert finetune --model "$R/pretrained/$kind$m" --teacher "$SHARED/teachers/mrpc-minilm-L6-H384" \
+      done_ "$R/mrpc/$kind$m/results.json" || stage "finetune mrpc $kind$m" bertnas nasbert finetune --model "$R/pretrained/$kind$m" --teacher "$SHARED/teachers/mrpc-minilm-L6-H384" \
         --task mrpc --data-dir "$SHARED/data/glue/MRPC" --out "$R/mrpc/$kind$m" --max-seq-len 128 --epochs 3 --lr 2e-4 --batch-size 32 --threads 1
     done
   done

@@ -23,38 +23,53 @@ def _metric(results: dict | None) -> str:
     return f"{dev[results['headline']]:.4f}"
 
 
+def _latency(results: list[dict | None]) -> tuple[str, str, dict]:
+    """Median latency b1, b32 (profile_classifier, measured after fine-tuning; the same for every model)."""
+    r = next((x for x in results if x and "latency_ms_b1" in x), None)
+    if r is None:
+        return "-", "-", {}
+    return f"{r['latency_ms_b1']:.2f}", f"{r['latency_ms_b32']:.1f}", r
+
+
 def report(run: Path) -> str:
     lines = []
     sel = (_load(run / "selection.json") or {}).get("models", [])
     bases = {b["like"]: b for b in (_load(run / "baselines.json") or {}).get("models", [])}
     teacher = _load(run / "teacher_latency.json")
-    lines += ["| model | architecture | params | predicted b1 / measured b1 (ms) | error b1 | predicted b32 / measured b32 (ms) | error b32 | SST-2 acc | MRPC F1 / acc |",
+    lines += ["| model | architecture | params | latency b1 (ms, median) | latency b32 (ms, median) | predicted / measured b1 (ms, min) "
+              "| predicted / measured b32 (ms, min) | SST-2 acc | MRPC F1 / acc |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    speed = {}
     for m in sel:
         name = m["name"]
-        row = [f"NAS-BERT {name}", "`" + m['architecture'].replace('|', '\\|') + "`", f"{m['params'] / 1e6:.2f}M"]
-        for b in (1, 32):
-            if f"predicted_ms_b{b}" in m and f"measured_ms_b{b}" in m:
-                row += [f"{m[f'predicted_ms_b{b}']:.2f} / {m[f'measured_ms_b{b}']:.2f}", f"{100 * m[f'error_b{b}']:+.1f}%"]
-            else:
-                row += ["-", "-"]
-        row += [_metric(_load(run / "sst2" / name / "results.json")), _metric(_load(run / "mrpc" / name / "results.json"))]
-        lines.append("| " + " | ".join(row) + " |")
+        rows = [(f"NAS-BERT {name}", "`" + m["architecture"].replace("|", "\\|") + "`", m["params"], name, m)]
         b = bases.get(name)
         if b:
-            sst2, mrpc = _load(run / "sst2" / f"bert-{name}" / "results.json"), _load(run / "mrpc" / f"bert-{name}" / "results.json")
-            lat = sst2 or mrpc or {}
-            lines.append("| " + " | ".join([
-                f"BERT {b['layers']}L-H{b['hidden']} (hand-designed)", "-", f"{b['params'] / 1e6:.2f}M",
-                f"- / {lat['latency_ms_b1']:.2f}" if "latency_ms_b1" in lat else "-", "-",
-                f"- / {lat['latency_ms_b32']:.2f}" if "latency_ms_b32" in lat else "-", "-", _metric(sst2), _metric(mrpc)]) + " |")
+            rows.append((f"BERT {b['layers']}L-H{b['hidden']} (hand-designed)", "-", b["params"], f"bert-{name}", None))
+        for label, arch, params, key, sel_entry in rows:
+            sst2, mrpc = _load(run / "sst2" / key / "results.json"), _load(run / "mrpc" / key / "results.json")
+            b1, b32, lat = _latency([sst2, mrpc])
+            speed[label] = lat
+            pred = []
+            for bs in (1, 32):
+                e = sel_entry or {}
+                if f"predicted_ms_b{bs}" in e and f"measured_ms_b{bs}" in e:
+                    pred.append(f"{e[f'predicted_ms_b{bs}']:.1f} / {e[f'measured_ms_b{bs}']:.1f} ({100 * e[f'error_b{bs}']:+.0f}%; "
+                                f"sum of parts {100 * (e[f'sum_of_parts_ms_b{bs}'] / e[f'measured_ms_b{bs}'] - 1):+.0f}%)"
+                                if f"sum_of_parts_ms_b{bs}" in e else
+                                f"{e[f'predicted_ms_b{bs}']:.1f} / {e[f'measured_ms_b{bs}']:.1f} ({100 * e[f'error_b{bs}']:+.0f}%)")
+                else:
+                    pred.append("-")
+            lines.append("| " + " | ".join([label, arch, f"{params / 1e6:.2f}M", b1, b32, *pred, _metric(sst2), _metric(mrpc)]) + " |")
     if teacher:
-        lines.append(f"| MiniLM teacher | 6L-H384 | {teacher['params'] / 1e6:.2f}M | - / {teacher['latency_ms_b1']:.2f} | - | "
-                     f"- / {teacher['latency_ms_b32']:.2f} | - | see teachers | see teachers |")
-        for m in sel:
-            if "measured_ms_b1" in m:
-                lines.append(f"\n{m['name']}: {teacher['latency_ms_b1'] / m['measured_ms_b1']:.1f}x faster than the teacher at b1, "
-                             f"{teacher['latency_ms_b32'] / m['measured_ms_b32']:.1f}x at b32")
+        lines.append(f"| MiniLM teacher (fine-tuned) | 6L-H384 | {teacher['params'] / 1e6:.2f}M | {teacher['latency_ms_b1']:.2f} | "
+                     f"{teacher['latency_ms_b32']:.1f} | - | - | 0.8876 | 0.8620 / 0.7990 |")
+        lines.append("")
+        for label, lat in speed.items():
+            if lat:
+                lines.append(f"- {label}: {teacher['latency_ms_b1'] / lat['latency_ms_b1']:.1f}x faster than the teacher at b1, "
+                             f"{teacher['latency_ms_b32'] / lat['latency_ms_b32']:.1f}x at b32, "
+                             f"{teacher['params'] / lat['params']:.1f}x smaller")
     times = run / "stage_times.tsv"
     if times.is_file():
         lines += ["", "| stage | wall time (s) |", "|---|---:|"]
