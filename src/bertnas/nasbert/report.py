@@ -74,6 +74,12 @@ def report(run: Path) -> str:
     if times.is_file():
         lines += ["", "| stage | wall time (s) |", "|---|---:|"]
         lines += [f"| {a} | {b} |" for a, b in (line.split("\t") for line in times.read_text().splitlines() if "\t" in line)]
+    runs = sorted(run.glob("*/*/results.json"))
+    if runs:
+        lines += ["", "| fine-tuning run | teacher logits (s) | training (s) |", "|---|---:|---:|"]
+        for path in runs:
+            r = _load(path)
+            lines.append(f"| {path.parent.parent.name} {path.parent.name} | {r['seconds']['teacher_logits']} | {r['seconds']['training']} |")
     log = _load(run / "supernet" / "log.json")
     if log:
         lines += ["", f"supernet: {log['train_sentences']} training + {log['heldout_sentences']} held-out sentences; "
