@@ -159,6 +159,9 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(runs, exported, tmp_pa
     no_model.mkdir()
     shutil.copy(run / "config.json", no_model / "config.json")
     assert "bertnas retrain" in _error(capsys, ["export", "--out", str(no_model)])
+    (tmp_path / "demo" / "run").mkdir(parents=True)  # `bertnas demo --out demo` keeps its run in demo/run
+    shutil.copy(run / "config.json", tmp_path / "demo" / "run" / "config.json")
+    assert f"--out {tmp_path / 'demo' / 'run'}" in _error(capsys, ["export", "--out", str(tmp_path / "demo")])
     assert not (no_model / "export").exists()
     before = (run / "export" / "export.json").read_bytes()
     assert "--format" in _error(capsys, ["export", "--out", str(run), "--format", "tflite"])

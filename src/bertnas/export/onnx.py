@@ -224,6 +224,8 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", quantize: str | None = No
     if not tolerance > 0:
         raise BertnasError(f"--tolerance must be > 0, got {tolerance}")
     run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file() and (run_dir / "run" / "config.json").is_file():
+        raise BertnasError(f"{run_dir} is a `bertnas demo` directory: its run is {run_dir / 'run'}, pass --out {run_dir / 'run'}")
     cfg = load_run_config(run_dir)
     require_onnx()
     model_dir = run_dir / "model"
