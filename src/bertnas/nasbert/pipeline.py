@@ -31,9 +31,8 @@ from ..teacher.knowledge import default_cache_dir
 from ..utils import atomic_dir, read_json, resolve_device, run_metadata, set_seed, write_json
 from .config import SupernetSettings
 from .costs import TeacherShape, model_params, model_parts, op_specs, predict_latency
-from .distill import cache_key, compute_block_states, load_pretrained_teacher, open_block_states, score_path, teacher_fingerprint
+from .distill import cache_key, compute_block_states, load_pretrained_teacher, score_path, teacher_fingerprint
 from .select import build_student, choose_embedding_size, combine, parse_constraints, select_best
-from .shrink import ShrinkState
 from .space import SpaceConfig, Supernet, enumerate_paths, path_params
 from .train import train_supernet
 
@@ -286,4 +285,4 @@ def baseline(out: str | Path) -> list[dict]:
     return built
 
 
-__all__ = ["supernet", "latency", "select", "pretrain", "baseline", "ShrinkState", "open_block_states"]
+__all__ = ["supernet", "latency", "select", "pretrain", "baseline", "measure_model"]
