@@ -64,3 +64,43 @@ def test_checkpoint_from_other_settings_is_not_resumed(tmp_path):
     _, _, history = search(cfg.update({"search_epochs": 1}), spec, train, dev, targets, net, torch.device("cpu"),
                            ckpt, resume_key="B")
     assert len(history) == 1 and torch.load(ckpt, weights_only=True)["resume_key"] == "B"  # ran again, not resumed
+
+
+def _retrain(tmp_path, epochs: int, checkpoint=None):
+    from bertnas.search.searcher import finish_search
+    from bertnas.training.retrain import retrain
+
+    cfg, spec, train, dev, targets, net = _setup(tmp_path)
+    cfg = cfg.update({"search_epochs": 1, "retrain_epochs": epochs, "retrain_batch_size": 16})
+    arch, heads, history = search(cfg, spec, train, dev, targets, net, torch.device("cpu"))
+    result = finish_search(cfg, spec, net, arch, heads, history, 0, None)
+    return retrain(cfg, spec, result.student, result.heads, train, dev, targets, torch.device("cpu"), checkpoint)
+
+
+def test_retrain_resume_continues_exactly(tmp_path, monkeypatch):
+    """The further training shares the search's resumable loop: killed right after epoch 1's checkpoint, then
+    resumed, it ends where an uninterrupted run ends (weights, best dev metrics, history)."""
+    import pytest
+
+    from bertnas.training.loop import Resumable
+
+    full, best_full, hist_full = _retrain(tmp_path, 2)
+    ckpt = tmp_path / "ckpt" / "retrain.pt"
+    save = Resumable.save
+
+    def killed_after_first_epoch(self, **extra):
+        save(self, **extra)
+        if self.name == "retrain":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Resumable, "save", killed_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        _retrain(tmp_path, 2, ckpt)
+    monkeypatch.setattr(Resumable, "save", save)
+    state = torch.load(ckpt, weights_only=True)
+    assert state["epoch"] == 1 and "best_state" in state and len(state["history"]) == 2  # epoch 0 + epoch 1
+    resumed, best_res, hist_res = _retrain(tmp_path, 2, ckpt)
+    assert best_res == best_full and [h["epoch"] for h in hist_res] == [0, 1, 2]
+    assert [h.get("loss") for h in hist_res] == [h.get("loss") for h in hist_full]
+    for (n, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), n
