@@ -118,6 +118,25 @@ def student_rows(glue: Path, teacher_dir: Path, n: int, cache: Path) -> list[str
     return rows
 
 
+def finetune_epoch_seconds(glue: Path, pretrained: Path, n: int) -> tuple[float, float]:
+    """Seconds per step of fine-tuning the MiniLM encoder on SST-2 (batch 32, max length 64), timed on ``n``
+    examples, and the implied seconds for one epoch over all of SST-2's training set (the #11 comparison)."""
+    from bertnas.teacher.finetune import finetune, load_pretrained_for_finetune
+    from bertnas.teacher.loading import load_tokenizer
+    from bertnas.utils import recording_steps
+
+    data = load_task("sst2", glue / "SST-2")
+    full = len(data.train)
+    data.train = data.train.subset(list(range(n)))
+    model = load_pretrained_for_finetune(str(pretrained), 2)
+    with tempfile.TemporaryDirectory() as tmp, recording_steps() as records:
+        finetune(model, load_tokenizer(str(pretrained)), data, Path(tmp) / "t", epochs=1, batch_size=32,
+                 max_seq_len=64, device="cpu")
+    loop = [r for r in records if r["desc"].startswith("teacher 1/1")][0]
+    per_step = loop["seconds"] / loop["steps"]
+    return per_step, per_step * num_batches(full, 32)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--glue-dir", type=Path, default=ROOT.parent / "shared" / "data" / "glue")
@@ -126,6 +145,9 @@ def main() -> None:
     ap.add_argument("--student-n", type=int, default=4000, help="training sentences for the student steps")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-student", action="store_true")
+    ap.add_argument("--skip-teacher", action="store_true")
+    ap.add_argument("--finetune-n", type=int, default=1600, help="SST-2 examples timed for the fine-tuning comparison (0: skip)")
+    ap.add_argument("--pretrained", type=Path, default=ROOT.parent / "shared" / "pretrained" / "minilm-L6-H384-uncased")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -137,8 +159,9 @@ def main() -> None:
              "Same training sentences, one process; agreement = argmax equal to the old pass, max |logit diff|.", "",
              "| teacher | batches | examples/s | vs before | agreement | max diff |", "|---|---|---:|---:|---:|---:|"]
     notes = []
-    for name, task, folder, max_len in (("sst2-minilm-L6-H384", "sst2", "SST-2", 64),
-                                        ("mrpc-minilm-L6-H384", "mrpc", "MRPC", 128)):
+    teachers = () if args.skip_teacher else (("sst2-minilm-L6-H384", "sst2", "SST-2", 64),
+                                             ("mrpc-minilm-L6-H384", "mrpc", "MRPC", 128))
+    for name, task, folder, max_len in teachers:
         rows, info = teacher_rows(name, task, args.glue_dir / folder, args.teachers_dir / name, args.n, max_len)
         lines += rows
         c = info["dev_check"]
@@ -155,6 +178,12 @@ def main() -> None:
                   "|---|---:|---:|---:|---:|---|"]
         with tempfile.TemporaryDirectory() as cache:
             lines += student_rows(args.glue_dir, args.teachers_dir / "sst2-minilm-L6-H384", args.student_n, Path(cache))
+    if args.finetune_n:
+        per_step, epoch = finetune_epoch_seconds(args.glue_dir, args.pretrained, args.finetune_n)
+        lines += ["", "### One epoch of fine-tuning the MiniLM teacher (the yardstick for a whole `bertnas run`)", "",
+                  f"`bertnas teacher finetune`'s loop on the first {args.finetune_n} SST-2 sentences (batch 32, max length "
+                  f"64): {per_step:.2f} s/step, so one epoch over all 67,349 sentences takes about "
+                  f"**{epoch / 60:.1f} minutes** on this machine."]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     lines += ["", f"Peak RSS of the benchmark process: {peak:,.0f} MB."]
     section = "\n".join(lines)

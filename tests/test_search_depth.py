@@ -36,6 +36,7 @@ def _distance_search(tmp_path, beta: float, epochs: int, warmup: int):
     cfg = RunConfig(hidden_size=16, k_max=4, search_epochs=epochs, search_warmup_epochs=warmup, search_batch_size=32,
                     beta=beta, dropout=0.0, search_lr=0.01, arch_lr=0.02, seed=0).validate()
     g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)  # the supernet's initial weights come from the global generator (the pipeline seeds it too)
     net = build_supernet(cfg, data.spec, torch.randn(len(tok), 16, generator=g), torch.randn(64, 16, generator=g),
                          tok.sep_token_id)
     arch, _, history = search(cfg, data.spec, train, dev, targets, net, torch.device("cpu"))
