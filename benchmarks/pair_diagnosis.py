@@ -29,12 +29,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bertnas.adabert.blocks import PooledClassifier, cell_inputs, pair_layout, pool_views
+from bertnas.adabert.genotype import Genotype
+from bertnas.adabert.modeling import AdaBertConfig, AdaBertForSequenceClassification
 from bertnas.data.encode import batches, encode
 from bertnas.data.examples import Examples
 from bertnas.data.synthetic import _content_words, build_tokenizer, generate_keyword
-from bertnas.models.adabert import AdaBertConfig, AdaBertForSequenceClassification
-from bertnas.spaces.blocks import PooledClassifier, cell_inputs, pair_layout, pool_views
-from bertnas.spaces.genotype import Genotype
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "design.md"
 GENOTYPE = "K=1 | n0: skip_connect<0 skip_connect<1 | n1: conv_3<1 skip_connect<2 | n2: skip_connect<0 skip_connect<3"

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import torch
 
+from bertnas.adabert.architecture import Architecture
+from bertnas.adabert.costs import efficiency_costs
+from bertnas.adabert.objective import KDHeads, Targets
+from bertnas.adabert.searcher import SearchObjective, build_supernet
 from bertnas.config import RunConfig
 from bertnas.data.examples import TaskSpec
 from bertnas.measure import hardware_info
-from bertnas.search.architecture import Architecture
-from bertnas.search.searcher import SearchObjective, build_supernet
-from bertnas.spaces.costs import efficiency_costs
-from bertnas.training.distill import KDHeads, Targets
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 HEAD = "## Search step"

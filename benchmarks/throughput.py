@@ -93,7 +93,7 @@ def teacher_rows(name: str, task: str, data_dir: Path, teacher_dir: Path, n: int
 
 
 def student_rows(glue: Path, teacher_dir: Path, n: int, cache: Path) -> list[str]:
-    from bertnas.pipeline import probe, retrain, search
+    from bertnas.adabert.pipeline import probe, retrain, search
 
     rows = []
     base = RunConfig(task="sst2", data_dir=str(glue / "SST-2"), teacher=str(teacher_dir), max_seq_len=64,

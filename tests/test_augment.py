@@ -77,7 +77,7 @@ def test_augmented_run_aligns_targets(tmp_path, tiny_teacher, synthetic_files):
     assert info["augment_examples"] == 2 * n
     saved = json.loads((tmp_path / "run" / "probes" / "probes.json").read_text())
     assert saved["augment_key"] == info["augment_key"]
-    from bertnas.pipeline import _stage_inputs
+    from bertnas.adabert.pipeline import _stage_inputs
 
     inputs = _stage_inputs(cfg, tmp_path / "run")
     assert len(inputs.train) == 3 * n and inputs.targets.teacher.shape[0] == 3 * n
@@ -96,7 +96,7 @@ def test_augmented_run_aligns_targets(tmp_path, tiny_teacher, synthetic_files):
     again = bertnas.probe(cfg, tmp_path / "run2")
     assert again["augment_key"] == info["augment_key"]
     tiny = {"hidden_size": 16, "k_max": 2, "search_epochs": 1, "retrain_epochs": 1}
-    from bertnas.pipeline import search
+    from bertnas.adabert.pipeline import search
 
     summary = search(cfg.update(tiny), tmp_path / "run")
     assert summary["history"]

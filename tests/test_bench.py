@@ -141,7 +141,7 @@ def test_random_genotypes_follow_the_derivation_rules():
     for g in draws:
         assert 1 <= g.depth <= 8 and len(g.edges) == 6 and all(op != "zero" for _, _, op in g.edges)
         assert all(len(g.ops_of(n)) == 2 for n in range(3))
-        from bertnas.spaces.ops import PARAMETER_FREE
+        from bertnas.adabert.ops import PARAMETER_FREE
 
         assert all(sum(op not in PARAMETER_FREE for _, op in g.ops_of(n)) >= 1 for n in range(3))  # the guard
     depths = Counter(g.depth for g in draws)

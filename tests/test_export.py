@@ -124,7 +124,7 @@ def test_int8_is_smaller_and_reports_its_metric(runs, exported):
 
 def test_export_model_works_on_an_unsaved_model(tmp_path):
     """The function evaluate / bench can reuse: any HF classifier, no run directory."""
-    from bertnas.models.adabert import AdaBertConfig, AdaBertForSequenceClassification
+    from bertnas.adabert.modeling import AdaBertConfig, AdaBertForSequenceClassification
 
     torch.manual_seed(0)
     model = AdaBertForSequenceClassification(AdaBertConfig(vocab_size=50, max_position_embeddings=64, hidden_size=8,

@@ -6,11 +6,12 @@ import math
 import pytest
 import torch
 
-from bertnas.search.derive import derive_genotype
-from bertnas.search.gumbel import auto_decay, gumbel_softmax_st, temperature
-from bertnas.spaces.genotype import EDGES, NUM_EDGES, Genotype, edge_index
-from bertnas.spaces.ops import PARAMETER_FREE, PRIMITIVES
-from bertnas.training.losses import adabert_loss, distill_loss, efficiency_loss, hierarchical_kd, layer_map, task_loss
+from bertnas.adabert.derive import derive_genotype
+from bertnas.adabert.genotype import EDGES, NUM_EDGES, Genotype, edge_index
+from bertnas.adabert.gumbel import auto_decay, gumbel_softmax_st, temperature
+from bertnas.adabert.objective import adabert_loss, efficiency_loss
+from bertnas.adabert.ops import PARAMETER_FREE, PRIMITIVES
+from bertnas.training.losses import distill_loss, hierarchical_kd, layer_map, task_loss
 
 
 def test_distill_loss_matches_hand_computed_kl():
@@ -67,7 +68,7 @@ def test_efficiency_loss_hand_computed():
 def test_op_costs_hand_computed_at_hidden_4_length_8():
     """EP = softmax(0.1311 * share), share = (params / max + FLOPs / max) / 2, by hand for C = 4, L = 8:
     conv_k: k*16 weights + 8 BatchNorm params, 2*k*16*8 FLOPs; pools: 4*8 outputs x 3; skip and zero: nothing."""
-    from bertnas.spaces.costs import EP_SCALE, efficiency_costs
+    from bertnas.adabert.costs import EP_SCALE, efficiency_costs
 
     params = {k: k * 16 + 8 for k in (3, 5, 7)}
     flops = {k: 2 * k * 16 * 8 for k in (3, 5, 7)}
@@ -84,7 +85,7 @@ def test_op_costs_hand_computed_at_hidden_4_length_8():
 def test_op_costs_match_the_adabert_code_scale():
     """At hidden 128, length 128 the costs sum to 1 and sit where the AdaBERT code's cost vector EP sits
     (0.0944 for identity/zero up to 0.1076 for the widest conv): L_E with beta = 4 means what it meant there."""
-    from bertnas.spaces.costs import efficiency_costs
+    from bertnas.adabert.costs import efficiency_costs
 
     ep = efficiency_costs(128, 128)
     code = [0.09987373, 0.10367607, 0.10762545, 0.09987373, 0.10367607, 0.10762545, 0.09442003, 0.09442003,
@@ -190,7 +191,7 @@ def test_genotype_string_round_trip_and_validation():
 
 
 def test_amp_means_bfloat16_on_cpu_and_kd_stays_float32():
-    from bertnas.training.common import autocast
+    from bertnas.training.amp import autocast
 
     lin = torch.nn.Linear(4, 2)
     x = torch.randn(3, 4)

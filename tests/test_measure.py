@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch import nn
 
+from bertnas.adabert.costs import cost_vector, measure_op_costs
+from bertnas.adabert.ops import PRIMITIVES, create_op
 from bertnas.errors import BertnasError
 from bertnas.measure import count_flops, count_params, hardware_info, measure_latency, profile_classifier
-from bertnas.spaces.costs import cost_vector, measure_op_costs
-from bertnas.spaces.ops import PRIMITIVES, create_op
 
 
 def test_count_params_linear_by_hand():

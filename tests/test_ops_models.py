@@ -4,14 +4,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bertnas.adabert.architecture import Architecture
+from bertnas.adabert.blocks import pair_layout
+from bertnas.adabert.genotype import NUM_EDGES, Genotype
+from bertnas.adabert.modeling import AdaBertConfig, AdaBertForSequenceClassification
+from bertnas.adabert.ops import OPS, PARAMETER_FREE, PRIMITIVES, create_op
+from bertnas.adabert.student import derive_student
+from bertnas.adabert.supernet import AdaBertSupernet, ProjectedEmbeddings
 from bertnas.errors import BertnasError
-from bertnas.models.adabert import AdaBertConfig, AdaBertForSequenceClassification
-from bertnas.search.student import derive_student
-from bertnas.spaces.blocks import pair_layout
-from bertnas.search.architecture import Architecture
-from bertnas.spaces.adabert_supernet import AdaBertSupernet, ProjectedEmbeddings
-from bertnas.spaces.genotype import NUM_EDGES, Genotype
-from bertnas.spaces.ops import OPS, PARAMETER_FREE, PRIMITIVES, create_op
 
 GENOTYPE = Genotype(edges=((0, 0, "conv_3"), (0, 1, "max_pool_3"), (1, 0, "skip_connect"), (1, 2, "dil_conv_5"),
                            (2, 1, "conv_7"), (2, 3, "avg_pool_3")), depth=3)

@@ -7,16 +7,15 @@ import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification
 
 import bertnas  # noqa: F401  (registers the adabert model type)
+from bertnas.adabert.genotype import Genotype
+from bertnas.adabert.modeling import AdaBertConfig, AdaBertForSequenceClassification
+from bertnas.adabert.objective import KDHeads, Targets, TargetScale, depth_loss
+from bertnas.adabert.retrain import retrain
+from bertnas.adabert.searcher import build_supernet, finish_search, search
 from bertnas.config import RunConfig
 from bertnas.data.encode import batches, encode
 from bertnas.data.examples import Examples, TaskSpec
 from bertnas.data.synthetic import build_tokenizer, generate_keyword
-from bertnas.models.adabert import AdaBertConfig, AdaBertForSequenceClassification
-from bertnas.search.searcher import build_supernet, finish_search, search
-from bertnas.spaces.genotype import Genotype
-from bertnas.training.common import KDHeads, Targets
-from bertnas.training.distill import TargetScale, depth_loss
-from bertnas.training.retrain import retrain
 
 
 @pytest.fixture(autouse=True)

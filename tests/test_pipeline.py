@@ -109,7 +109,7 @@ def test_the_dev_metric_in_results_is_reproduced_by_the_saved_model(finished_run
 def test_single_stage_commands_keep_stage_marks_honest(finished_run):
     """Re-running a step by hand clears the marks of the steps after it, so `run` redoes them."""
     out, _ = finished_run
-    from bertnas.pipeline import _completed, load_run_config
+    from bertnas.adabert.pipeline import _completed, load_run_config
 
     cfg = load_run_config(out)
     assert _completed(out, cfg) == {"probe", "search", "retrain"}

@@ -4,10 +4,10 @@ from __future__ import annotations
 import matplotlib.image as mpimg
 import pytest
 
+from bertnas.adabert.genotype import EDGES, NUM_EDGES, Genotype
+from bertnas.adabert.ops import PRIMITIVES
+from bertnas.adabert.plot import plot_architecture
 from bertnas.errors import BertnasError
-from bertnas.export.plot import plot_architecture
-from bertnas.spaces.genotype import EDGES, NUM_EDGES, Genotype
-from bertnas.spaces.ops import PRIMITIVES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

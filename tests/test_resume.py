@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from bertnas.adabert.objective import Targets
+from bertnas.adabert.searcher import build_supernet, search
 from bertnas.config import RunConfig
 from bertnas.data.encode import encode
 from bertnas.data.synthetic import build_tokenizer, generate
-from bertnas.search.searcher import build_supernet, search
-from bertnas.training.common import Targets
 
 
 def _setup(tmp_path, seed: int = 0):
@@ -67,8 +67,8 @@ def test_checkpoint_from_other_settings_is_not_resumed(tmp_path):
 
 
 def _retrain(tmp_path, epochs: int, checkpoint=None):
-    from bertnas.search.searcher import finish_search
-    from bertnas.training.retrain import retrain
+    from bertnas.adabert.searcher import finish_search
+    from bertnas.adabert.retrain import retrain
 
     cfg, spec, train, dev, targets, net = _setup(tmp_path)
     cfg = cfg.update({"search_epochs": 1, "retrain_epochs": epochs, "retrain_batch_size": 16})

@@ -6,14 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bertnas.adabert.genotype import NUM_EDGES
+from bertnas.adabert.objective import Targets
+from bertnas.adabert.ops import PRIMITIVES
+from bertnas.adabert.searcher import build_supernet, search
+from bertnas.adabert.supernet import AdaBertSupernet, ProjectedEmbeddings
 from bertnas.config import RunConfig
 from bertnas.data.encode import encode
 from bertnas.data.synthetic import build_tokenizer, generate_distance
-from bertnas.search.searcher import build_supernet, search
-from bertnas.spaces.adabert_supernet import AdaBertSupernet, ProjectedEmbeddings
-from bertnas.spaces.genotype import NUM_EDGES
-from bertnas.spaces.ops import PRIMITIVES
-from bertnas.training.common import Targets
 
 
 @pytest.fixture(autouse=True)

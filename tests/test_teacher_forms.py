@@ -158,7 +158,7 @@ def test_regression_probes_start_at_the_label_mean():
 
 def test_teacher_without_position_embeddings_table(tmp_path):
     """Teachers with no absolute position table (e.g. rotary/relative) get learned student positions."""
-    from bertnas.spaces.adabert_supernet import ProjectedEmbeddings
+    from bertnas.adabert.supernet import ProjectedEmbeddings
 
     emb = ProjectedEmbeddings(torch.randn(30, 8), None, hidden=16, dropout=0.0, max_positions=64)
     out = emb(torch.tensor([[1, 2, 3]]), torch.ones(1, 3))

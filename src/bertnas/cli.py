@@ -47,7 +47,7 @@ def _explicit(args: argparse.Namespace) -> dict:
 
 
 def _resolve(args: argparse.Namespace, from_run_dir: bool) -> RunConfig:
-    from .pipeline import load_run_config
+    from .adabert.pipeline import load_run_config
 
     file_values = load_config_file(args.config) if getattr(args, "config", None) else {}
     if from_run_dir:
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _teacher_finetune(args: argparse.Namespace) -> None:
-    from .pipeline import load_data
+    from .adabert.pipeline import load_data
     from .teacher.finetune import finetune, load_pretrained_for_finetune, new_bert
     from .teacher.loading import load_tokenizer
     from .utils import resolve_device
@@ -159,12 +159,12 @@ def main(argv: list[str] | None = None) -> int:
         hf_logging.disable_progress_bar()
     try:
         import bertnas  # noqa: F401  (registers the adabert model type)
-        from . import pipeline
+        from .adabert import pipeline
 
         _check_out(getattr(args, "out", None))
 
         if args.command == "demo":
-            from .demo import demo
+            from .adabert.demo import demo
 
             from .measure.report import results_table
 

@@ -64,7 +64,7 @@ def _teacher_latency_seconds(cfg: RunConfig) -> float:
 
 def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe", "search", "retrain", "evaluate")) -> str:
     """Time the stages on a slice and return a printable estimate; writes nothing to ``out`` or the cache."""
-    from . import pipeline
+    from .adabert import pipeline
     from .teacher.knowledge import default_cache_dir, knowledge_key
     from .teacher.loading import load_teacher
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from ..config import RunConfig
 from ..errors import BertnasError
-from ..spaces.genotype import Genotype
+from ..adabert.genotype import Genotype
 from .settings import BenchSettings
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .. import pipeline
+from ..adabert import pipeline
 from ..config import RunConfig
 from ..utils import atomic_dir, atomic_write_text, hash_obj, load_model_dir, read_json, read_weights, write_json
 from .rows import Row, resolve_rows
@@ -89,7 +89,7 @@ def _prepare_row_dir(rcfg: RunConfig, shared: _Shared, row_dir: Path) -> None:
 def _train(rcfg: RunConfig, row_dir: Path, inputs, student, heads, key: str, save_model=None) -> dict:
     """AdaBERT's further-training loop on ``student`` (same loss, optimizer, epochs, seeds as the searched
     student's), then ``row_dir/model`` written like ``bertnas retrain`` writes it."""
-    from ..training.retrain import retrain as run_retrain
+    from ..adabert.retrain import retrain as run_retrain
 
     t0 = time.perf_counter()
     ckpt = row_dir / "checkpoints" / "retrain.pt"
@@ -112,11 +112,11 @@ def _logits_only_search():
     A stopgap until the run settings have a distillation-mode field; the row checks afterwards that the search
     really saved no heads, so a refactor of the search loop cannot turn this row silently into the full method.
     """
-    from ..search import searcher
+    from ..adabert import searcher
 
     original = getattr(searcher, "KDHeads", None)
     if original is None:
-        raise RuntimeError("search.searcher no longer has KDHeads: update bench.runner._logits_only_search")
+        raise RuntimeError("adabert.searcher no longer has KDHeads: update bench.runner._logits_only_search")
 
     class NoProbeHeads(original):
         def __init__(self, k_max: int, hidden: int, num_labels: int, pair: bool = False) -> None:
@@ -131,8 +131,8 @@ def _logits_only_search():
 
 # ----------------------------------------------------------------------------- one row per kind
 def _search_row(row: Row, rcfg: RunConfig, row_dir: Path, key: str, search_key: str) -> dict:
-    from ..models.adabert import AdaBertForSequenceClassification
-    from ..training.distill import KDHeads
+    from ..adabert.modeling import AdaBertForSequenceClassification
+    from ..adabert.objective import KDHeads
 
     stages = row_dir / "bench-stages.json"
     marks = read_json(stages) if stages.is_file() else {}
@@ -175,7 +175,7 @@ def _fresh_row(row: Row, rcfg: RunConfig, row_dir: Path, key: str) -> dict:
 
 
 def _bert_row(row: Row, rcfg: RunConfig, row_dir: Path, key: str, model_fn) -> dict:
-    from ..training.distill import KDHeads, TargetScale
+    from ..adabert.objective import KDHeads, TargetScale
     from .students import BertStudent, describe_bert
 
     inputs = pipeline._stage_inputs(rcfg, row_dir)
@@ -219,7 +219,7 @@ def _run_row(row: Row, cfg: RunConfig, settings: BenchSettings, shared: _Shared)
     else:
         raise AssertionError(row.kind)
     if record["model_type"] == "adabert":
-        from ..models.adabert import AdaBertForSequenceClassification
+        from ..adabert.modeling import AdaBertForSequenceClassification
 
         model = load_model_dir(AdaBertForSequenceClassification, row_dir / "model", "bench")
     else:
@@ -258,7 +258,7 @@ def _make_truncated(rcfg: RunConfig, inputs, settings: BenchSettings):
 def _measure(cfg: RunConfig, settings: BenchSettings, out: Path, records: dict, spec) -> dict:
     from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
-    from ..models.adabert import AdaBertForSequenceClassification
+    from ..adabert.modeling import AdaBertForSequenceClassification
     from ..teacher.loading import load_teacher
     from .measure import measure_side_by_side
 

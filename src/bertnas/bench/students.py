@@ -1,7 +1,7 @@
 """Students the bench trains besides the searched one: fresh students of a given genotype (random draws, the
 conv_3 stack, another task's architecture) and BERT-shaped students (a small fresh BERT, the truncated teacher).
 
-Every student here is trained by the same loop as AdaBERT's further training (``training.retrain.retrain``),
+Every student here is trained by the same loop as AdaBERT's further training (``adabert.retrain.retrain``),
 on the same cached teacher knowledge: fresh genotype students are ordinary ``AdaBertForSequenceClassification``
 models; BERT students go through :class:`BertStudent`, which gives a Hugging Face classifier the two methods the
 loop calls (``pooled_states`` for the per-layer distillation heads, ``classifier`` for the logits).
@@ -19,12 +19,12 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from ..config import RunConfig
 from ..data.examples import TaskSpec
 from ..errors import BertnasError
-from ..models.adabert import AdaBertForSequenceClassification
-from ..search.derive import derive_genotype
-from ..search.searcher import student_config
-from ..spaces.adabert_supernet import AdaBertSupernet, ProjectedEmbeddings
-from ..spaces.genotype import Genotype
-from ..training.distill import KDHeads, TargetScale
+from ..adabert.modeling import AdaBertForSequenceClassification
+from ..adabert.derive import derive_genotype
+from ..adabert.searcher import student_config
+from ..adabert.supernet import AdaBertSupernet, ProjectedEmbeddings
+from ..adabert.genotype import Genotype
+from ..adabert.objective import KDHeads, TargetScale
 
 
 # ----------------------------------------------------------------------------- genotypes
@@ -32,7 +32,7 @@ def random_genotypes(n: int, k_max: int, min_parametric: int, seed: int) -> list
     """``n`` genotypes drawn uniformly from the search space: i.i.d. uniform op and depth logits pushed through
     the search's own derivation (top-2 edges per node, strongest non-zero op, argmax depth, collapse guard), so
     every edge pair, op and depth 1..K_max is equally likely and the rules match the searched student's."""
-    from ..search.architecture import Architecture
+    from ..adabert.architecture import Architecture
 
     shape = Architecture(k_max).alpha.shape  # (edges, ops) as the search sees them
     g = torch.Generator().manual_seed(seed * 1000 + 104729)

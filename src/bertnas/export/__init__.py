@@ -1,1 +1,1 @@
-"""Exporting searched architectures: pictures and, later, deployable students."""
+"""Deploying a finished run's student: ONNX export, checked against PyTorch, optional int8 quantization."""

@@ -214,7 +214,7 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", quantize: str | None = No
     from ..data.encode import batches as make_batches, encode
     from ..data.metrics import compute_metrics
     from ..measure.profile import profile_classifier
-    from ..pipeline import load_data, load_run_config
+    from ..adabert.pipeline import load_data, load_run_config
     from ..utils import atomic_dir, load_model_dir, run_metadata, write_json
 
     if fmt not in FORMATS:

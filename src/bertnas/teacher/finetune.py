@@ -11,7 +11,7 @@ from transformers import AutoModelForSequenceClassification, BertConfig, BertFor
 from ..data.encode import batches, encode, num_batches, to_device
 from ..data.examples import TaskData
 from ..errors import BertnasError
-from ..training.common import evaluate
+from ..training.evaluation import evaluate
 from ..training.losses import task_loss
 from ..utils import atomic_dir, progress, set_seed, write_json
 

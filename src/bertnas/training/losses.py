@@ -1,12 +1,12 @@
-"""AdaBERT's objective: L = (1 - gamma) * L_CE + gamma * L_KD + beta * L_E.
+"""Losses shared by the stages: the task loss, distillation at a temperature, hierarchical distillation.
 
-* L_CE: the task loss on gold labels (cross-entropy; mean squared error for regression tasks).
-* L_KD: attentive hierarchical distillation. Student cell i of K is matched to teacher layer
-  round(i * L / K); a small head on the cell output is pulled towards that layer's probe prediction, and
-  the student's final prediction towards the teacher's own logits. Each pair is weighted, per example, by
-  softmax over pairs of -CE(teacher-side prediction, gold): layers whose probes are right count more.
-* L_E: efficiency, (K / K_max) * mean over edges of sum over ops p(op) * EP(op), EP measured from the
-  op modules and scaled like the AdaBERT code's cost vector (see ``spaces.costs``).
+* task loss: cross-entropy on gold labels (mean squared error for regression tasks); also the teacher's
+  fine-tuning and the probes.
+* hierarchical KD: student layer i of K is matched to teacher layer round(i * L / K); each pair is weighted,
+  per example, by softmax over pairs of -CE(teacher-side prediction, gold) when attentive.
+* :class:`LossParts`: the parts of one step's loss, as the shared loop logs them.
+
+AdaBERT's combination of these with its efficiency loss is ``bertnas.adabert.objective``.
 """
 from __future__ import annotations
 
@@ -67,11 +67,6 @@ def hierarchical_kd(
     return (weights * kd).sum(0).mean()
 
 
-def efficiency_loss(op_probs: torch.Tensor, op_costs: torch.Tensor, depth: torch.Tensor, k_max: int) -> torch.Tensor:
-    """(K / K_max) * mean over edges of sum_o p(o) * EP(o). ``depth`` may carry a straight-through grad."""
-    return depth / k_max * (op_probs * op_costs.to(op_probs)).sum(-1).mean()
-
-
 @dataclass
 class LossParts:
     total: torch.Tensor
@@ -82,14 +77,3 @@ class LossParts:
     def as_dict(self) -> dict[str, float]:
         return {"loss": float(self.total.detach()), "ce": self.ce, "kd": self.kd, "eff": self.efficiency}
 
-
-def adabert_loss(
-    ce: torch.Tensor, kd: torch.Tensor, efficiency: torch.Tensor | None, gamma: float, beta: float
-) -> LossParts:
-    """Combine the three terms with AdaBERT's weights (gamma = 0.8, beta = 4 by default)."""
-    total = (1 - gamma) * ce + gamma * kd
-    eff = 0.0
-    if efficiency is not None:
-        total = total + beta * efficiency
-        eff = float(efficiency.detach())
-    return LossParts(total=total, ce=float(ce.detach()), kd=float(kd.detach()), efficiency=eff)

@@ -1,9 +1,29 @@
-"""AdaBERT's stages as functions over a run directory; the CLI and the Python API both call these.
+"""AdaBERT, stage by stage over one run directory, in the order of the paper's method section.
 
-    probe    teacher -> cached knowledge (logits, per-layer features) -> per-layer probes
-    search   knowledge + probes -> supernet search -> genotype + derived student (searched weights)
-    retrain  derived student -> trained further with CE + KD -> Hugging Face model directory
-    evaluate model -> dev metrics, params, FLOPs, latency of student and teacher side by side
+Input: a BERT fine-tuned on one task (the teacher) and the task's data. Output: a small model of stacked
+convolutional cells for that task, searched and trained with the teacher's knowledge. The CLI and the Python
+API (``from bertnas import run, probe, search, retrain, evaluate``) both call these functions.
+
+1. :func:`probe`    - knowledge from the teacher. One pass of the teacher caches its logits and per-layer
+   features (shared ``teacher.knowledge``; optional teacher-labelled augmentation, ``teacher.augment``), and
+   one linear probe per teacher layer turns each layer into task predictions (``teacher.probes``).
+2. :func:`search`   - differentiable search of the cell and the depth.
+   The space: the op table (``ops``), edges and genotypes (``genotype``), the blocks the supernet and the
+   final model share - pair layout, pooling, classifier (``blocks``) - and the supernet of K_max cells over
+   the teacher's projected embeddings (``supernet``).
+   The objective L = (1 - gamma) CE + gamma KD + beta L_E: attentive hierarchical distillation from the
+   probes (``objective``, over the shared ``training.losses``) and the efficiency loss from measured op
+   costs (``costs``).
+   The search: straight-through Gumbel-softmax samples of the op on every edge and of the depth
+   (``gumbel``, ``architecture``), alternating weight and architecture steps in the shared resumable loop
+   (``searcher``, ``training.loop``); then derivation, 2 edges per node with the collapse guard
+   (``derive``), the student built from the searched weights (``student``) and its picture (``plot``).
+3. :func:`retrain`  - the derived student trained further on CE + KD, best dev epoch kept (``retrain``), saved
+   as a Hugging Face model of type ``adabert`` (``modeling``).
+4. :func:`evaluate` - dev metrics, params, FLOPs and latency of student and teacher side by side (shared
+   ``measure``).
+:func:`run` runs them in order, skipping a stage already done for the same settings; ``demo`` runs it all on
+the built-in synthetic task.
 
 Run directory (each stage writes its part through a temp dir and a rename)::
 
@@ -26,13 +46,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from .config import RunConfig
-from .data.encode import Encoded, encode
-from .data.examples import TaskData, TaskSpec
-from .data.metrics import compute_metrics
-from .data.readers import load_task
-from .errors import BertnasError
-from .utils import (atomic_dir, load_model_dir, read_json, read_weights, resolve_device, run_metadata, set_seed,
+from ..config import RunConfig
+from ..data.encode import Encoded, encode
+from ..data.examples import TaskData, TaskSpec
+from ..data.metrics import compute_metrics
+from ..data.readers import load_task
+from ..errors import BertnasError
+from ..utils import (atomic_dir, load_model_dir, read_json, read_weights, resolve_device, run_metadata, set_seed,
                     write_json)
 
 logger = logging.getLogger("bertnas")
@@ -54,7 +74,7 @@ def load_data(cfg: RunConfig) -> TaskData:
 
 
 def _is_glue(cfg: RunConfig) -> bool:
-    from .data.tasks import is_glue_task
+    from ..data.tasks import is_glue_task
 
     return is_glue_task(cfg.task)
 
@@ -76,7 +96,7 @@ def load_run_config(out: Path, overrides: dict | None = None) -> RunConfig:
 
 def _writable_cache(cache_dir: str | None) -> None:
     """Fail before anything is written when the knowledge cache cannot be created."""
-    from .teacher.knowledge import default_cache_dir
+    from ..teacher.knowledge import default_cache_dir
 
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     try:
@@ -100,7 +120,7 @@ def _tokenizer(out: Path, trust_remote_code: bool = False):
 
 def _knowledge(cfg: RunConfig, out: Path, data: TaskData):
     """The run's cached teacher knowledge and probes.json, checked against the data read now."""
-    from .teacher.knowledge import load_knowledge
+    from ..teacher.knowledge import load_knowledge
 
     info = read_json(_need(out / "probes" / "probes.json", "probe"))
     knowledge = load_knowledge(info["knowledge_key"], cfg.cache_dir)
@@ -122,7 +142,7 @@ class _StageInputs:
 
 
 def _stage_inputs(cfg: RunConfig, out: Path) -> _StageInputs:
-    from .training.common import Targets
+    from .objective import Targets
 
     device = resolve_device(cfg.device)
     set_seed(cfg.seed)
@@ -134,8 +154,8 @@ def _stage_inputs(cfg: RunConfig, out: Path) -> _StageInputs:
     train = encode(tokenizer, data.train, cfg.max_seq_len, spec.is_regression)
     teacher_logits, probe_logits = knowledge.logits("train"), probes["train_logits"]
     if info.get("augment_key"):  # teacher-labelled copies follow the original examples
-        from .data.encode import concat
-        from .teacher.augment import load_augmented
+        from ..data.encode import concat
+        from ..teacher.augment import load_augmented
 
         aug = load_augmented(info["augment_key"], cfg.cache_dir, spec.is_regression, train.pad_id)
         train = concat(train, aug.encoded)
@@ -152,9 +172,9 @@ def _stage_inputs(cfg: RunConfig, out: Path) -> _StageInputs:
 # ----------------------------------------------------------------------------- stages
 def probe(cfg: RunConfig, out: str | Path) -> dict:
     """Load the teacher, cache its knowledge, train and save one probe per layer."""
-    from .teacher.knowledge import compute_knowledge
-    from .teacher.loading import load_teacher
-    from .teacher.probes import train_probes
+    from ..teacher.knowledge import compute_knowledge
+    from ..teacher.loading import load_teacher
+    from ..teacher.probes import train_probes
 
     out = Path(out)
     cfg.validate()
@@ -176,7 +196,7 @@ def probe(cfg: RunConfig, out: str | Path) -> dict:
     probes = train_probes(knowledge, data, cfg.probe_epochs, cfg.probe_lr, seed=cfg.seed)
     augmented = {}
     if cfg.augment:
-        from .teacher.augment import AugmentSettings, label_augmented
+        from ..teacher.augment import AugmentSettings, label_augmented
 
         settings = AugmentSettings(cfg.augment, cfg.augment_replace_prob, cfg.augment_edit_prob, cfg.seed)
         train_enc = encode(teacher.tokenizer, data.train, cfg.max_seq_len, data.spec.is_regression)
@@ -201,8 +221,8 @@ def probe(cfg: RunConfig, out: str | Path) -> dict:
 
 def search(cfg: RunConfig, out: str | Path) -> dict:
     """Search the architecture, derive the genotype, save the student with its searched weights."""
-    from .export.plot import plot_architecture
-    from .search.searcher import build_supernet, finish_search, search as run_search
+    from .plot import plot_architecture
+    from .searcher import build_supernet, finish_search, search as run_search
 
     out = Path(out)
     inputs = _stage_inputs(cfg, out)
@@ -238,9 +258,9 @@ def search(cfg: RunConfig, out: str | Path) -> dict:
 
 def retrain(cfg: RunConfig, out: str | Path) -> dict:
     """Train the derived student further and save the final Hugging Face model directory."""
-    from .models.adabert import AdaBertForSequenceClassification
-    from .training.common import KDHeads
-    from .training.retrain import retrain as run_retrain
+    from .modeling import AdaBertForSequenceClassification
+    from .objective import KDHeads
+    from .retrain import retrain as run_retrain
 
     out = Path(out)
     inputs = _stage_inputs(cfg, out)
@@ -267,12 +287,12 @@ def evaluate(cfg: RunConfig, out: str | Path) -> dict:
     """Dev metrics of the final model, and params/FLOPs/latency of student and teacher side by side."""
     from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
-    from .measure import profile_classifier
-    from .measure.baselines import baselines
-    from .measure.report import assemble_results, results_table
-    from .teacher.loading import load_teacher
-    from .training.common import evaluate as eval_split
-    from .utils import atomic_write_text
+    from ..measure import profile_classifier
+    from ..measure.baselines import baselines
+    from ..measure.report import assemble_results, results_table
+    from ..teacher.loading import load_teacher
+    from ..training.evaluation import evaluate as eval_split
+    from ..utils import atomic_write_text
 
     out = Path(out)
     device = resolve_device(cfg.device)
@@ -343,7 +363,7 @@ _STAGE_GROUPS = {"probe": {"data", "teacher", "probes"}, "search": {"data", "tea
 def _stage_key(cfg: RunConfig, stage: str) -> str:
     from dataclasses import fields
 
-    from .utils import hash_obj
+    from ..utils import hash_obj
 
     keep = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.metadata.get("group") in _STAGE_GROUPS[stage]}
     keep["seed"] = cfg.seed

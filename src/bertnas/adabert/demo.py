@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .config import RunConfig
-from .data.synthetic import build_tokenizer, generate, write_task
+from ..config import RunConfig
+from ..data.synthetic import build_tokenizer, generate, write_task
 from .pipeline import run
-from .teacher.finetune import finetune, new_bert
-from .utils import resolve_device, set_seed
+from ..teacher.finetune import finetune, new_bert
+from ..utils import resolve_device, set_seed
 
 logger = logging.getLogger("bertnas")
 

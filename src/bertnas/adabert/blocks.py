@@ -1,7 +1,7 @@
 """Blocks the search-time supernet and the final student share: the pair layout, pooling, the classifier.
 
-A leaf module (it imports only torch). Like the op table, it belongs to the search space: ``models`` (the final
-network) imports ``spaces``, never the other way round, and ``search`` builds the final model from both.
+A leaf module (it imports only torch). Like the op table, it belongs to the search space: ``modeling`` (the final
+network) and ``supernet`` import it, never the other way round, and ``student`` builds the final model from both.
 
 Shapes: B batch, L tokens, C channels, P pooled views (1 for a single sentence; 2, A and B, for a pair).
 

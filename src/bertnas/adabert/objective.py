@@ -1,4 +1,15 @@
-"""Distillation targets and heads, and the loss of a student of depth K (CE on gold + hierarchical KD).
+"""AdaBERT's objective: L = (1 - gamma) * L_CE + gamma * L_KD + beta * L_E.
+
+* L_CE: the task loss on gold labels (cross-entropy; mean squared error for regression tasks).
+* L_KD: attentive hierarchical distillation. Student cell i of K is matched to teacher layer
+  round(i * L / K); a small head on the cell output is pulled towards that layer's probe prediction, and
+  the student's final prediction towards the teacher's own logits. Each pair is weighted, per example, by
+  softmax over pairs of -CE(teacher-side prediction, gold): layers whose probes are right count more.
+* L_E: efficiency, (K / K_max) * mean over edges of sum over ops p(op) * EP(op), EP measured from the
+  op modules and scaled like the AdaBERT code's cost vector (see ``adabert.costs``).
+
+Here: the distillation targets and heads, the loss of a student of depth K (CE on gold + hierarchical KD, from
+the shared ``training.losses``), the efficiency loss and their weighted sum.
 
 Regression targets are standardized with the training labels' mean and std (labels, teacher scores and probe
 scores alike): GLUE similarity scores run 0-5, so unscaled MSE starts near 8 and drowns the other terms and the
@@ -11,8 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..spaces.blocks import feature_size, pair_features
-from .losses import hierarchical_kd, layer_map, task_loss
+from ..training.losses import LossParts, hierarchical_kd, layer_map, task_loss
+from .blocks import feature_size, pair_features
 
 
 @dataclass(frozen=True)
@@ -88,3 +99,20 @@ def depth_loss(
     ce = task_loss(final_logits.float(), labels, regression)
     kd = hierarchical_kd(student, teacher, labels, temperature, regression, attentive)
     return ce, kd
+
+
+def efficiency_loss(op_probs: torch.Tensor, op_costs: torch.Tensor, depth: torch.Tensor, k_max: int) -> torch.Tensor:
+    """(K / K_max) * mean over edges of sum_o p(o) * EP(o). ``depth`` may carry a straight-through grad."""
+    return depth / k_max * (op_probs * op_costs.to(op_probs)).sum(-1).mean()
+
+
+def adabert_loss(
+    ce: torch.Tensor, kd: torch.Tensor, efficiency: torch.Tensor | None, gamma: float, beta: float
+) -> LossParts:
+    """Combine the three terms with AdaBERT's weights (gamma = 0.8, beta = 4 by default)."""
+    total = (1 - gamma) * ce + gamma * kd
+    eff = 0.0
+    if efficiency is not None:
+        total = total + beta * efficiency
+        eff = float(efficiency.detach())
+    return LossParts(total=total, ce=float(ce.detach()), kd=float(kd.detach()), efficiency=eff)

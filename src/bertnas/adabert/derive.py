@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..spaces.genotype import NUM_INPUTS, NUM_NODES, Genotype, edge_index
-from ..spaces.ops import PARAMETER_FREE, PRIMITIVES
+from .genotype import NUM_INPUTS, NUM_NODES, Genotype, edge_index
+from .ops import PARAMETER_FREE, PRIMITIVES
 
 EDGES_PER_NODE = 2
 _ZERO = PRIMITIVES.index("zero")

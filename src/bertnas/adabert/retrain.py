@@ -10,12 +10,12 @@ import torch
 from ..config import RunConfig
 from ..data.encode import Encoded, num_batches
 from ..data.examples import TaskSpec
-from ..models.adabert import AdaBertForSequenceClassification
-from .amp import autocast
-from .distill import KDHeads, Targets, TargetScale, depth_loss
-from .evaluation import evaluate
-from .loop import Resumable, run_epochs, train_pass
-from .losses import LossParts, adabert_loss
+from ..training.amp import autocast
+from ..training.evaluation import evaluate
+from ..training.loop import Resumable, run_epochs, train_pass
+from ..training.losses import LossParts
+from .modeling import AdaBertForSequenceClassification
+from .objective import KDHeads, Targets, TargetScale, adabert_loss, depth_loss
 
 logger = logging.getLogger("bertnas")
 

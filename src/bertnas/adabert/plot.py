@@ -19,8 +19,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, FancyArrowPatch, Rectangle
 
 from ..errors import BertnasError
-from ..spaces.genotype import EDGES, NUM_EDGES, NUM_INPUTS, NUM_NODES, Genotype
-from ..spaces.ops import PARAMETER_FREE, PRIMITIVES
+from .genotype import EDGES, NUM_EDGES, NUM_INPUTS, NUM_NODES, Genotype
+from .ops import PARAMETER_FREE, PRIMITIVES
 
 PARAMETRIC_COLOR = "#c0392b"
 PARAMETER_FREE_COLOR = "#2471a3"

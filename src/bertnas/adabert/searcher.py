@@ -20,19 +20,19 @@ import torch
 from ..config import RunConfig
 from ..data.encode import Encoded, num_batches
 from ..data.examples import TaskSpec
-from ..models.adabert import AdaBertConfig, AdaBertForSequenceClassification
-from ..spaces.adabert_supernet import AdaBertSupernet, ProjectedEmbeddings
-from ..spaces.costs import efficiency_costs, efficiency_table
-from ..spaces.genotype import Genotype
 from ..training.amp import autocast
-from ..training.distill import KDHeads, Targets, TargetScale, depth_loss
 from ..training.evaluation import evaluate
 from ..training.loop import Resumable, run_epochs, train_pass
-from ..training.losses import LossParts, adabert_loss, efficiency_loss
+from ..training.losses import LossParts
 from .architecture import Architecture
+from .costs import efficiency_costs, efficiency_table
 from .derive import CollapseReport, derive_genotype
+from .genotype import Genotype
 from .gumbel import auto_decay, temperature
+from .modeling import AdaBertConfig, AdaBertForSequenceClassification
+from .objective import KDHeads, Targets, TargetScale, adabert_loss, depth_loss, efficiency_loss
 from .student import derive_student
+from .supernet import AdaBertSupernet, ProjectedEmbeddings
 
 logger = logging.getLogger("bertnas")
 

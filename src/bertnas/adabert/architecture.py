@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..spaces.genotype import EDGES, NUM_EDGES, Genotype
-from ..spaces.ops import PRIMITIVES
+from .genotype import EDGES, NUM_EDGES, Genotype
+from .ops import PRIMITIVES
 from .gumbel import gumbel_softmax_st
 
 

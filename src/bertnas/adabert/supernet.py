@@ -1,6 +1,6 @@
 """AdaBERT's search-time network: every edge holds all candidate ops, every depth 1..K_max is possible.
 
-The architecture weights are NOT part of this module (see ``search.architecture.Architecture``); the
+The architecture weights are NOT part of this module (see ``adabert.architecture.Architecture``); the
 forward pass takes sampled one-hot op weights (9 edges x 10 ops, shared by all cells) and how many cells to
 run, and returns every cell's pooled output, so the loss of each depth 1..n can be scored from one pass
 (:meth:`AdaBertSupernet.logits`). With ``sampled_only`` (GDAS style) each edge runs just its sampled op, about

@@ -15,9 +15,9 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from ..spaces.genotype import NUM_INPUTS, NUM_NODES, Genotype
-from ..spaces.ops import create_op
-from ..spaces.blocks import PooledClassifier, cell_inputs, pair_layout, pool_views
+from .genotype import NUM_INPUTS, NUM_NODES, Genotype
+from .ops import create_op
+from .blocks import PooledClassifier, cell_inputs, pair_layout, pool_views
 
 
 class AdaBertConfig(PretrainedConfig):

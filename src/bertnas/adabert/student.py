@@ -1,15 +1,15 @@
 """From the searched supernet to the final model: the genotype's ops with their searched weights.
 
-Here, not in ``spaces``, because it builds a ``models`` class: ``models`` imports ``spaces`` (ops, genotype,
-blocks) and ``search`` imports both, so no package imports another in both directions.
+Its own module because it joins the two sides of the space: ``modeling`` (the final model) and ``supernet`` each
+import only the space's leaves (ops, genotype, blocks), and this module imports both.
 """
 from __future__ import annotations
 
 import torch
 
-from ..models.adabert import AdaBertConfig, AdaBertForSequenceClassification
-from ..spaces.adabert_supernet import AdaBertSupernet
-from ..spaces.genotype import Genotype, edge_index
+from .modeling import AdaBertConfig, AdaBertForSequenceClassification
+from .supernet import AdaBertSupernet
+from .genotype import Genotype, edge_index
 
 
 @torch.no_grad()

@@ -1,6 +1,6 @@
 """Per-op cost for the search's efficiency loss, measured from the op modules themselves (one formula, here).
 
-Each op in :data:`~bertnas.spaces.ops.PRIMITIVES` is built as the final model builds it and measured
+Each op in :data:`~bertnas.adabert.ops.PRIMITIVES` is built as the final model builds it and measured
 (parameters and FLOPs at one hidden size and sequence length). Its measured share
 
     share(o) = 0.5 * params(o) / max params + 0.5 * flops(o) / max flops        (in [0, 1])

@@ -1,1 +1,0 @@
-"""Search algorithms: Gumbel-softmax differentiable NAS over the AdaBERT space, and derivation."""
