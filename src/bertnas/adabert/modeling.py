@@ -10,14 +10,14 @@ Shapes: B batch, L tokens, C hidden channels. Cells work channels-first, (B, C, 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from ..training.losses import task_loss
+from .blocks import PooledClassifier, cell_inputs, pair_layout, pool_views
 from .genotype import NUM_INPUTS, NUM_NODES, Genotype
 from .ops import create_op
-from .blocks import PooledClassifier, cell_inputs, pair_layout, pool_views
 
 
 class AdaBertConfig(PretrainedConfig):
@@ -171,10 +171,7 @@ class AdaBertForSequenceClassification(PreTrainedModel):
 
         loss = None
         if labels is not None:
-            if self.config.num_labels == 1:
-                loss = F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
-            else:
-                loss = F.cross_entropy(logits, labels)
+            loss = task_loss(logits, labels, regression=self.config.num_labels == 1)
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=tuple(states) if output_hidden_states else None
         )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -19,6 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, FancyArrowPatch, Rectangle
 
 from ..errors import BertnasError
+from ..utils import atomic_save_png
 from .genotype import EDGES, NUM_EDGES, NUM_INPUTS, NUM_NODES, Genotype
 from .ops import PARAMETER_FREE, PRIMITIVES
 
@@ -247,19 +247,4 @@ def plot_architecture(
     suffix = f"K = {genotype.depth} stacked cell{'s' if genotype.depth != 1 else ''}"
     fig.suptitle(f"{title} ({suffix})" if title else suffix, fontsize=14)
     _place_labels(fig, axes[0], *labels)
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=fig.dpi)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a plot is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    return atomic_save_png(fig, path)

@@ -1,14 +1,15 @@
 """pareto.png: dev metric against latency at batch 32 for every row, point area by parameter count, with the
 teacher and a BERT-base-sized model as reference lines. Agg canvas on a standalone Figure (no display, no
-pyplot state), written through a temp file and a rename like the architecture plot."""
+pyplot state), written through a temp file and a rename (``utils.atomic_save_png``)."""
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from ..utils import atomic_save_png
 
 COLORS = {"teacher": "#2c3e50", "adabert": "#c0392b", "random": "#95a5a6", "hand-designed": "#2471a3",
           "ablation": "#d68910"}
@@ -43,15 +44,4 @@ def plot_pareto(r: dict, path: str | os.PathLike[str]) -> Path:
     ax.set_title(f"bertnas bench, {r['task']}: quality vs speed (point area ~ parameters)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=fig.dpi)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_save_png(fig, path)

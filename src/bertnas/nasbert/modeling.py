@@ -9,11 +9,11 @@ of the next (one linear map). Shapes: B batch, L tokens, C a block's hidden size
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOutput
 
+from ..training.losses import task_loss
 from .space import Architecture, create_op
 
 
@@ -170,10 +170,7 @@ class NasBertForSequenceClassification(PreTrainedModel):
         logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
         loss = None
         if labels is not None:
-            if self.config.num_labels == 1:
-                loss = F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
-            else:
-                loss = F.cross_entropy(logits, labels)
+            loss = task_loss(logits, labels, regression=self.config.num_labels == 1)
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
 
 

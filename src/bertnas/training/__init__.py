@@ -1,1 +1,2 @@
-"""Training: AdaBERT's losses, the search and retraining loops, checkpoints."""
+"""Shared training pieces: losses (task, KD, hierarchical KD), the resumable epoch loop, checkpoints, autocast,
+evaluation. Each method supplies its own steps (``adabert.searcher``, ``adabert.retrain``)."""
