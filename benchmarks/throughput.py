@@ -15,7 +15,10 @@ side by side in one process on the same sentences:
 from __future__ import annotations
 
 import argparse
+import os
+import cProfile
 import logging
+import pstats
 import resource
 import sys
 import tempfile
@@ -104,8 +107,14 @@ def student_rows(glue: Path, teacher_dir: Path, n: int, cache: Path) -> list[str
             out = Path(tmp) / f"amp{int(amp)}"
             probe(cfg, out)
             t0 = time.perf_counter()
-            s = search(cfg, out)
+            if amp:
+                s = search(cfg, out)
+            else:  # the fp32 epoch under cProfile too: where the time goes (overhead ~5%, same for all rows below)
+                prof = cProfile.Profile()
+                s = prof.runcall(search, cfg, out)
             t_search = time.perf_counter() - t0
+            if not amp:
+                profile_lines = search_profile(prof, t_search)
             t0 = time.perf_counter()
             r = retrain(cfg, out)
             t_retrain = time.perf_counter() - t0
@@ -114,8 +123,20 @@ def student_rows(glue: Path, teacher_dir: Path, n: int, cache: Path) -> list[str
             hist = s["history"][-1]
             rows.append(f"| {'bf16 autocast' if amp else 'fp32'} | {steps_s / t_search:.2f} | "
                         f"{hist.get('dev_derived', {}).get('accuracy', float('nan')):.4f} | {steps_r / t_retrain:.2f} | "
-                        f"{r['dev']['accuracy']:.4f} | {s['genotype_str']} |")
-    return rows
+                        f"{r['dev']['accuracy']:.4f} | {s['genotype_str'].replace('|', '/')} |")
+    return rows + profile_lines
+
+
+def search_profile(prof: cProfile.Profile, seconds: float, top: int = 10) -> list[str]:
+    """The fp32 search epoch's time by function (self time), as markdown lines."""
+    stats = pstats.Stats(prof)
+    rows = sorted(((v[2], v[1], k) for k, v in stats.stats.items()), reverse=True)[:top]
+    lines = ["", f"Where the fp32 search's {seconds:.1f} s went (cProfile, self time, top {top}):", "",
+             "| function | calls | seconds | share |", "|---|---:|---:|---:|"]
+    for tottime, calls, (file, line, name) in rows:
+        where = name if file == "~" else f"{Path(file).name}:{line}({name})"
+        lines.append(f"| `{where}` | {calls} | {tottime:.2f} | {100 * tottime / seconds:.0f}% |")
+    return lines
 
 
 def finetune_epoch_seconds(glue: Path, pretrained: Path, n: int) -> tuple[float, float]:
@@ -185,7 +206,9 @@ def main() -> None:
                   f"64): {per_step:.2f} s/step, so one epoch over all 67,349 sentences takes about "
                   f"**{epoch / 60:.1f} minutes** on this machine."]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    lines += ["", f"Peak RSS of the benchmark process: {peak:,.0f} MB."]
+    lines += ["", f"Peak RSS of the benchmark process: {peak:,.0f} MB. Load average at the end (1 min): "
+              f"{os.getloadavg()[0]:.2f} (about {args.threads} means nothing else ran; other processes on these 2 cores "
+              "make torch's OpenMP threads wait on each other and slow the small student steps by up to 30x)."]
     section = "\n".join(lines)
     text = args.out.read_text() if args.out.is_file() else "# Benchmarks\n"
     block = f"{START}\n{section}\n{END}"
