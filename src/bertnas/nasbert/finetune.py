@@ -26,6 +26,7 @@ from ..errors import BertnasError
 from ..measure.profile import count_params, profile_classifier
 from ..teacher.knowledge import bf16_supported, default_cache_dir
 from ..teacher.loading import load_teacher, load_tokenizer
+from ..training.loop import stop_if_nonfinite
 from ..utils import atomic_dir, progress, resolve_device, set_seed, write_json
 from .config import FinetuneSettings
 
@@ -126,8 +127,9 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
     for epoch in range(1, settings.epochs + 1):
         model.train()
         total = 0.0
-        for b in progress(batches(train, settings.batch_size, shuffle=True, generator=gen), desc=f"finetune epoch {epoch}",
-                          total=num_batches(len(train), settings.batch_size)):
+        n_steps = num_batches(len(train), settings.batch_size)
+        for i, b in enumerate(progress(batches(train, settings.batch_size, shuffle=True, generator=gen),
+                                       desc=f"finetune epoch {epoch}", total=n_steps)):
             logits = model(input_ids=b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device),
                            token_type_ids=b["token_type_ids"].to(device)).logits
             loss = kd_loss(logits, soft[b["index"]].to(device), b["labels"].to(device), settings.kd_lambda,
@@ -138,6 +140,7 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
             optimizer.step()
             scheduler.step()
             total += float(loss.detach())
+            stop_if_nonfinite({"loss": float(loss.detach())}, "nasbert finetune", epoch, settings.epochs, i + 1, n_steps)
         metrics = evaluate(model, dev, spec)
         history.append({"epoch": epoch, "train_loss": total / num_batches(len(train), settings.batch_size), "dev": metrics})
         logger.info("finetune epoch %d: dev %s", epoch, metrics)

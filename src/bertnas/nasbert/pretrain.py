@@ -16,6 +16,7 @@ from transformers import AutoModelForSequenceClassification
 
 from ..errors import BertnasError
 from ..teacher.loading import load_tokenizer
+from ..training.loop import stop_if_nonfinite
 from ..utils import atomic_dir, progress, set_seed, write_json
 from .distill import BlockStates, masked_mse
 
@@ -42,8 +43,9 @@ def pretrain_distill(model_dir: str, states: BlockStates, train_idx: list[int], 
     for epoch in range(1, epochs + 1):
         encoder.train()
         total, n = 0.0, 0
-        for b in progress(states.batches(train_idx, batch_size, gen), desc=f"pre-training KD epoch {epoch}",
-                          total=(len(train_idx) + batch_size - 1) // batch_size):
+        n_steps = (len(train_idx) + batch_size - 1) // batch_size
+        for i, b in enumerate(progress(states.batches(train_idx, batch_size, gen), desc=f"pre-training KD epoch {epoch}",
+                                       total=n_steps)):
             hidden_states = encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
                                     token_type_ids=b["token_type_ids"]).last_hidden_state
             loss = masked_mse(to_teacher(hidden_states), b["states"][:, :, -1], b["attention_mask"])
@@ -53,6 +55,7 @@ def pretrain_distill(model_dir: str, states: BlockStates, train_idx: list[int], 
             optimizer.step()
             scheduler.step()
             total, n = total + float(loss.detach()), n + 1
+            stop_if_nonfinite({"mse": float(loss.detach())}, "nasbert pretrain", epoch, epochs, i + 1, n_steps)
         log.append({"epoch": epoch, "mse": total / max(1, n)})
         logger.info("pre-training KD epoch %d: final-state MSE %.4f", epoch, total / max(1, n))
     with atomic_dir(out) as tmp:

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..data.encode import to_device
+from ..training.loop import stop_if_nonfinite
 from ..utils import atomic_dir, hash_obj, progress, read_json, write_json
 from .config import SupernetSettings
 from .distill import BlockStates, score_path, train_step
@@ -73,9 +74,12 @@ def train_supernet(
         losses = []
         candidates = [state.candidates(n) for n in range(len(state.bins))]
         batches = states.batches(train_idx, settings.batch_size, gen)
-        for batch in progress(batches, desc=f"supernet epoch {epoch}", total=(len(train_idx) + settings.batch_size - 1) // settings.batch_size):
+        steps = (len(train_idx) + settings.batch_size - 1) // settings.batch_size
+        for i, batch in enumerate(progress(batches, desc=f"supernet epoch {epoch}", total=steps)):
             paths_now = [rng.choice(c) for c in candidates]  # one random path per block per step
             losses.append(train_step(supernet, paths_now, to_device(batch, device), optimizer))
+            stop_if_nonfinite({f"block {n + 1} mse": v for n, v in enumerate(losses[-1])}, "nasbert supernet", epoch,
+                              settings.epochs, i + 1, steps, ckpt, epoch - 1)  # before the epoch's checkpoint
             scheduler.step()
         mean = [sum(x[n] for x in losses) / len(losses) for n in range(len(candidates))]
         entry = {"epoch": epoch, "train_block_mse": mean, "seconds": round(time.time() - t0, 1)}

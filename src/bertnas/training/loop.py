@@ -4,10 +4,15 @@ Each epoch draws its shuffling and sampling from generators seeded by (seed, epo
 for dropout, so an epoch run after a resume draws exactly what it would have drawn in one uninterrupted run.
 After every epoch the stage's modules and optimizers, the epoch, its history and any extras are checkpointed;
 a rerun with the same settings (``resume_key``) continues from there.
+
+A loss that is NaN or inf stops the stage at once (:func:`check_finite`, called on every step), and weights
+that turned NaN or inf are never checkpointed: the error names the stage, the epoch and batch, and the last
+good checkpoint, which is left as it was.
 """
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
@@ -16,6 +21,7 @@ import numpy as np
 import torch
 
 from ..data.encode import Encoded, batches, num_batches, to_device
+from ..errors import BertnasError
 from ..utils import progress
 from .checkpoints import load_checkpoint, save_checkpoint
 from .losses import LossParts
@@ -27,6 +33,53 @@ class Stateful(Protocol):
     def state_dict(self) -> dict: ...
 
     def load_state_dict(self, state: dict) -> object: ...
+
+
+class NonFiniteLoss(BertnasError):
+    """A NaN or inf loss (or weights) in a training step; :func:`run_epochs` adds the stage, the epoch and the
+    last good checkpoint to the message."""
+
+    def __init__(self, what: str, batch: int | None = None, steps: int | None = None) -> None:
+        self.what, self.batch, self.steps = what, batch, steps
+        super().__init__(what)
+
+
+def check_finite(values: dict[str, float], batch: int, steps: int) -> None:
+    """Raise :class:`NonFiniteLoss` when any loss part of step ``batch`` (1-based, of ``steps``) is NaN or inf."""
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    if bad:
+        shown = ", ".join(f"{k} {v}" for k, v in values.items())
+        raise NonFiniteLoss(f"the loss is {next(iter(bad.values()))} ({shown})", batch, steps)
+
+
+def nonfinite_message(stage: str, epoch: int, epochs: int, exc: NonFiniteLoss, checkpoint: Path | None,
+                      done_epochs: int, hint: str = "lower the learning rate or check the data for extreme values") -> str:
+    """The one line that stops a stage on a NaN/inf: where, what, the last good checkpoint and the fix."""
+    where = f"epoch {epoch}/{epochs}" + (f", batch {exc.batch}/{exc.steps}" if exc.batch is not None else "")
+    if checkpoint is not None and done_epochs > 0 and Path(checkpoint).exists():
+        saved = f"last good checkpoint {checkpoint} (after epoch {done_epochs}), left as it was"
+    else:
+        saved = "no checkpoint of this stage yet (no epoch had finished)"
+    return f"stage {stage} stopped at {where}: {exc.what}; {saved}; {hint}, then run the command again"
+
+
+def stop_if_nonfinite(values: dict[str, float], stage: str, epoch: int, epochs: int, batch: int, steps: int,
+                      checkpoint: Path | None = None, done_epochs: int = 0) -> None:
+    """For loops of their own (NAS-BERT's): a NaN/inf loss part stops ``stage`` with :func:`nonfinite_message`."""
+    try:
+        check_finite(values, batch, steps)
+    except NonFiniteLoss as exc:
+        raise BertnasError(nonfinite_message(stage, epoch, epochs, exc, checkpoint, done_epochs)) from None
+
+
+def nonfinite_weights(modules: dict[str, object]) -> str | None:
+    """The first module parameter or buffer that is NaN or inf, as ``name.key``, or None."""
+    for name, obj in modules.items():
+        if isinstance(obj, torch.nn.Module):
+            for key, t in obj.state_dict().items():
+                if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    return f"{name}.{key}"
+    return None
 
 
 def epoch_generators(seed: int, epoch: int) -> tuple[torch.Generator, torch.Generator]:
@@ -53,6 +106,11 @@ class Resumable:
             logger.info("%s: resuming after epoch %d from %s", name, self.epoch, path)
 
     def save(self, **extra) -> None:
+        """Checkpoint the state, unless a module's weights are NaN/inf (then :class:`NonFiniteLoss`: the last
+        good checkpoint stays)."""
+        bad = nonfinite_weights(self.stateful)
+        if bad is not None:
+            raise NonFiniteLoss(f"the weights became NaN or inf ({bad}) though every loss was finite")
         if self.path is not None:
             save_checkpoint(self.path, {**{k: obj.state_dict() for k, obj in self.stateful.items()},
                                         "epoch": self.epoch, "history": self.history, "resume_key": self.key, **extra})
@@ -70,10 +128,17 @@ def run_epochs(
     for epoch in range(state.epoch, epochs):
         t0 = time.perf_counter()
         shuffle_gen, sample_gen = epoch_generators(seed, epoch)
-        record = epoch_fn(epoch, shuffle_gen, sample_gen)
-        state.history.append({"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 1), **record})
-        state.epoch = epoch + 1
-        state.save(**extra())
+        try:
+            record = epoch_fn(epoch, shuffle_gen, sample_gen)
+            history = [*state.history, {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 1), **record}]
+            done, state.epoch, state.history = state.epoch, epoch + 1, history
+            try:
+                state.save(**extra())
+            except NonFiniteLoss:
+                state.epoch, state.history = done, history[:-1]
+                raise
+        except NonFiniteLoss as exc:
+            raise BertnasError(nonfinite_message(state.name, epoch + 1, epochs, exc, state.path, state.epoch)) from None
     return state.history
 
 
@@ -94,7 +159,9 @@ def train_pass(
     bar = progress(batches(data, batch_size, shuffle=True, generator=generator, subset=subset), total=steps, desc=desc)
     for i, batch in enumerate(bar):
         parts = step(i, to_device(batch, device))
-        for k, v in parts.as_dict().items():
+        values = parts.as_dict()
+        check_finite(values, i + 1, steps)  # before anything is saved: the stage stops here, its checkpoint intact
+        for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + v
-        bar.set_postfix(loss=f"{parts.total.item():.3f}")
+        bar.set_postfix(loss=f"{values['loss']:.3f}")
     return {k: round(v / steps, 5) for k, v in sums.items()}
