@@ -70,6 +70,11 @@ class RunConfig:
     attentive_kd: bool = _f(True, "weight distillation pairs by how well each teacher layer predicts the gold label", "search")
     min_parametric: int = _f(1, "collapse guard: parametric ops each node keeps at derivation (0 disables)", "search")
     search_max_examples: int | None = _f(None, "search on a random subset of N training examples", "search")
+    efficiency: str = _f("params_flops", "what the efficiency loss prices: params_flops (AdaBERT's cost per op) or latency (this CPU's measured op latencies, a per-op table cached in the cache dir) (ours)", "search", choices=("params_flops", "latency"))
+    latency_budget_ms: float | None = _f(None, "with --efficiency latency: predicted milliseconds (at the table's batch and sequence length) the student may take; only the expected latency above it is penalized (default: no budget, all latency is penalized)", "search")
+    latency_table_batch: int = _f(32, "with --efficiency latency: batch size the op latencies are measured (and the budget meant) at", "search")
+    latency_table_seq_len: int | None = _f(None, "with --efficiency latency: sequence length of the op latencies (default: --eval-seq-len)", "search")
+    latency_table_threads: int | None = _f(None, "with --efficiency latency: torch threads for the op latencies (default: --latency-threads)", "search")
     # --- retraining ---
     retrain_epochs: int = _f(3, "epochs of training the derived model further", "retrain")
     retrain_batch_size: int = _f(32, "retraining batch size", "retrain")
@@ -136,9 +141,31 @@ class RunConfig:
             raise bad("k_max", "must be <= 32")
         if self.max_seq_len > 4096:
             raise bad("max_seq_len", "must be <= 4096")
+        if self.latency_table_batch < 1:
+            raise bad("latency_table_batch", "must be >= 1")
+        for name in ["latency_table_seq_len", "latency_table_threads"]:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise bad(name, "must be >= 1 (or unset for the default)")
+        if self.latency_table_seq_len is not None and self.latency_table_seq_len > 4096:
+            raise bad("latency_table_seq_len", "must be <= 4096")
+        if self.latency_budget_ms is not None:
+            if not self.latency_budget_ms > 0:
+                raise bad("latency_budget_ms", "must be > 0 milliseconds (or unset for no budget)")
+            if self.efficiency != "latency":
+                raise bad("latency_budget_ms", "applies to measured latency only: add --efficiency latency, or drop the budget")
         if not 0 <= self.min_parametric <= 2:
             raise bad("min_parametric", "must be 0, 1 or 2 (each node keeps 2 edges)")
         return self
+
+    @property
+    def table_seq_len(self) -> int:
+        """Sequence length of the AdaBERT latency table: ``latency_table_seq_len`` or ``eval_seq_len``."""
+        return self.latency_table_seq_len or self.eval_seq_len
+
+    @property
+    def table_threads(self) -> int:
+        """Torch threads of the AdaBERT latency table: ``latency_table_threads`` or ``latency_threads``."""
+        return self.latency_table_threads or self.latency_threads
 
     def require(self, *names: str) -> None:
         """Fail with a one-line message when a stage needs a field the user did not set."""

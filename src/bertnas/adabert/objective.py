@@ -7,6 +7,9 @@
   softmax over pairs of -CE(teacher-side prediction, gold): layers whose probes are right count more.
 * L_E: efficiency, (K / K_max) * mean over edges of sum over ops p(op) * EP(op), EP measured from the
   op modules and scaled like the AdaBERT code's cost vector (see ``adabert.costs``).
+  With ``--efficiency latency`` (ours) L_E is :func:`latency_loss` instead: the expected latency on this CPU,
+  as a fraction of the largest student's (times 0.1, the size of the params+FLOPs L_E there), or, with a budget,
+  only the part above the budget, relative to the budget.
 
 Here: the distillation targets and heads, the loss of a student of depth K (CE on gold + hierarchical KD, from
 the shared ``training.losses``), the efficiency loss and their weighted sum.
@@ -104,6 +107,25 @@ def depth_loss(
 def efficiency_loss(op_probs: torch.Tensor, op_costs: torch.Tensor, depth: torch.Tensor, k_max: int) -> torch.Tensor:
     """(K / K_max) * mean over edges of sum_o p(o) * EP(o). ``depth`` may carry a straight-through grad."""
     return depth / k_max * (op_probs * op_costs.to(op_probs)).sum(-1).mean()
+
+
+LATENCY_LOSS_SCALE = 0.1
+"""L_E of the largest student under the params+FLOPs cost (mean EP = 1/10 at K = K_max): the latency loss is
+scaled to the same size, so ``beta`` weighs it against CE + KD as it weighed that one."""
+
+
+def latency_loss(op_probs: torch.Tensor, costs, depth: torch.Tensor, budget_ms: float | None = None) -> torch.Tensor:
+    """The efficiency loss from measured latency (``costs``: ``adabert.costs.LatencyCosts``).
+
+    E = expected milliseconds of the architecture (ops by their probabilities, ``depth`` cells; ``depth`` may
+    carry a straight-through gradient). Without a budget: ``0.1 * E / max_ms``, in (0, 0.1] like the
+    params+FLOPs loss. With a budget B: the hinge ``0.1 * max(E - B, 0) / B``: zero (and no pull) within the
+    budget, 0.1 per budget's worth of excess above it, so a tight budget pulls harder than a loose one.
+    """
+    expected = costs.expected(op_probs, depth)
+    if budget_ms is None:
+        return LATENCY_LOSS_SCALE * expected / costs.max_ms
+    return LATENCY_LOSS_SCALE * torch.relu(expected - budget_ms) / budget_ms
 
 
 def adabert_loss(

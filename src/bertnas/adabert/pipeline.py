@@ -238,7 +238,7 @@ def search(cfg: RunConfig, out: str | Path) -> dict:
     summary = {
         "genotype": result.genotype.to_dict(), "genotype_str": str(result.genotype),
         "collapse": result.report.to_dict(), "op_probs": result.op_probs, "depth_probs": result.depth_probs,
-        "op_costs": result.op_costs, "search_seconds": round(time.perf_counter() - t0, 1),
+        "op_costs": result.op_costs, "latency": result.latency, "search_seconds": round(time.perf_counter() - t0, 1),
         "history": history,
     }
     with atomic_dir(out / "search") as tmp:

@@ -6,6 +6,8 @@ Each batch: (1) sample an architecture, step the supernet weights (and distillat
 K = 1..K_max by its own CE and KD; the architecture step minimises sum_K y_K L_K + beta * L_E, with y the
 straight-through depth sample, so the depth logits see which depth has the lower task loss (as the AdaBERT
 code does), not just whether scaling the logits helps. Both steps clip gradients at norm 5 (code).
+With ``--efficiency latency`` L_E is the
+expected latency from this CPU's op latency table (``costs.LatencyCosts``), optionally above a budget only.
 Temperature anneals from tau_max to tau_min. A checkpoint after every epoch makes the search resumable;
 the result is a genotype plus a derived student that keeps the searched weights.
 """
@@ -25,12 +27,13 @@ from ..training.evaluation import evaluate
 from ..training.loop import Resumable, run_epochs, train_pass
 from ..training.losses import LossParts
 from .architecture import Architecture
-from .costs import efficiency_costs, efficiency_table
+from ..measure.latency_table import LatencyTable
+from .costs import LatencyCosts, adabert_latency_table, efficiency_costs, efficiency_table
 from .derive import CollapseReport, derive_genotype
 from .genotype import Genotype
 from .gumbel import auto_decay, temperature
 from .modeling import AdaBertConfig, AdaBertForSequenceClassification
-from .objective import KDHeads, Targets, TargetScale, adabert_loss, depth_loss, efficiency_loss
+from .objective import KDHeads, Targets, TargetScale, adabert_loss, depth_loss, efficiency_loss, latency_loss
 from .student import derive_student
 from .supernet import AdaBertSupernet, ProjectedEmbeddings
 
@@ -47,6 +50,7 @@ class SearchResult:
     depth_probs: list[float]
     op_costs: dict[str, float]
     history: list[dict] = field(default_factory=list)
+    latency: dict | None = None  # --efficiency latency: predicted ms of the student, the budget, the op table
 
 
 def build_supernet(cfg: RunConfig, spec: TaskSpec, word_table: torch.Tensor, position_table: torch.Tensor | None,
@@ -78,9 +82,9 @@ class SearchObjective:
     depth logits = how each depth's loss compares), plus beta * L_E."""
 
     def __init__(self, cfg: RunConfig, spec: TaskSpec, supernet: AdaBertSupernet, heads: KDHeads, arch: Architecture,
-                 targets: Targets, costs: torch.Tensor) -> None:
+                 targets: Targets, costs: torch.Tensor, latency: LatencyCosts | None = None) -> None:
         self.cfg, self.spec, self.supernet, self.heads, self.arch = cfg, spec, supernet, heads, arch
-        self.targets, self.costs = targets, costs
+        self.targets, self.costs, self.latency = targets, costs, latency
         self.depth_values = torch.arange(1, cfg.k_max + 1, dtype=torch.float32, device=costs.device)
 
     def __call__(self, batch: dict[str, torch.Tensor], ops_w: torch.Tensor, depth_w: torch.Tensor,
@@ -99,7 +103,11 @@ class SearchObjective:
         ce, kd = (y * torch.stack(ce)).sum(), (y * torch.stack(kd)).sum()
         eff = None
         if arch_step:
-            eff = efficiency_loss(self.arch.op_probs(), self.costs, (depth_w * self.depth_values).sum(), cfg.k_max)
+            depth = (depth_w * self.depth_values).sum()
+            if self.latency is not None:
+                eff = latency_loss(self.arch.op_probs(), self.latency, depth, cfg.latency_budget_ms)
+            else:
+                eff = efficiency_loss(self.arch.op_probs(), self.costs, depth, cfg.k_max)
         return adabert_loss(ce, kd, eff, cfg.gamma, cfg.beta)
 
 
@@ -113,14 +121,19 @@ def search(
     device: torch.device,
     checkpoint: Path | None = None,
     resume_key: str = "",
+    latency_table: LatencyTable | None = None,
 ) -> tuple[Architecture, KDHeads, list[dict]]:
-    """Run the search loop; returns the learned architecture weights, the heads and per-epoch history."""
+    """Run the search loop; returns the learned architecture weights, the heads and per-epoch history.
+
+    With ``cfg.efficiency == "latency"`` the op latencies come from ``latency_table`` (default: measured on
+    this CPU, or read from the cache, :func:`~bertnas.adabert.costs.adabert_latency_table`)."""
+    lat = latency_costs(cfg, latency_table)
     arch = Architecture(cfg.k_max).to(device)
     heads = KDHeads(cfg.k_max, cfg.hidden_size, spec.num_labels, pair=spec.pair).to(device)
     supernet.to(device)
     scale = TargetScale.of(train.labels, spec.is_regression)
     objective = SearchObjective(cfg, spec, supernet, heads, arch, train_targets.standardized(scale),
-                                efficiency_costs(cfg.hidden_size, cfg.eval_seq_len).to(device))
+                                efficiency_costs(cfg.hidden_size, cfg.eval_seq_len).to(device), lat)
     weights = list(supernet.parameters()) + list(heads.parameters())
     w_opt = torch.optim.AdamW(weights, lr=cfg.search_lr, weight_decay=cfg.weight_decay)
     a_opt = torch.optim.Adam(arch.parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999), weight_decay=1e-3)
@@ -175,9 +188,12 @@ def search(
         record = {"tau": round(tau, 4), "arch_updates": update_arch, **means, "dev_derived": dev_metrics,
                   "genotype": str(genotype), "parameter_free_mass": [round(x, 3) for x in report.parameter_free_mass],
                   "depth_probs": [round(float(p), 3) for p in arch.depth_probs().detach()]}
-        logger.info("search epoch %d/%d%s: loss %.4f, dev (derived arch) %s, genotype %s, depth probs %s",
+        if lat is not None:
+            record["predicted_latency_ms"] = round(lat.predict(genotype), 4)
+        logger.info("search epoch %d/%d%s: loss %.4f, dev (derived arch) %s, genotype %s, depth probs %s%s",
                     epoch + 1, cfg.search_epochs, "" if update_arch else " (warm-up)", means["loss"], dev_metrics,
-                    genotype, record["depth_probs"])
+                    genotype, record["depth_probs"],
+                    f", predicted {record['predicted_latency_ms']:.2f} ms" if lat is not None else "")
         for w in report.warnings:
             logger.warning("search epoch %d: %s", epoch + 1, w)
         return record
@@ -188,9 +204,10 @@ def search(
 
 def finish_search(cfg: RunConfig, spec: TaskSpec, supernet: AdaBertSupernet, arch: Architecture, heads: KDHeads,
                   history: list[dict], pad_token_id: int, sep_token_id: int | None,
-                  train_labels: torch.Tensor | None = None) -> SearchResult:
+                  train_labels: torch.Tensor | None = None, latency_table: LatencyTable | None = None) -> SearchResult:
     """Derive the genotype and build the student that keeps the searched weights (regression: pass the
-    training labels, whose statistics the student maps its output back with)."""
+    training labels, whose statistics the student maps its output back with). With ``--efficiency latency``
+    the result also holds the student's predicted latency and whether it meets the budget."""
     supernet.cpu()
     genotype, report = derive_genotype(arch.alpha, arch.depth_logits, cfg.min_parametric)
     config = student_config(cfg, spec, genotype, supernet, pad_token_id, sep_token_id,
@@ -204,5 +221,33 @@ def finish_search(cfg: RunConfig, spec: TaskSpec, supernet: AdaBertSupernet, arc
         genotype=genotype, report=report, student=student, heads=kept,
         op_probs=[[round(float(p), 5) for p in row] for row in arch.op_probs().detach().cpu()],
         depth_probs=[round(float(p), 5) for p in arch.depth_probs().detach().cpu()],
-        op_costs=cost_table, history=history,
+        op_costs=cost_table, history=history, latency=latency_report(cfg, genotype, latency_table),
     )
+
+
+def latency_costs(cfg: RunConfig, table: LatencyTable | None = None) -> LatencyCosts | None:
+    """The op latencies the search prices with (None unless ``--efficiency latency``)."""
+    if cfg.efficiency != "latency":
+        return None
+    table = table if table is not None else adabert_latency_table(cfg)
+    return LatencyCosts.of(table, cfg.hidden_size, cfg.table_seq_len, cfg.latency_table_batch, cfg.k_max)
+
+
+def latency_report(cfg: RunConfig, genotype: Genotype, table: LatencyTable | None = None) -> dict | None:
+    """Predicted latency of the derived student and whether it meets the budget (logged, and saved in
+    search/genotype.json); None unless ``--efficiency latency``."""
+    costs = latency_costs(cfg, table)
+    if costs is None:
+        return None
+    predicted = costs.predict(genotype)
+    budget = cfg.latency_budget_ms
+    meets = None if budget is None else predicted <= budget
+    logger.info("derived student: predicted latency %.2f ms (batch %d, seq %d, %d threads, this CPU)%s", predicted,
+                costs.batch, costs.seq_len, cfg.table_threads,
+                "" if budget is None else f", budget {budget:g} ms: {'met' if meets else 'NOT met'}")
+    if meets is False:
+        logger.warning("the derived student's predicted latency %.2f ms exceeds the budget %g ms: raise --beta, "
+                       "search longer, or lower --k-max", predicted, budget)
+    return {"efficiency": "latency", "predicted_ms": round(predicted, 4), "budget_ms": budget, "meets_budget": meets,
+            "threads": cfg.table_threads, "statistic": table.stat if table is not None else "median",
+            **costs.to_dict()}

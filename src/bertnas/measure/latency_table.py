@@ -6,6 +6,10 @@ Keys are ``(op name, size, seq_len, batch)``; the size is a hidden size or any t
 count pinned, under ``torch.inference_mode``. The minimum is the steadier statistic on a CPU shared with
 other jobs (other processes only ever add time); whole models must then be measured with the same one. The table records the hardware and threads it was measured with, because a
 table from another machine or thread count predicts nothing here.
+
+:func:`cached_table` keeps a table in one JSON file and measures only what it is missing (NAS-BERT's
+``latency`` stage keeps its table in the run directory; AdaBERT's ``--efficiency latency`` keeps one per
+hidden size / sequence length / batch / threads / CPU / torch version in the cache directory).
 """
 from __future__ import annotations
 
@@ -118,3 +122,37 @@ def measure_table(
     table.hardware = hardware_info()
     table.repeats = repeats
     return table
+
+
+def cached_table(
+    path: str | Path, specs: list[OpSpec], seq_lens: Iterable[int], batch_sizes: Iterable[int],
+    threads: int | None = None, warmup: int = 3, repeats: int = 10, stat: str = "median",
+) -> tuple[LatencyTable, int]:
+    """The table at ``path`` with every spec x seq_len x batch in it: (table, number of entries measured now).
+
+    Entries already in the file are reused when it was measured with the same statistic, thread count and CPU
+    (anything else is measured again from scratch); missing ones are measured, and the file is rewritten
+    atomically only when something was added, so concurrent runs at worst both measure and one write wins.
+    """
+    path = Path(path)
+    seq_lens, batch_sizes = list(seq_lens), list(batch_sizes)
+    table = None
+    if path.is_file():
+        try:
+            table = LatencyTable.load(path)
+        except (BertnasError, KeyError, TypeError) as exc:
+            logger.warning("latency table %s is unreadable (%s): measuring again", path, exc)
+        else:
+            here = hardware_info()
+            if table.stat != stat or (threads is not None and table.threads not in (None, threads)) or \
+                    table.hardware.get("cpu") != here["cpu"] or table.hardware.get("torch_version") != here["torch_version"]:
+                logger.info("latency table %s was measured elsewhere or otherwise: measuring again", path)
+                table = None
+    before = len(table.entries) if table is not None else 0
+    wanted = {table_key(s.op, s.size, n, b) for s in specs for n in seq_lens for b in batch_sizes}
+    if table is not None and wanted <= set(table.entries):
+        return table, 0
+    table = measure_table(specs, seq_lens, batch_sizes, threads=threads, warmup=warmup, repeats=repeats,
+                          table=table, stat=stat)
+    table.save(path)
+    return table, len(table.entries) - before
