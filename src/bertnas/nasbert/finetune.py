@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import random
 import time
 from pathlib import Path
@@ -76,8 +77,12 @@ def _cached_teacher_outputs(tch, name: str, train, dev, spec) -> tuple[torch.Ten
                          tch.label_order]).encode())
     path = default_cache_dir() / f"nasbert-teacher-logits-{h.hexdigest()[:24]}.pt"
     if path.is_file():
-        saved = torch.load(path, weights_only=True)
-        return saved["logits"], json.loads(saved["dev"])
+        try:
+            saved = torch.load(path, weights_only=True)
+            return saved["logits"], json.loads(saved["dev"])
+        except (OSError, EOFError, RuntimeError, ValueError, KeyError, TypeError, pickle.UnpicklingError) as exc:
+            logger.warning("the cached teacher outputs %s are damaged (%s: %s): computing them again", path,
+                           type(exc).__name__, " ".join(str(exc).split())[:120] or "empty or cut short")
     soft = teacher_logits(tch.model, train, label_order=tch.label_order)
     teacher_dev = evaluate(tch.model, dev, spec, label_order=tch.label_order)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,9 @@ settings (space, corpus, learning rate, ...) are not resumed.
 """
 from __future__ import annotations
 
+import json
 import logging
+import pickle
 import random
 import time
 from pathlib import Path
@@ -15,8 +17,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..data.encode import to_device
+from ..errors import BertnasError
 from ..training.loop import stop_if_nonfinite
-from ..utils import atomic_dir, hash_obj, progress, read_json, write_json
+from ..utils import atomic_dir, hash_obj, progress, write_json
 from .config import SupernetSettings
 from .distill import BlockStates, score_path, train_step
 from .shrink import ShrinkState
@@ -53,19 +56,21 @@ def train_supernet(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1.0 - s / max(1, steps)))
     rng, gen = random.Random(settings.seed), torch.Generator().manual_seed(settings.seed)
     state, log, start = ShrinkState.start(paths, supernet.space.num_blocks, settings.bins), [], 0
-    if resume and (ckpt / "state.json").is_file():
-        saved = read_json(ckpt / "state.json")
-        if saved.get("settings_key") == key:
-            supernet.load_state_dict(load_file(str(ckpt / "supernet.safetensors"), device=str(device)))
-            extra = torch.load(ckpt / "optimizer.pt", weights_only=True)
+    saved = _read_checkpoint(ckpt, key) if resume else None
+    if saved is not None:
+        saved, weights, extra = saved
+        try:  # same settings, but not this code's supernet (another version of bertnas): an error with the fix
+            supernet.load_state_dict(weights)
             optimizer.load_state_dict(extra["optimizer"])
             scheduler.load_state_dict(extra["scheduler"])
             gen.set_state(extra["generator"])
             rng.setstate(_tuple_state(saved["rng"]))
             state, log, start = ShrinkState.from_dict(saved["shrink"]), saved["log"], int(saved["epoch"])
-            logger.info("resuming the supernet from epoch %d (%s)", start, ckpt)
-        else:
-            logger.info("checkpoint in %s was made with other settings: starting over", ckpt)
+        except (KeyError, RuntimeError, ValueError, TypeError, SyntaxError) as exc:
+            why = f"no {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())[:160]
+            raise BertnasError(f"checkpoint {ckpt} does not fit this supernet ({why}); it was probably written by "
+                               "another version of bertnas: delete it, or pass --no-resume, to start over") from None
+        logger.info("resuming the supernet from epoch %d (%s)", start, ckpt)
     held_out = [to_device(b, device) for b in _held_out_batches(states, heldout_idx, settings)]
     logger.info("search space: %s paths per block, %d whole models", [state.size(n) for n in range(len(state.bins))],
                 state.space_size())
@@ -96,6 +101,30 @@ def train_supernet(
         logger.info("supernet epoch %d: block MSE %s (%.0f s)", epoch, ["%.4f" % x for x in mean], entry["seconds_total"])
         _save_checkpoint(ckpt, supernet, optimizer, scheduler, state, epoch, log, key, rng, gen)
     return state, log
+
+
+def _read_checkpoint(ckpt: Path, key: str) -> tuple[dict, dict, dict] | None:
+    """(state.json, supernet weights, optimizer state) of the checkpoint directory, all read before any is
+    applied; None, with a warning naming the file and the reason, when there is none that can be resumed."""
+    from safetensors import SafetensorError
+
+    if not (ckpt / "state.json").is_file():
+        return None
+    try:
+        saved = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
+        if not isinstance(saved, dict):
+            raise ValueError(f"state.json holds a {type(saved).__name__}, not an object")
+        if saved.get("settings_key") != key:
+            logger.warning("not resuming from checkpoint %s: it was made with other settings; starting the supernet "
+                           "over", ckpt)
+            return None
+        weights = load_file(str(ckpt / "supernet.safetensors"))
+        extra = torch.load(ckpt / "optimizer.pt", weights_only=True)
+    except (OSError, EOFError, RuntimeError, ValueError, SafetensorError, pickle.UnpicklingError) as exc:
+        logger.warning("cannot resume from checkpoint %s, it is damaged (%s: %s): starting the supernet over", ckpt,
+                       type(exc).__name__, " ".join(str(exc).split())[:120] or "empty or cut short")
+        return None
+    return saved, weights, extra
 
 
 def _tuple_state(text: str):

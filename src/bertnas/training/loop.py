@@ -96,12 +96,18 @@ class Resumable:
     def __init__(self, name: str, path: Path | None, resume: bool, key: str, **stateful: Stateful) -> None:
         self.name, self.path, self.key, self.stateful = name, path, key, stateful
         self.epoch, self.history, self.extra = 0, [], {}
-        state = load_checkpoint(path, key) if (path is not None and resume) else None
+        state = load_checkpoint(path, key, f"stage {name}") if (path is not None and resume) else None
         self.restored = state is not None
         if state is not None:
-            for k, obj in stateful.items():
-                obj.load_state_dict(state[k])
-            self.epoch, self.history = int(state["epoch"]), list(state["history"])
+            try:  # same settings, but not this code's modules (another version of bertnas): an error with the fix
+                for k, obj in stateful.items():
+                    obj.load_state_dict(state[k])
+                self.epoch, self.history = int(state["epoch"]), list(state["history"])
+            except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+                why = f"no {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())[:160]
+                raise BertnasError(f"checkpoint {path} does not fit stage {name} ({why}); it was probably written by "
+                                   f"another version of bertnas: delete it, or pass --no-resume, to start the stage "
+                                   "over") from None
             self.extra = {k: v for k, v in state.items() if k not in stateful and k not in ("epoch", "history", "resume_key")}
             logger.info("%s: resuming after epoch %d from %s", name, self.epoch, path)
 
