@@ -36,15 +36,20 @@ def test_table_covers_every_primitive_and_is_cached(tmp_path, monkeypatch):
     for op in (*PRIMITIVES, CELL_OVERHEAD, EMBEDDINGS, CLASSIFIER):
         assert table_key(op, 8, 16, 2) in table.entries, op
         assert table.entries[table_key(op, 8, 16, 2)] >= 0
+    assert table.calibration["16|2"][0] > 0  # one scale fitted on whole students
     files = list((tmp_path / "latency").glob("adabert-h8-s16-b2-t1-*.json"))
     assert len(files) == 1 and LatencyTable.load(files[0]).entries == table.entries
+    assert LatencyTable.load(files[0]).calibration == table.calibration
 
     def boom(*a, **k):
         raise AssertionError("measured again")
 
     monkeypatch.setattr("bertnas.measure.latency_table.measure_table", boom)
+    monkeypatch.setattr("bertnas.measure.profile.measure_latency", boom)
     again = measure_latency_table(8, 16, 2, threads=1, repeats=1, cache_dir=tmp_path)  # read, not measured
-    assert again.entries == table.entries
+    assert again.entries == table.entries and again.calibration == table.calibration
+    costs = LatencyCosts.of(again, 8, 16, 2, k_max=3)
+    assert costs.scale == table.calibration["16|2"][0]
     with pytest.raises(AssertionError, match="measured again"):  # other settings: another table
         measure_latency_table(8, 16, 4, threads=1, repeats=1, cache_dir=tmp_path)
 
@@ -62,6 +67,8 @@ def test_predicted_latency_is_the_sum_of_the_parts():
     ops = sum(op_ms[o] for _, _, o in g.edges)
     assert costs.predict(g) == pytest.approx(2.0 + 3 * (0.5 + ops))
     assert costs.max_ms == pytest.approx(2.0 + 4 * (0.5 + 6 * max(op_ms.values())))
+    scaled = LatencyCosts(op_ms, cell_ms=0.5, fixed_ms=2.0, k_max=4, hidden=8, seq_len=16, batch=2, scale=0.5)
+    assert scaled.predict(g) == pytest.approx(costs.predict(g) / 2) and scaled.max_ms == pytest.approx(costs.max_ms / 2)
     # all mass on the slowest op at K_max: every edge priced at that op, times the 6 edges a cell keeps
     slowest = max(op_ms, key=op_ms.get)
     onehot = F.one_hot(torch.full((NUM_EDGES,), PRIMITIVES.index(slowest)), len(PRIMITIVES)).float()
@@ -109,13 +116,13 @@ def test_latency_loss_is_zero_within_the_budget_and_positive_above():
     generous.backward()
     assert float(depth.grad) == 0.0 and float(probs.grad.abs().sum()) == 0.0  # no pull within the budget
     tight = latency_loss(probs, costs, depth, budget_ms=expected / 2)
-    assert float(tight) == pytest.approx(0.1)  # 0.1 per budget's worth of excess
+    assert float(tight.detach()) == pytest.approx(0.1)  # 0.1 per budget's worth of excess
     tight.backward()
     assert float(depth.grad) > 0  # fewer cells lower it
     conv, skip = PRIMITIVES.index("conv_7"), PRIMITIVES.index("skip_connect")
     assert float(probs.grad[0, conv]) > float(probs.grad[0, skip])  # and cheaper ops
     free = latency_loss(probs, costs, torch.tensor(float(costs.k_max)))
-    assert 0 < float(free) < 0.1  # no budget: a fraction of the largest model's latency, at most 0.1
+    assert 0 < float(free.detach()) < 0.1  # no budget: a fraction of the largest model's latency, at most 0.1
 
 
 # ----------------------------------------------------------------------------- the search

@@ -18,7 +18,8 @@ K = K_max, and the widest op costs 1.14 times the cheapest.
 ``--efficiency latency`` (ours) prices ops by what they take on this CPU instead: :func:`adabert_latency_table`
 measures every primitive at the run's hidden size, the per-cell glue (node sums, masks, node attention, the
 per-cell pooling) and the fixed parts (embeddings, classifier) once, with the shared per-op latency table
-(``measure.latency_table``), cached in the cache directory. :class:`LatencyCosts` turns it into the predicted
+(``measure.latency_table``), and fits one scale on a few whole students timed the same way; cached in the cache
+directory. :class:`LatencyCosts` turns it into the predicted
 latency of a genotype and the expected latency of the search's architecture distribution (the efficiency loss
 itself is in ``objective``).
 """
@@ -182,8 +183,48 @@ def measure_latency_table(hidden: int, seq_len: int, batch: int, threads: int, r
                     hidden, seq_len, batch, threads)
     table, measured = cached_table(path, latency_specs(hidden, max(512, seq_len)), [seq_len], [batch],
                                    threads=threads, repeats=repeats)
+    if measured or f"{seq_len}|{batch}" not in table.calibration:
+        scale = _calibrate(table, hidden, seq_len, batch, threads, repeats)
+        table.save(path)
+        logger.info("latency table calibrated on %d whole students: measured = %.3f x sum of parts",
+                    len(CALIBRATION_DEPTHS), scale)
     logger.info("latency table %s: %s", path, f"{measured} entries measured now" if measured else "reused")
     return table
+
+
+CALIBRATION_DEPTHS = (1, 2, 4)
+"""Depths of the random whole students the table's scale is fitted on (fixed, so that runs with any K_max share
+one table)."""
+
+
+def _calibrate(table: LatencyTable, hidden: int, seq_len: int, batch: int, threads: int, repeats: int) -> float:
+    """Time a few random whole students as ``evaluate`` does (random ids, all-ones mask) and fit one scale
+    ``measured = scale * sum of parts`` (ops timed alone miss the model's glue and run with warmer caches)."""
+    import random
+
+    from ..measure.profile import _random_batch, measure_latency
+    from .genotype import NUM_INPUTS
+    from .modeling import AdaBertConfig, AdaBertForSequenceClassification
+
+    rng = random.Random(0)
+    ops = [o for o in PRIMITIVES if o != "zero"]  # derivation never keeps zero
+    parts = {o: table.get(o, hidden, seq_len, batch) for o in (*PRIMITIVES, CELL_OVERHEAD, EMBEDDINGS, CLASSIFIER)}
+    sums, measured = [], []
+    torch.manual_seed(0)
+    for depth in CALIBRATION_DEPTHS:
+        edges = tuple(sorted((node, source, rng.choice(ops)) for node in range(NUM_NODES)
+                             for source in rng.sample(range(NUM_INPUTS + node), 2)))
+        genotype = Genotype(edges, depth)
+        model = AdaBertForSequenceClassification(AdaBertConfig(
+            vocab_size=TABLE_VOCAB, max_position_embeddings=max(512, seq_len), hidden_size=hidden,
+            genotype=genotype.to_dict(), num_labels=2)).eval()
+        inputs = _random_batch(TABLE_VOCAB, batch, seq_len, torch.Generator().manual_seed(depth), "cpu")
+        timing = measure_latency(lambda: model(**inputs), repeats=repeats, threads=threads)
+        measured.append(timing["median_ms"])
+        sums.append(parts[EMBEDDINGS] + parts[CLASSIFIER]
+                    + depth * (parts[CELL_OVERHEAD] + sum(parts[op] for _, _, op in edges)))
+    scale, _ = table.calibrate(sums, measured, seq_len, batch, offset=False)
+    return scale
 
 
 def adabert_latency_table(cfg) -> LatencyTable:
@@ -196,7 +237,8 @@ def adabert_latency_table(cfg) -> LatencyTable:
 class LatencyCosts:
     """Milliseconds of an AdaBERT student's parts at one hidden size, sequence length and batch (from a table).
 
-    A derived student of depth K runs ``fixed_ms + K * (cell_ms + sum of its 6 kept ops)``.
+    A derived student of depth K runs ``scale * (fixed_ms + K * (cell_ms + sum of its 6 kept ops))``, ``scale``
+    fitted on whole students timed beside the table (:func:`measure_latency_table`).
     """
 
     op_ms: dict[str, float]  # per primitive
@@ -206,12 +248,14 @@ class LatencyCosts:
     hidden: int
     seq_len: int
     batch: int
+    scale: float = 1.0  # calibration on whole students: predicted = scale * sum of parts
 
     @classmethod
     def of(cls, table: LatencyTable, hidden: int, seq_len: int, batch: int, k_max: int) -> "LatencyCosts":
         get = lambda op: table.get(op, hidden, seq_len, batch)  # noqa: E731
+        scale, _ = table.calibration.get(f"{seq_len}|{batch}", (1.0, 0.0))
         return cls({o: get(o) for o in PRIMITIVES}, get(CELL_OVERHEAD), get(EMBEDDINGS) + get(CLASSIFIER),
-                   k_max, hidden, seq_len, batch)
+                   k_max, hidden, seq_len, batch, float(scale))
 
     def vector(self) -> torch.Tensor:
         """Op milliseconds in PRIMITIVES order."""
@@ -220,21 +264,21 @@ class LatencyCosts:
     @property
     def max_ms(self) -> float:
         """The largest student of the space: K_max cells whose kept edges all run the slowest op."""
-        return self.fixed_ms + self.k_max * (self.cell_ms + KEPT_EDGES * max(self.op_ms.values()))
+        return self.scale * (self.fixed_ms + self.k_max * (self.cell_ms + KEPT_EDGES * max(self.op_ms.values())))
 
     def predict(self, genotype: Genotype) -> float:
         """Predicted milliseconds of the derived student ``genotype`` (sum of its parts)."""
         ops = sum(self.op_ms[op] for _, _, op in genotype.edges)
-        return self.fixed_ms + genotype.depth * (self.cell_ms + ops)
+        return self.scale * (self.fixed_ms + genotype.depth * (self.cell_ms + ops))
 
     def expected(self, op_probs: torch.Tensor, depth: torch.Tensor | float) -> torch.Tensor:
         """Expected milliseconds under op probabilities (9 edges x ops): every edge priced at its expected op,
         times the 6 edges a derived cell keeps; ``depth`` (may carry a straight-through gradient) cells."""
         per_edge = (op_probs * self.vector().to(op_probs)).sum(-1).mean()
-        return self.fixed_ms + depth * (self.cell_ms + KEPT_EDGES * per_edge)
+        return self.scale * (self.fixed_ms + depth * (self.cell_ms + KEPT_EDGES * per_edge))
 
     def to_dict(self) -> dict:
         r = lambda x: round(float(x), 4)  # noqa: E731
         return {"hidden": self.hidden, "seq_len": self.seq_len, "batch": self.batch,
                 "op_ms": {o: r(v) for o, v in self.op_ms.items()}, "cell_overhead_ms": r(self.cell_ms),
-                "fixed_ms": r(self.fixed_ms), "max_ms": r(self.max_ms)}
+                "fixed_ms": r(self.fixed_ms), "calibration_scale": r(self.scale), "max_ms": r(self.max_ms)}

@@ -71,15 +71,16 @@ class LatencyTable:
         scale, offset = self.calibration.get(f"{seq_len}|{batch}", (1.0, 0.0))
         return scale * total + offset
 
-    def calibrate(self, sums: list[float], measured: list[float], seq_len: int, batch: int) -> tuple[float, float]:
+    def calibrate(self, sums: list[float], measured: list[float], seq_len: int, batch: int,
+                  offset: bool = True) -> tuple[float, float]:
         """Fit ``measured = scale * sum_of_parts + offset`` (least squares) on whole models timed here.
 
         Ops timed alone run with warm caches and without the model's glue (masks, the wrapper's Python), so
-        the plain sum is biased on a given device; the fit removes that bias. With one model only the scale
-        is fitted.
+        the plain sum is biased on a given device; the fit removes that bias. With fewer than three models, or
+        ``offset=False``, only the scale is fitted (``sum(measured) / sum(sums)``, robust to one noisy model).
         """
         x, y = torch.tensor(sums, dtype=torch.float64), torch.tensor(measured, dtype=torch.float64)
-        if len(sums) >= 3 and float(x.std()) > 0:
+        if offset and len(sums) >= 3 and float(x.std()) > 0:
             a = torch.stack([x, torch.ones_like(x)], 1)
             scale, offset = torch.linalg.lstsq(a, y[:, None]).solution[:, 0].tolist()
             if scale <= 0:
