@@ -36,6 +36,18 @@ def test_cli_end_to_end(tmp_path, synthetic_files):
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((tmp_path / "ft" / "results.json").read_text())
     assert results["dev"]["accuracy"] >= 0 and (tmp_path / "ft" / "model" / "config.json").is_file()
+    proc = bertnas("pretrain", "--out", str(out), "--model", str(out / "models" / "60K"), "--save",
+                   str(tmp_path / "pretrained"), "--epochs", "1", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = bertnas("baseline", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # every model directory NAS-BERT writes carries its tokenizer and loads through the Auto classes
+    from test_pipeline import assert_model_dir_loads
+
+    written = [out / "models" / n for n in ("60K", "90K", "bert-60K", "bert-90K")] + [tmp_path / "pretrained",
+                                                                                   tmp_path / "ft" / "model"]
+    for directory in written:
+        assert_model_dir_loads(directory)
 
 
 def assert_clean_error(capsys, argv: list[str], *fragments: str) -> None:

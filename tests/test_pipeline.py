@@ -172,3 +172,24 @@ def bertnas_cli_finetune(vocab_dir: Path, out: Path, data: Path) -> subprocess.C
                    "--train-file", str(data / "train.tsv"), "--dev-file", str(data / "dev.tsv"),
                    "--text-column", "sentence1", "--text-pair-column", "sentence2", "--max-seq-len", "48",
                    "--out", str(out), "--device", "cpu")
+
+
+def assert_model_dir_loads(directory: Path) -> None:
+    """AutoTokenizer and AutoModelForSequenceClassification load the directory and a forward pass runs."""
+    import bertnas  # noqa: F401  registers the model types
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(directory)
+    model = AutoModelForSequenceClassification.from_pretrained(directory).eval()
+    enc = tok(["the movie was good", "bad"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**enc).logits
+    assert logits.shape == (2, model.config.num_labels) and torch.isfinite(logits).all(), directory
+
+
+def test_every_model_directory_carries_its_tokenizer(finished_run):
+    """The searched student (search/student) and the final model (model/) each load on their own."""
+    out, _ = finished_run
+    for rel in ("search/student", "model"):
+        assert_model_dir_loads(out / rel)
+

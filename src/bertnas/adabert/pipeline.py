@@ -30,7 +30,7 @@ Run directory (each stage writes its part through a temp dir and a rename)::
     config.json           resolved settings + versions + git hash
     tokenizer/            the teacher's tokenizer
     probes/               probes.safetensors, probes.json (knowledge key, teacher and probe dev metrics)
-    search/               genotype.json, history.json, heads.safetensors, student/ (searched weights)
+    search/               genotype.json, history.json, heads.safetensors, student/ (searched weights + tokenizer)
     model/                the final model: config.json, model.safetensors, tokenizer files
     architecture.png      the searched cell and depth
     results.json, results.md
@@ -243,6 +243,7 @@ def search(cfg: RunConfig, out: str | Path) -> dict:
     }
     with atomic_dir(out / "search") as tmp:
         result.student.save_pretrained(tmp / "student")
+        tokenizer.save_pretrained(tmp / "student")  # every model directory carries its tokenizer
         save_file({k: v.contiguous() for k, v in result.heads.state_dict().items()}, str(tmp / "heads.safetensors"))
         write_json(tmp / "genotype.json", summary)
     plot_architecture(result.genotype, out / "architecture.png", result.op_probs, result.depth_probs,
