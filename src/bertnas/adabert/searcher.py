@@ -28,7 +28,7 @@ from ..training.loop import Resumable, run_epochs, train_pass
 from ..training.losses import LossParts
 from .architecture import Architecture
 from ..measure.latency_table import LatencyTable
-from .costs import LatencyCosts, adabert_latency_table, efficiency_costs, efficiency_table
+from .costs import TABLE_STAT, LatencyCosts, adabert_latency_table, efficiency_costs, efficiency_table
 from .derive import CollapseReport, derive_genotype
 from .genotype import Genotype
 from .gumbel import auto_decay, temperature
@@ -249,5 +249,5 @@ def latency_report(cfg: RunConfig, genotype: Genotype, table: LatencyTable | Non
         logger.warning("the derived student's predicted latency %.2f ms exceeds the budget %g ms: raise --beta, "
                        "search longer, or lower --k-max", predicted, budget)
     return {"efficiency": "latency", "predicted_ms": round(predicted, 4), "budget_ms": budget, "meets_budget": meets,
-            "threads": cfg.table_threads, "statistic": table.stat if table is not None else "median",
+            "threads": cfg.table_threads, "statistic": table.stat if table is not None else TABLE_STAT,
             **costs.to_dict()}
