@@ -46,10 +46,24 @@ def _explicit(args: argparse.Namespace) -> dict:
     return {k: v for k, v in vars(args).items() if k in names}
 
 
+def _config_file(path: str) -> dict:
+    """``--config FILE`` read by :func:`load_config_file`, plus the checks it leaves to us: UTF-8 text and
+    setting names that are text (YAML allows numbers, booleans and null as keys)."""
+    try:
+        values = load_config_file(path)
+    except UnicodeDecodeError as exc:
+        raise BertnasError(f"config file {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    bad = [k for k in values if not isinstance(k, str)]
+    if bad:
+        raise BertnasError(f"config file {path}: setting names must be text, got {bad[0]!r}: use names like "
+                           "search_epochs or search-epochs")
+    return values
+
+
 def _resolve(args: argparse.Namespace, from_run_dir: bool) -> RunConfig:
     from .adabert.pipeline import load_run_config
 
-    file_values = load_config_file(args.config) if getattr(args, "config", None) else {}
+    file_values = _config_file(args.config) if getattr(args, "config", None) else {}
     if from_run_dir:
         cfg = load_run_config(Path(args.out))
     else:
