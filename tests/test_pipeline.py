@@ -193,3 +193,35 @@ def test_every_model_directory_carries_its_tokenizer(finished_run):
     for rel in ("search/student", "model"):
         assert_model_dir_loads(out / rel)
 
+
+def test_evaluate_reports_onnxruntime_latency_beside_pytorch(finished_run):
+    """`run` (through evaluate) exports the student to a temp directory and times it in onnxruntime at the same
+    sequence length, threads and repeats as PyTorch; nothing of the export is left in the run directory."""
+    pytest.importorskip("onnxruntime")
+    out, proc = finished_run
+    r = json.loads((out / "results.json").read_text())
+    onnx = r["student"]["latency_onnx_ms"]
+    assert set(onnx) == {"b1", "b32"} and all(v > 0 for v in onnx.values())
+    assert r["student"]["onnx_speedup"]["b1"] == pytest.approx(r["student"]["latency_ms_b1"] / onnx["b1"], rel=0.02)
+    m = r["measurement"]["onnx"]
+    assert m["runtime"].startswith("onnxruntime") and m["exporter"] in ("dynamo", "torchscript")
+    assert m["max_abs_diff"] <= 1e-4
+    assert "| student, onnxruntime |" in proc.stdout and "Student in onnxruntime vs in PyTorch" in proc.stdout
+    assert not list(out.rglob("*.onnx"))
+
+
+def test_evaluate_without_onnx_latency_flag_or_onnxruntime(finished_run):
+    out, _ = finished_run
+    proc = bertnas("evaluate", "--out", str(out), "--no-onnx-latency")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "latency_onnx_ms" not in json.loads((out / "results.json").read_text())["student"]
+    assert "onnxruntime" not in proc.stdout and "onnxruntime latency" not in proc.stderr
+    # onnxruntime not importable: one line says how to get it, the evaluation completes without the numbers
+    blocked = ("import sys; sys.modules['onnxruntime'] = None; from bertnas.cli import main; "
+               f"sys.exit(main(['evaluate', '--out', {str(out)!r}]))")
+    proc = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    hints = [l for l in proc.stderr.splitlines() if "onnxruntime latency skipped" in l]
+    assert len(hints) == 1 and 'pip install "bertnas[onnx]"' in hints[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert "latency_onnx_ms" not in json.loads((out / "results.json").read_text())["student"]

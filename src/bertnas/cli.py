@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--out", required=True, help="run directory")
         p.add_argument("--config", help="YAML or JSON file of settings (keys as the flags, with _ or -)")
+        if name in ("run", "evaluate"):
+            p.add_argument("--no-onnx-latency", dest="onnx_latency", action="store_false",
+                           help="skip the student's onnxruntime latency (measured by default when onnx and "
+                                "onnxruntime are installed; it exports the student to a temp directory)")
         if name != "evaluate":
             p.add_argument("--dry-run", action="store_true",
                            help="print data sizes, cache hits and the estimated time per stage (from a few timed "
@@ -207,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             from .measure.report import probes_table, results_table
 
             cfg = _resolve(args, from_run_dir=args.command not in ("run", "probe"))
-            result = getattr(pipeline, args.command)(cfg, args.out)
+            options = {"onnx_latency": args.onnx_latency} if args.command in ("run", "evaluate") else {}
+            result = getattr(pipeline, args.command)(cfg, args.out, **options)
             if args.command not in ("run", "probe"):
                 pipeline.save_run_config(cfg, Path(args.out))  # only a step that succeeded changes the saved settings
             if args.command == "probe":

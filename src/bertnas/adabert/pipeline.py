@@ -284,8 +284,9 @@ def retrain(cfg: RunConfig, out: str | Path) -> dict:
     return {"dev": best, "history": history}
 
 
-def evaluate(cfg: RunConfig, out: str | Path) -> dict:
-    """Dev metrics of the final model, and params/FLOPs/latency of student and teacher side by side."""
+def evaluate(cfg: RunConfig, out: str | Path, onnx_latency: bool = True) -> dict:
+    """Dev metrics of the final model, and params/FLOPs/latency of student and teacher side by side;
+    ``onnx_latency``: also the student's onnxruntime latency (when onnx and onnxruntime are installed)."""
     from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
     from ..measure import profile_classifier
@@ -318,6 +319,16 @@ def evaluate(cfg: RunConfig, out: str | Path) -> dict:
                 repeats=cfg.latency_repeats, device="cpu")
     logger.info("measuring latency (seq %d, %d threads, batch 1 and 32)...", cfg.eval_seq_len, cfg.latency_threads)
     s_prof = profile_classifier(student.cpu(), vocab, **prof)
+    s_onnx = None
+    if onnx_latency:
+        from ..data.encode import batches as make_batches
+        from ..measure.onnx_latency import model_onnx_latency
+
+        example = next((b for b in make_batches(dev, 32) if b["input_ids"].shape[0] >= 2), None)
+        if example is not None:
+            logger.info("measuring the student's onnxruntime latency (exported to a temp directory)...")
+            s_onnx = model_onnx_latency(student, example, (1, 32), cfg.eval_seq_len, cfg.latency_threads,
+                                        cfg.latency_repeats)
     teacher = load_teacher(cfg.teacher, spec, "cpu", cfg.trust_remote_code, cfg.assume_label_order)
     t_prof = profile_classifier(teacher.model, teacher.model.config.vocab_size, **prof)
     b_prof = None
@@ -331,6 +342,10 @@ def evaluate(cfg: RunConfig, out: str | Path) -> dict:
         extra_dev=extra_dev, measurement={"seq_len": cfg.eval_seq_len, "threads": cfg.latency_threads,
                                           "repeats": cfg.latency_repeats, "statistic": "median", "device": "cpu"},
     )
+    if s_onnx is not None:
+        from ..measure.report import add_onnx_latency
+
+        add_onnx_latency(results, s_onnx)
     if not results["sanity"]["student_beats_baseline"]:
         logger.warning("the student (dev %s %.4f) does not beat the %s baseline (%.4f): it has not learned more than "
                        "that; train longer, check the teacher and the data", spec.headline, results["student"]["metric"],
@@ -341,8 +356,9 @@ def evaluate(cfg: RunConfig, out: str | Path) -> dict:
     return results
 
 
-def run(cfg: RunConfig, out: str | Path) -> dict:
-    """All stages in order; with ``resume`` a stage whose output exists for the same settings is skipped."""
+def run(cfg: RunConfig, out: str | Path, onnx_latency: bool = True) -> dict:
+    """All stages in order; with ``resume`` a stage whose output exists for the same settings is skipped.
+    ``onnx_latency``: passed to :func:`evaluate`."""
     out = Path(out)
     cfg.validate()
     done = _completed(out, cfg) if cfg.resume else set()
@@ -354,7 +370,7 @@ def run(cfg: RunConfig, out: str | Path) -> dict:
             continue
         logger.info("stage %s", name)
         fn(cfg, out)
-    return evaluate(cfg, out)
+    return evaluate(cfg, out, onnx_latency=onnx_latency)
 
 
 _STAGE_GROUPS = {"probe": {"data", "teacher", "probes"}, "search": {"data", "teacher", "probes", "space", "search"},

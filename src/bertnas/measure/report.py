@@ -60,6 +60,16 @@ def assemble_results(
     return results
 
 
+def add_onnx_latency(results: dict[str, Any], onnx: dict[str, Any]) -> None:
+    """The student's onnxruntime latency beside its PyTorch latency: ``student.latency_onnx_ms`` {b1, b32},
+    ``student.onnx_speedup`` (PyTorch ms / onnxruntime ms) and how it was measured in ``measurement.onnx``."""
+    s = results["student"]
+    s["latency_onnx_ms"] = {"b1": onnx["latency_ms_b1"], "b32": onnx["latency_ms_b32"]}
+    s["onnx_speedup"] = {"b1": _ratio(s["latency_ms_b1"], onnx["latency_ms_b1"]),
+                         "b32": _ratio(s["latency_ms_b32"], onnx["latency_ms_b32"])}
+    results["measurement"]["onnx"] = {k: onnx[k] for k in ("runtime", "exporter", "max_abs_diff") if k in onnx}
+
+
 def _fmt_ms(x: float) -> str:
     return f"{x:.2f}" if x < 100 else f"{x:.0f}"
 
@@ -78,10 +88,16 @@ def results_table(r: dict) -> str:
         metric = "-" if d.get("metric") is None else f"{d['metric']:.4f}"
         lines.append(f"| {name} | {d['params'] / 1e6:.2f}M | {d['flops'] / 1e9:.3f} | {metric} | "
                      f"{_fmt_ms(d['latency_ms_b1'])} | {_fmt_ms(d['latency_ms_b32'])} |")
+    onnx = r["student"].get("latency_onnx_ms")
+    if onnx:
+        lines.append(f"| student, onnxruntime | - | - | - | {_fmt_ms(onnx['b1'])} | {_fmt_ms(onnx['b32'])} |")
     for name, metrics in r.get("baselines", {}).items():
         lines.append(f"| baseline: {name.replace('_', ' ')} | - | - | {metrics[m]:.4f} | - | - |")
     lines += ["", f"Student vs teacher: {r['speedup_b1']}x faster (b1), {r['speedup_b32']}x faster (b32), "
                   f"{r['compression']}x smaller."]
+    if onnx:
+        sp = r["student"]["onnx_speedup"]
+        lines.append(f"Student in onnxruntime vs in PyTorch: {sp['b1']}x faster (b1), {sp['b32']}x faster (b32).")
     if "vs_bert_base" in r:
         v = r["vs_bert_base"]
         lines.append(f"Student vs BERT-base size: {v['speedup_b1']}x faster (b1), {v['speedup_b32']}x faster (b32), "
