@@ -14,6 +14,7 @@ from ..training.amp import autocast
 from ..training.evaluation import evaluate
 from ..training.loop import Resumable, run_epochs, train_pass
 from ..training.losses import LossParts
+from ..training.optim import adamw
 from .modeling import AdaBertForSequenceClassification
 from .objective import KDHeads, Targets, TargetScale, adabert_loss, depth_loss
 
@@ -54,7 +55,7 @@ def retrain(
         return student, best["metrics"], [{"epoch": 0, "dev": best["metrics"]}]
 
     params = list(student.parameters()) + list(heads.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.retrain_lr, weight_decay=cfg.weight_decay)
+    opt = adamw(params, lr=cfg.retrain_lr, weight_decay=cfg.weight_decay)
     total = num_batches(len(train), cfg.retrain_batch_size) * cfg.retrain_epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / total))
     state = Resumable("retrain", checkpoint, cfg.resume, resume_key, student=student, heads=heads, opt=opt, sched=sched)

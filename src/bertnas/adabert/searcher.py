@@ -26,6 +26,7 @@ from ..training.amp import autocast
 from ..training.evaluation import evaluate
 from ..training.loop import Resumable, run_epochs, train_pass
 from ..training.losses import LossParts
+from ..training.optim import adam, adamw
 from .architecture import Architecture
 from ..measure.latency_table import LatencyTable
 from .costs import TABLE_STAT, LatencyCosts, adabert_latency_table, efficiency_costs, efficiency_table
@@ -135,8 +136,8 @@ def search(
     objective = SearchObjective(cfg, spec, supernet, heads, arch, train_targets.standardized(scale),
                                 efficiency_costs(cfg.hidden_size, cfg.eval_seq_len).to(device), lat)
     weights = list(supernet.parameters()) + list(heads.parameters())
-    w_opt = torch.optim.AdamW(weights, lr=cfg.search_lr, weight_decay=cfg.weight_decay)
-    a_opt = torch.optim.Adam(arch.parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999), weight_decay=1e-3)
+    w_opt = adamw(weights, lr=cfg.search_lr, weight_decay=cfg.weight_decay)
+    a_opt = adam(arch.parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999), weight_decay=1e-3)
     decay = cfg.tau_decay if cfg.tau_decay is not None else auto_decay(cfg.tau_max, cfg.tau_min, cfg.search_epochs)
     warmup = min(cfg.search_warmup_epochs, cfg.search_epochs - 1)
     if warmup < cfg.search_warmup_epochs:

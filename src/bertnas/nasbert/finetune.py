@@ -28,6 +28,7 @@ from ..measure.profile import count_params, profile_classifier
 from ..teacher.knowledge import bf16_supported, default_cache_dir
 from ..teacher.loading import load_teacher, load_tokenizer
 from ..training.loop import stop_if_nonfinite
+from ..training.optim import adamw
 from ..utils import atomic_dir, progress, resolve_device, set_seed, write_json
 from .config import FinetuneSettings
 
@@ -122,7 +123,7 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
     model = AutoModelForSequenceClassification.from_pretrained(
         model_dir, num_labels=spec.num_labels, id2label=labels, label2id={v: k for k, v in labels.items()},
         ignore_mismatched_sizes=True, dtype=torch.float32).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = adamw(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     steps = settings.epochs * num_batches(len(train), settings.batch_size)
     warm = max(1, steps // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))

@@ -17,6 +17,7 @@ from transformers import AutoModelForSequenceClassification
 from ..errors import BertnasError
 from ..teacher.loading import load_tokenizer
 from ..training.loop import stop_if_nonfinite
+from ..training.optim import adamw
 from ..utils import atomic_dir, progress, set_seed, write_json
 from .distill import BlockStates, masked_mse
 
@@ -35,7 +36,7 @@ def pretrain_distill(model_dir: str, states: BlockStates, train_idx: list[int], 
     hidden, t = int(model.config.hidden_size), int(states.states.shape[-1])
     to_teacher = torch.nn.Identity() if hidden == t else torch.nn.Linear(hidden, t)
     params = list(encoder.parameters()) + list(to_teacher.parameters())
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    optimizer = adamw(params, lr=lr, weight_decay=0.01)
     steps = epochs * ((len(train_idx) + batch_size - 1) // batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1.0 - s / max(1, steps)))
     gen = torch.Generator().manual_seed(seed)

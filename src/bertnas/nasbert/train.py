@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from ..data.encode import to_device
 from ..errors import BertnasError
 from ..training.loop import stop_if_nonfinite
+from ..training.optim import adamw
 from ..utils import atomic_dir, hash_obj, progress, write_json
 from .config import SupernetSettings
 from .distill import BlockStates, score_path, train_step
@@ -51,7 +52,7 @@ def train_supernet(
     supernet.to(device)
     ckpt = out / "checkpoint"
     key = hash_obj(settings.training_key())[:16]
-    optimizer = torch.optim.AdamW(supernet.parameters(), lr=settings.lr, weight_decay=0.01)
+    optimizer = adamw(supernet.parameters(), lr=settings.lr, weight_decay=0.01)
     steps = settings.epochs * ((len(train_idx) + settings.batch_size - 1) // settings.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1.0 - s / max(1, steps)))
     rng, gen = random.Random(settings.seed), torch.Generator().manual_seed(settings.seed)

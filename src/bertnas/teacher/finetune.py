@@ -13,6 +13,7 @@ from ..data.examples import TaskData
 from ..errors import BertnasError
 from ..training.evaluation import evaluate
 from ..training.losses import task_loss
+from ..training.optim import adamw
 from ..utils import atomic_dir, progress, set_seed, write_json
 
 logger = logging.getLogger("bertnas")
@@ -68,7 +69,7 @@ def finetune(
     train = encode(tokenizer, data.train, max_seq_len, spec.is_regression)
     dev = encode(tokenizer, data.dev, max_seq_len, spec.is_regression)
     model.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    opt = adamw(model.parameters(), lr=lr, weight_decay=0.01)
     steps = num_batches(len(train), batch_size)
     total = max(1, steps * epochs)
     warmup = max(1, total // 10)

@@ -15,6 +15,7 @@ from torch import nn
 from ..data.examples import TaskData
 from ..data.metrics import compute_metrics
 from ..training.losses import task_loss
+from ..training.optim import adam
 from ..utils import progress
 from .knowledge import Knowledge
 
@@ -94,7 +95,7 @@ def train_probes(
         else:
             counts = torch.bincount(labels, minlength=spec.num_labels).float() + 1.0
             probes.bias.copy_((counts / counts.sum()).log().expand(layers, -1))
-    opt = torch.optim.Adam(probes.parameters(), lr=lr)
+    opt = adam(probes.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     steps = epochs * ((n + batch_size - 1) // batch_size)
     with progress(total=steps, desc="probes") as bar:
