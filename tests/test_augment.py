@@ -100,3 +100,24 @@ def test_augmented_run_aligns_targets(tmp_path, tiny_teacher, synthetic_files):
 
     summary = search(cfg.update(tiny), tmp_path / "run")
     assert summary["history"]
+
+
+def test_pairs_replace_a_shared_word_the_same_way_in_both_sentences(tiny_teacher, synthetic_files):
+    """The copy keeps which words A and B share (else the teacher calls most paraphrase copies negative)."""
+    data, teacher, enc = _pair_setup(tiny_teacher, synthetic_files)
+    table = teacher.model.get_input_embeddings().weight.detach()
+    aug = augment_encoded(enc, teacher.tokenizer, table, AugmentSettings(copies=2, replace_prob=0.5, edit_prob=0.0))
+    shared_seen = replaced_shared = 0
+    for j, (ids, types) in enumerate(zip(aug.input_ids, aug.token_type_ids)):
+        src, src_types = enc.input_ids[j % len(enc)], enc.token_type_ids[j % len(enc)]
+        assert len(ids) == len(src)  # no deletions: positions line up
+        mapping: dict[int, set[int]] = {}
+        for a, b in zip(src, ids):
+            mapping.setdefault(a, set()).add(b)
+        in_a = {t for t, s in zip(src, src_types) if s == 0}
+        in_b = {t for t, s in zip(src, src_types) if s == 1}
+        for word in (in_a & in_b) - set(teacher.tokenizer.all_special_ids):
+            shared_seen += 1
+            assert len(mapping[word]) == 1, "a word shared by A and B was replaced differently"
+            replaced_shared += mapping[word] != {word}
+    assert shared_seen > 0 and replaced_shared > 0  # the synthetic pairs share words, and some were replaced
