@@ -131,6 +131,9 @@ def run_dir(teacher_dir, corpus, tmp_path_factory) -> Path:
     summary = pipeline.supernet(settings, out)
     assert summary["space_size_end"] < summary["space_size_start"]
     assert len(summary["shrinks"]) == 2 and len(summary["epochs"]) == 3
+    # the learning rate decays linearly over all 3 epochs (a closure bug once made it 0 after the first)
+    lrs = [e["lr"] for e in summary["epochs"]]
+    assert lrs == pytest.approx([settings.lr * 2 / 3, settings.lr / 3, 0.0], rel=1e-6, abs=1e-12)
     pipeline.latency(out, seq_len=16, batch_sizes=(1, 4), embedding_sizes=(16, 32), threads=1, repeats=7)
     return out
 

@@ -53,8 +53,8 @@ def train_supernet(
     ckpt = out / "checkpoint"
     key = hash_obj(settings.training_key())[:16]
     optimizer = adamw(supernet.parameters(), lr=settings.lr, weight_decay=0.01)
-    steps = settings.epochs * ((len(train_idx) + settings.batch_size - 1) // settings.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1.0 - s / max(1, steps)))
+    epoch_steps = (len(train_idx) + settings.batch_size - 1) // settings.batch_size
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_decay(settings.epochs * epoch_steps))
     rng, gen = random.Random(settings.seed), torch.Generator().manual_seed(settings.seed)
     state, log, start = ShrinkState.start(paths, supernet.space.num_blocks, settings.bins), [], 0
     saved = _read_checkpoint(ckpt, key) if resume else None
@@ -80,15 +80,14 @@ def train_supernet(
         losses = []
         candidates = [state.candidates(n) for n in range(len(state.bins))]
         batches = states.batches(train_idx, settings.batch_size, gen)
-        steps = (len(train_idx) + settings.batch_size - 1) // settings.batch_size
-        for i, batch in enumerate(progress(batches, desc=f"supernet epoch {epoch}", total=steps)):
+        for i, batch in enumerate(progress(batches, desc=f"supernet epoch {epoch}", total=epoch_steps)):
             paths_now = [rng.choice(c) for c in candidates]  # one random path per block per step
             losses.append(train_step(supernet, paths_now, to_device(batch, device), optimizer))
             stop_if_nonfinite({f"block {n + 1} mse": v for n, v in enumerate(losses[-1])}, "nasbert supernet", epoch,
-                              settings.epochs, i + 1, steps, ckpt, epoch - 1)  # before the epoch's checkpoint
+                              settings.epochs, i + 1, epoch_steps, ckpt, epoch - 1)  # before the epoch's checkpoint
             scheduler.step()
         mean = [sum(x[n] for x in losses) / len(losses) for n in range(len(candidates))]
-        entry = {"epoch": epoch, "train_block_mse": mean, "seconds": round(time.time() - t0, 1)}
+        entry = {"epoch": epoch, "train_block_mse": mean, "lr": scheduler.get_last_lr()[0], "seconds": round(time.time() - t0, 1)}
         if epoch > settings.warmup_epochs and not state.done(settings.keep_per_bin):
             scores = []
             for n in range(len(state.bins)):
@@ -102,6 +101,13 @@ def train_supernet(
         logger.info("supernet epoch %d: block MSE %s (%.0f s)", epoch, ["%.4f" % x for x in mean], entry["seconds_total"])
         _save_checkpoint(ckpt, supernet, optimizer, scheduler, state, epoch, log, key, rng, gen)
     return state, log
+
+
+def linear_decay(total_steps: int):
+    """LambdaLR factor falling linearly from 1 to 0 over ``total_steps``, bound now (a closure over a variable the
+    loop later reuses once made the supernet's learning rate reach 0 after its first epoch)."""
+    total = max(1, int(total_steps))
+    return lambda step: max(0.0, 1.0 - step / total)
 
 
 def _read_checkpoint(ckpt: Path, key: str) -> tuple[dict, dict, dict] | None:
