@@ -8,7 +8,7 @@ set -euo pipefail
 DATA=${1:-../shared/data/glue/MRPC}
 TEACHER=${2:-../shared/teachers/mrpc-minilm-L6-H384}
 OUT=${3:-runs/bench-mrpc}
-SST2_GENOTYPE="K=1 | n0: conv_3<0 conv_3<1 | n1: avg_pool_3<0 dil_conv_3<2 | n2: avg_pool_3<2 dil_conv_3<3"
+SST2_GENOTYPE="K=1 | n0: avg_pool_3<0 conv_3<1 | n1: max_pool_3<1 dil_conv_3<2 | n2: max_pool_3<0 dil_conv_3<3"
 bertnas bench --teacher "$TEACHER" --task mrpc --data-dir "$DATA" --out "$OUT" \
     --max-seq-len 128 --search-epochs 3 --retrain-epochs 3 --random-n 3 --rows "${ROWS:-default}" \
     --genotype-from "${GENOTYPE_FROM:-$SST2_GENOTYPE}" "${@:4}"
