@@ -50,10 +50,10 @@ def pair_layout(
     if token_type_ids is None:
         token_type_ids = types_from_sep(input_ids, attention_mask, sep_token_id)
     elif sep_token_id is not None:
-        # RoBERTa-style tokenizers give all-zero types even for pairs: split those rows at [SEP] instead
+        # RoBERTa-style tokenizers give all-zero types even for pairs: split those rows at [SEP] instead.
+        # Branch-free (rows that have B types keep theirs), so torch.export captures it as one graph.
         no_b = ((token_type_ids == 1) & attention_mask.bool()).sum(1, keepdim=True) == 0
-        if bool(no_b.any()):
-            token_type_ids = torch.where(no_b, types_from_sep(input_ids, attention_mask, sep_token_id), token_type_ids)
+        token_type_ids = torch.where(no_b, types_from_sep(input_ids, attention_mask, sep_token_id), token_type_ids)
     if token_type_ids is None:
         raise ValueError("pair input needs token_type_ids or config.sep_token_id to find sentence B")
     mask_b = (attention_mask.bool() & (token_type_ids == 1)).long()

@@ -31,15 +31,24 @@ class ConvBN(nn.Sequential):
 
 class MaxPool(nn.Module):
     """Max over a window of 3 with zero padding, so that the sequence end looks the same whether it is
-    followed by padding tokens (zeroed by the mask) or by nothing."""
+    followed by padding tokens (zeroed by the mask) or by nothing.
+
+    Under ``torch.export`` (the dynamo ONNX exporter) it pools through ``max_pool1d_with_indices`` instead:
+    ``aten.max_pool1d`` has no symbolic-shape meta function, and its C++ kernel reads the length as an int,
+    which pins the graph's sequence axis to the example's length (torch 2.13). Both take the same maxima, so
+    the values are identical; eager runs keep the faster plain kernel (and the FLOP count sees either op)."""
 
     def __init__(self, kernel: int = 3) -> None:
         super().__init__()
+        self.kernel = kernel
         self.pad = kernel // 2
         self.pool = nn.MaxPool1d(kernel, stride=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(nn.functional.pad(x, (self.pad, self.pad)))
+        padded = nn.functional.pad(x, (self.pad, self.pad))
+        if torch.compiler.is_exporting():
+            return nn.functional.max_pool1d(padded, self.kernel, stride=1, return_indices=True)[0]
+        return self.pool(padded)
 
 
 class Zero(nn.Module):

@@ -4,11 +4,12 @@ The graph export shared by ``bertnas export`` (which checks the file on the run'
 writes ``RUN/export``) and by ``bertnas evaluate`` (which times the student in onnxruntime beside PyTorch).
 
 Exporter: the dynamo exporter (``torch.export`` + onnxscript), which torch >= 2.9 recommends and makes the
-default; it gives a graph with no traced-in shapes. ``torch.export`` refuses data-dependent Python control
-flow, and the pair student has one (``pair_layout`` asks ``if bool(no_b.any())`` before splitting rows that
-carry no sentence-B token types at [SEP]). Where the dynamo exporter fails, or its graph fails the caller's
-check, we fall back to the TorchScript exporter, traced on the example batch plus the same rows with all-zero
-token types, so the trace records that branch (its ``torch.where`` is the identity on rows that do have B types).
+default; it gives a graph with no traced-in shapes. The AdaBERT students (single sentence and pair) export with
+it: their forward keeps batch and length symbolic (``ops.MaxPool`` pools through ``max_pool1d_with_indices``
+under export; ``pair_layout`` splits pairs without data-dependent control flow). Where the dynamo exporter fails
+(``torch.export`` refuses data-dependent Python control flow and shape specializations), or its graph fails the
+caller's check, we fall back to the TorchScript exporter, traced on the example batch plus the same rows with
+all-zero token types, so a model that branches on them has that branch recorded too.
 """
 from __future__ import annotations
 
