@@ -3,6 +3,8 @@
 Flags come from :class:`bertnas.config.RunConfig` (one flag per field); ``--config FILE`` (YAML or JSON)
 sets the same keys. Precedence: defaults < saved run config (later stages) < config file < flags.
 User errors print one line ``bertnas: error: ...`` and exit 2, with no traceback.
+Under ``torchrun`` (``torchrun --nproc_per_node N -m bertnas run ...``) the AdaBERT stages run on every
+process and only rank 0 prints results and writes files.
 """
 from __future__ import annotations
 
@@ -166,7 +168,11 @@ def _check_out(out: str | None) -> None:
         raise BertnasError(f"--out {out} is an existing file: pass a directory path (it is created if missing)")
 
 
+_DISTRIBUTED_COMMANDS = ("run", "probe", "search", "retrain", "evaluate")
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .training import distributed as ddp
     from .utils import setup_logging
 
     args = build_parser().parse_args(argv)
@@ -180,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         from .adabert import pipeline
 
         _check_out(getattr(args, "out", None))
+        if ddp.launched() and (args.command not in _DISTRIBUTED_COMMANDS or getattr(args, "dry_run", False)):
+            what = f"{args.command} --dry-run" if getattr(args, "dry_run", False) else args.command
+            raise BertnasError(f"`bertnas {what}` runs in one process: start it without torchrun (under torchrun: "
+                               f"{', '.join(_DISTRIBUTED_COMMANDS)})")
 
         if args.command == "demo":
             from .adabert.demo import demo
@@ -213,19 +223,26 @@ def main(argv: list[str] | None = None) -> int:
             cfg = _resolve(args, from_run_dir=args.command not in ("run", "probe"))
             options = {"onnx_latency": args.onnx_latency} if args.command in ("run", "evaluate") else {}
             result = getattr(pipeline, args.command)(cfg, args.out, **options)
+            if not ddp.is_main():  # torchrun: rank 0 writes and prints
+                return 0
             if args.command not in ("run", "probe"):
                 pipeline.save_run_config(cfg, Path(args.out))  # only a step that succeeded changes the saved settings
             if args.command == "probe":
                 print(probes_table(result))
             elif args.command in ("run", "evaluate"):
                 print(results_table(result))
+    except ddp.MainRankFailed:  # rank 0 printed the error
+        return 2
     except BertnasError as exc:
-        print(f"bertnas: error: {exc}", file=sys.stderr)
+        rank = f" (rank {ddp.rank()})" if not ddp.is_main() else ""
+        print(f"bertnas: error{rank}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # one line: which stage stopped, its last checkpoint, the command that resumes
         import shlex
         import traceback
 
+        if not ddp.is_main():  # torchrun: rank 0 says where it stopped
+            return 130
         stage = next((f.f_code.co_name for f, _ in reversed(list(traceback.walk_tb(exc.__traceback__)))
                       if str(f.f_globals.get("__name__", "")).endswith("pipeline")
                       and f.f_code.co_name in ("probe", "search", "retrain", "evaluate")), None)
@@ -237,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bertnas: interrupted {where}{saved}; to resume, run: {shlex.join(['bertnas', *redo])}",
               file=sys.stderr)
         return 130
+    finally:
+        ddp.teardown()
     return 0
 
 

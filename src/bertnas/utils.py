@@ -30,15 +30,20 @@ def set_seed(seed: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """Turn 'auto', 'cpu', 'cuda', 'cuda:1', 'mps' into a device, with a clear error if unavailable."""
+    """Turn 'auto', 'cpu', 'cuda', 'cuda:1', 'mps' into a device, with a clear error if unavailable.
+    Under torchrun, 'auto' and 'cuda' mean this process's GPU (``cuda:LOCAL_RANK``)."""
+    from .training.distributed import launched, local_rank
+
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError as exc:
         raise BertnasError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BertnasError(f"device {name!r} asked for but CUDA is not available: use --device cpu")
+    if device.type == "cuda" and device.index is None and launched():
+        device = torch.device("cuda", local_rank())
     return device
 
 
@@ -225,7 +230,9 @@ def progress(iterable=None, *, total: int | None = None, desc: str = "", example
     """
     import sys
 
-    if _STEP_RECORDS is not None:  # a dry run times the loops instead of showing them
+    from .training.distributed import is_main
+
+    if _STEP_RECORDS is not None or not is_main():  # a dry run times the loops; ranks other than 0 are quiet
         return LogProgress(iterable, total=total, desc=desc, examples=examples, interval=float("inf"))
     if sys.stderr.isatty() and not os.environ.get("TQDM_DISABLE"):
         from tqdm.auto import tqdm

@@ -25,6 +25,10 @@ API (``from bertnas import run, probe, search, retrain, evaluate``) both call th
 :func:`run` runs them in order, skipping a stage already done for the same settings; ``demo`` runs it all on
 the built-in synthetic task.
 
+Under ``torchrun`` (``training.distributed``): rank 0 alone runs the teacher, the probes and the measurements
+and writes every file; search and further training run on every rank, each on its shard of every batch, and
+every rank ends with the same architecture and weights.
+
 Run directory (each stage writes its part through a temp dir and a rename)::
 
     config.json           resolved settings + versions + git hash
@@ -52,6 +56,7 @@ from ..data.examples import TaskData, TaskSpec
 from ..data.metrics import compute_metrics
 from ..data.readers import load_task
 from ..errors import BertnasError
+from ..training import distributed as ddp
 from ..utils import (atomic_dir, load_model_dir, read_json, read_weights, resolve_device, run_metadata, set_seed,
                     write_json)
 
@@ -141,10 +146,17 @@ class _StageInputs:
     device: torch.device
 
 
+def _device(cfg: RunConfig) -> torch.device:
+    """The run's device; under torchrun, also joins the process group (a no-op otherwise)."""
+    device = resolve_device(cfg.device)
+    ddp.setup(device)
+    return device
+
+
 def _stage_inputs(cfg: RunConfig, out: Path) -> _StageInputs:
     from .objective import Targets
 
-    device = resolve_device(cfg.device)
+    device = _device(cfg)
     set_seed(cfg.seed)
     data = load_data(cfg)
     tokenizer = _tokenizer(out, cfg.trust_remote_code)
@@ -171,7 +183,13 @@ def _stage_inputs(cfg: RunConfig, out: Path) -> _StageInputs:
 
 # ----------------------------------------------------------------------------- stages
 def probe(cfg: RunConfig, out: str | Path) -> dict:
-    """Load the teacher, cache its knowledge, train and save one probe per layer."""
+    """Load the teacher, cache its knowledge, train and save one probe per layer (under torchrun: on rank 0,
+    while the other ranks wait for it)."""
+    _device(cfg)
+    return ddp.on_main(_probe, cfg, out)
+
+
+def _probe(cfg: RunConfig, out: str | Path) -> dict:
     from ..teacher.knowledge import compute_knowledge
     from ..teacher.loading import load_teacher
     from ..teacher.probes import train_probes
@@ -231,26 +249,36 @@ def search(cfg: RunConfig, out: str | Path) -> dict:
                               tokenizer.sep_token_id)
     t0 = time.perf_counter()
     ckpt = out / "checkpoints" / "search.pt"
+    table = None
+    if cfg.efficiency == "latency":  # measured (or read from the cache) once, by rank 0 under torchrun
+        from .costs import adabert_latency_table
+
+        table = ddp.on_main(adabert_latency_table, cfg)
     arch, heads, history = run_search(cfg, spec, inputs.train, inputs.dev, inputs.targets, supernet, inputs.device, ckpt,
-                                      resume_key=_stage_key(cfg, "search") + knowledge.key)
+                                      resume_key=_stage_key(cfg, "search") + knowledge.key, latency_table=table)
     result = finish_search(cfg, spec, supernet, arch, heads, history, tokenizer.pad_token_id or 0,
-                           tokenizer.sep_token_id, train_labels=inputs.train.labels)
+                           tokenizer.sep_token_id, train_labels=inputs.train.labels, latency_table=table)
+    ddp.check_same("the derived architecture", str(result.genotype))
     summary = {
         "genotype": result.genotype.to_dict(), "genotype_str": str(result.genotype),
         "collapse": result.report.to_dict(), "op_probs": result.op_probs, "depth_probs": result.depth_probs,
         "op_costs": result.op_costs, "latency": result.latency, "search_seconds": round(time.perf_counter() - t0, 1),
         "history": history,
     }
-    with atomic_dir(out / "search") as tmp:
-        result.student.save_pretrained(tmp / "student")
-        tokenizer.save_pretrained(tmp / "student")  # every model directory carries its tokenizer
-        save_file({k: v.contiguous() for k, v in result.heads.state_dict().items()}, str(tmp / "heads.safetensors"))
-        write_json(tmp / "genotype.json", summary)
-    plot_architecture(result.genotype, out / "architecture.png", result.op_probs, result.depth_probs,
-                      title=f"AdaBERT cell searched for {spec.name}")
-    ckpt.unlink(missing_ok=True)
-    (out / "checkpoints" / "retrain.pt").unlink(missing_ok=True)  # it belonged to the previous search
-    _mark(out, "search", cfg)
+
+    def save() -> None:
+        with atomic_dir(out / "search") as tmp:
+            result.student.save_pretrained(tmp / "student")
+            tokenizer.save_pretrained(tmp / "student")  # every model directory carries its tokenizer
+            save_file({k: v.contiguous() for k, v in result.heads.state_dict().items()}, str(tmp / "heads.safetensors"))
+            write_json(tmp / "genotype.json", summary)
+        plot_architecture(result.genotype, out / "architecture.png", result.op_probs, result.depth_probs,
+                          title=f"AdaBERT cell searched for {spec.name}")
+        ckpt.unlink(missing_ok=True)
+        (out / "checkpoints" / "retrain.pt").unlink(missing_ok=True)  # it belonged to the previous search
+        _mark(out, "search", cfg)
+
+    ddp.on_main(save)
     logger.info("searched genotype: %s", result.genotype)
     for warning in result.report.warnings:
         logger.warning("%s", warning)
@@ -274,19 +302,29 @@ def retrain(cfg: RunConfig, out: str | Path) -> dict:
     ckpt = out / "checkpoints" / "retrain.pt"
     student, best, history = run_retrain(cfg, spec, student, heads, inputs.train, inputs.dev, inputs.targets,
                                          inputs.device, ckpt, resume_key=_stage_key(cfg, "retrain") + inputs.knowledge.key)
-    with atomic_dir(out / "model") as tmp:
-        student.cpu().save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        write_json(tmp / "training.json", {"dev": best, "history": history,
-                                           "retrain_seconds": round(time.perf_counter() - t0, 1)})
-    ckpt.unlink(missing_ok=True)
-    _mark(out, "retrain", cfg)
+    seconds = round(time.perf_counter() - t0, 1)
+
+    def save() -> None:
+        with atomic_dir(out / "model") as tmp:
+            student.cpu().save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            write_json(tmp / "training.json", {"dev": best, "history": history, "retrain_seconds": seconds})
+        ckpt.unlink(missing_ok=True)
+        _mark(out, "retrain", cfg)
+
+    ddp.on_main(save)
     return {"dev": best, "history": history}
 
 
 def evaluate(cfg: RunConfig, out: str | Path, onnx_latency: bool = True) -> dict:
     """Dev metrics of the final model, and params/FLOPs/latency of student and teacher side by side;
-    ``onnx_latency``: also the student's onnxruntime latency (when onnx and onnxruntime are installed)."""
+    ``onnx_latency``: also the student's onnxruntime latency (when onnx and onnxruntime are installed).
+    Under torchrun rank 0 measures alone (the others wait for its results)."""
+    _device(cfg)
+    return ddp.on_main(_evaluate, cfg, out, onnx_latency)
+
+
+def _evaluate(cfg: RunConfig, out: str | Path, onnx_latency: bool = True) -> dict:
     from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
     from ..measure import profile_classifier
@@ -361,9 +399,10 @@ def run(cfg: RunConfig, out: str | Path, onnx_latency: bool = True) -> dict:
     ``onnx_latency``: passed to :func:`evaluate`."""
     out = Path(out)
     cfg.validate()
-    done = _completed(out, cfg) if cfg.resume else set()
+    _device(cfg)
+    done = ddp.on_main(_completed, out, cfg) if cfg.resume else set()  # rank 0 decides for all ranks
     if done:  # the steps that follow read their settings from the run directory
-        save_run_config(cfg, out)
+        ddp.on_main(save_run_config, cfg, out)
     for name, fn in (("probe", probe), ("search", search), ("retrain", retrain)):
         if name in done:
             logger.info("stage %s: already done for these settings, skipping (--no-resume to redo)", name)

@@ -1,4 +1,7 @@
-"""Train the derived student further on (1 - gamma) CE + gamma KD, keeping the best dev checkpoint."""
+"""Train the derived student further on (1 - gamma) CE + gamma KD, keeping the best dev checkpoint.
+
+Under torchrun each rank trains on its shard of every batch and gradients are averaged over ranks
+(``training.distributed``); every rank evaluates dev alike and so keeps the same best epoch."""
 from __future__ import annotations
 
 import copy
@@ -10,6 +13,7 @@ import torch
 from ..config import RunConfig
 from ..data.encode import Encoded, num_batches
 from ..data.examples import TaskSpec
+from ..training import distributed as ddp
 from ..training.amp import autocast
 from ..training.evaluation import evaluate
 from ..training.loop import Resumable, run_epochs, train_pass
@@ -59,6 +63,8 @@ def retrain(
     total = num_batches(len(train), cfg.retrain_batch_size) * cfg.retrain_epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / total))
     state = Resumable("retrain", checkpoint, cfg.resume, resume_key, student=student, heads=heads, opt=opt, sched=sched)
+    ddp.broadcast_modules(student, heads)  # torchrun: every rank starts from rank 0's weights
+    ddp.global_batchnorm(student)
     if state.restored:
         best = {"state": state.extra["best_state"], "metrics": dict(state.extra["best_metrics"])}
     else:
@@ -72,7 +78,8 @@ def retrain(
         ce, kd = depth_loss(logits, head_logits, batch, targets, spec.is_regression, cfg.temperature, cfg.attentive_kd)
         parts = adabert_loss(ce, kd, None, cfg.gamma, cfg.beta)
         opt.zero_grad(set_to_none=True)
-        parts.total.backward()
+        ddp.scale_loss(parts.total).backward()
+        ddp.average_gradients(params)
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         opt.step()
         sched.step()

@@ -10,6 +10,8 @@ With ``--efficiency latency`` L_E is the
 expected latency from this CPU's op latency table (``costs.LatencyCosts``), optionally above a budget only.
 Temperature anneals from tau_max to tau_min. A checkpoint after every epoch makes the search resumable;
 the result is a genotype plus a derived student that keeps the searched weights.
+Under torchrun each rank trains on its shard of every batch with the same Gumbel samples, and gradients
+(weights and architecture alike) are averaged over ranks (``training.distributed``).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import torch
 from ..config import RunConfig
 from ..data.encode import Encoded, num_batches
 from ..data.examples import TaskSpec
+from ..training import distributed as ddp
 from ..training.amp import autocast
 from ..training.evaluation import evaluate
 from ..training.loop import Resumable, run_epochs, train_pass
@@ -150,6 +153,8 @@ def search(
     steps = num_batches(len(subset) if subset is not None else len(train), cfg.search_batch_size)
     state = Resumable("search", checkpoint, cfg.resume, resume_key, supernet=supernet, heads=heads, arch=arch,
                       w_opt=w_opt, a_opt=a_opt)
+    ddp.broadcast_modules(supernet, heads, arch)  # torchrun: every rank starts from rank 0's weights
+    ddp.global_batchnorm(supernet)  # torchrun: BatchNorm statistics of the whole batch, as in one process
 
     def epoch_fn(epoch: int, shuffle_gen: torch.Generator, gumbel_gen: torch.Generator) -> dict:
         update_arch = epoch >= warmup
@@ -161,15 +166,17 @@ def search(
             ops_w, depth_w = arch.sample(tau, gumbel_gen)
             parts = objective(batch, ops_w.detach(), depth_w.detach(), arch_step=False)
             w_opt.zero_grad(set_to_none=True)
-            parts.total.backward()
+            ddp.scale_loss(parts.total).backward()
+            ddp.average_gradients(weights)
             torch.nn.utils.clip_grad_norm_(weights, 5.0)
             w_opt.step()
             if update_arch and i % cfg.arch_update_interval == 0:
                 ops_w, depth_w = arch.sample(tau, gumbel_gen)
                 parts = objective(batch, ops_w, depth_w, arch_step=True)
-                grads = torch.autograd.grad(parts.total, list(arch.parameters()), allow_unused=True)
+                grads = torch.autograd.grad(ddp.scale_loss(parts.total), list(arch.parameters()), allow_unused=True)
                 for p, g in zip(arch.parameters(), grads):
                     p.grad = g
+                ddp.average_gradients(arch.parameters())  # the same architecture step on every rank
                 torch.nn.utils.clip_grad_norm_(list(arch.parameters()), 5.0)
                 a_opt.step()
             return parts

@@ -8,6 +8,10 @@ a rerun with the same settings (``resume_key``) continues from there.
 A loss that is NaN or inf stops the stage at once (:func:`check_finite`, called on every step), and weights
 that turned NaN or inf are never checkpointed: the error names the stage, the epoch and batch, and the last
 good checkpoint, which is left as it was.
+
+Under ``torchrun`` (``training.distributed``) every rank walks the same batches and trains on its shard of each,
+the steps average gradients over ranks, only rank 0 writes checkpoints, and after every epoch the ranks' weights
+are compared.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import torch
 from ..data.encode import Encoded, batches, num_batches, to_device
 from ..errors import BertnasError
 from ..utils import progress
+from . import distributed as ddp
 from .checkpoints import load_checkpoint, save_checkpoint
 from .losses import LossParts
 
@@ -83,8 +88,9 @@ def nonfinite_weights(modules: dict[str, object]) -> str | None:
 
 
 def epoch_generators(seed: int, epoch: int) -> tuple[torch.Generator, torch.Generator]:
-    """(shuffle, sampling) generators for one epoch, and the global seed for dropout."""
-    torch.manual_seed(seed * 1000 + epoch)
+    """(shuffle, sampling) generators for one epoch, alike on every rank, and the global seed for dropout (its
+    own per rank under torchrun, so that the shards of a batch get independent dropout, as in one process)."""
+    torch.manual_seed(seed * 1000 + epoch + 1_000_003 * ddp.rank())
     np.random.seed((seed * 1000 + epoch) % 2**32)
     return (torch.Generator().manual_seed(seed * 1000 + epoch),
             torch.Generator().manual_seed(seed * 1000 + epoch + 500))
@@ -117,7 +123,7 @@ class Resumable:
         bad = nonfinite_weights(self.stateful)
         if bad is not None:
             raise NonFiniteLoss(f"the weights became NaN or inf ({bad}) though every loss was finite")
-        if self.path is not None:
+        if self.path is not None and ddp.is_main():
             save_checkpoint(self.path, {**{k: obj.state_dict() for k, obj in self.stateful.items()},
                                         "epoch": self.epoch, "history": self.history, "resume_key": self.key, **extra})
 
@@ -136,6 +142,7 @@ def run_epochs(
         shuffle_gen, sample_gen = epoch_generators(seed, epoch)
         try:
             record = epoch_fn(epoch, shuffle_gen, sample_gen)
+            ddp.check_in_sync(state.stateful, f"stage {state.name}, epoch {epoch + 1}")
             history = [*state.history, {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 1), **record}]
             done, state.epoch, state.history = state.epoch, epoch + 1, history
             try:
@@ -158,14 +165,18 @@ def train_pass(
     subset: Iterable[int] | None = None,
 ) -> dict[str, float]:
     """One pass over length-grouped shuffled batches; ``step(i, batch)`` trains and returns its loss parts.
-    Returns the mean of each part over the pass."""
+    Returns the mean of each part over the pass. Under torchrun ``step`` gets this rank's shard of each batch
+    (it should back-propagate ``ddp.scale_loss(loss)`` and call ``ddp.average_gradients``); the loss parts
+    are those of the whole batch."""
     subset = list(subset) if subset is not None else None
     steps = num_batches(len(subset) if subset is not None else len(data), batch_size)
     sums: dict[str, float] = {}
     bar = progress(batches(data, batch_size, shuffle=True, generator=generator, subset=subset), total=steps, desc=desc)
     for i, batch in enumerate(bar):
-        parts = step(i, to_device(batch, device))
-        values = parts.as_dict()
+        local, share = ddp.shard(batch)
+        with ddp.sharded_step(share):
+            parts = step(i, to_device(local, device))
+        values = ddp.mean_over_ranks(parts.as_dict(), share)
         check_finite(values, i + 1, steps)  # before anything is saved: the stage stops here, its checkpoint intact
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + v

@@ -1,0 +1,321 @@
+"""Many processes under ``torchrun``: data-parallel search and training that end where one process ends.
+
+Launched by ``torchrun`` (``WORLD_SIZE`` > 1 with ``RANK`` and ``LOCAL_RANK`` set), the stages join one process
+group (gloo on CPU, nccl on CUDA, one GPU per local rank). Every rank walks the same global batches (same
+shuffle generator); each trains on a disjoint contiguous shard of every batch (:func:`shard`), weighs its
+loss by its share of the batch (:func:`scale_loss`), and gradients are summed over ranks and averaged
+(:func:`average_gradients`), so a step equals a one-process step on the whole batch up to float rounding.
+BatchNorm layers normalise with the statistics of the whole global batch (:class:`GlobalBatchNorm1d`), as one
+process would. A batch smaller than the number of ranks (the last one of a pass) is run whole on every rank.
+
+The Gumbel samples come from generators seeded alike on every rank, and the architecture weights get the same
+averaged gradients, so every rank samples the same ops at every step; :func:`average_gradients` fails when a
+parameter has a gradient on some ranks only (they ran different ops), and :func:`check_in_sync` compares
+weight checksums across ranks after every epoch. Rank 0 alone runs the teacher, the probes and the
+measurements, and writes every file (:func:`on_main`); the other ranks log only errors and show no progress.
+
+Without ``torchrun`` every function here is a no-op, so one process behaves exactly as before.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..errors import BertnasError
+
+logger = logging.getLogger("bertnas")
+T = TypeVar("T")
+WAIT = timedelta(hours=24)
+"""Collective timeout: the other ranks wait while rank 0 alone runs the teacher over the data, which may take hours
+(a rank that fails ends the others through torchrun, so a long timeout does not hide errors)."""
+
+
+class MainRankFailed(BertnasError):
+    """Raised on the other ranks when rank 0 failed in :func:`on_main` (rank 0 reports the error itself)."""
+
+
+def launched() -> bool:
+    """True when started by torchrun with more than one process."""
+    env = os.environ
+    return all(k in env for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK")) and int(env["WORLD_SIZE"]) > 1
+
+
+def active() -> bool:
+    """True once the process group of a many-process run is up."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def world_size() -> int:
+    return dist.get_world_size() if active() else 1
+
+
+def rank() -> int:
+    if active():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0")) if launched() else 0
+
+
+def is_main() -> bool:
+    """Rank 0, or the only process: the one that writes files and logs."""
+    return rank() == 0
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0")) if launched() else 0
+
+
+def setup(device: torch.device) -> None:
+    """Join torchrun's process group once (gloo on CPU, nccl on CUDA); quiet the logs of ranks other than 0.
+    Nothing happens without torchrun."""
+    if not launched() or dist.is_initialized():
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=WAIT)
+    if not is_main():
+        logger.setLevel(logging.ERROR)
+
+
+def teardown() -> None:
+    """Leave the process group (the end of a torchrun command)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _comm_device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def on_main(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` on rank 0 only (teacher pass, probes, measurements, writing files); the other
+    ranks wait and get its result (picklable), or fail with :class:`MainRankFailed` when it raised."""
+    if not active():
+        return fn(*args, **kwargs)
+    box: list[Any] = [None]
+    if is_main():
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            box[0] = ("error", f"{type(exc).__name__}: {exc}" if not isinstance(exc, BertnasError) else str(exc))
+            dist.broadcast_object_list(box, src=0)
+            raise
+        box[0] = ("ok", result)
+        dist.broadcast_object_list(box, src=0)
+        return result
+    dist.broadcast_object_list(box, src=0)
+    status, value = box[0]
+    if status == "error":
+        raise MainRankFailed(f"rank 0 failed: {value}")
+    return value
+
+
+# ----------------------------------------------------------------------------- one step over a shard
+@dataclass(frozen=True)
+class Share:
+    """This rank's part of one global batch: ``examples`` of ``total``; ``split`` False when every rank runs
+    the whole batch (fewer examples than ranks)."""
+
+    examples: int
+    total: int
+    split: bool
+
+
+_SHARE: Share | None = None  # set by :func:`sharded_step` for the step that runs on this rank's shard
+
+
+def shard(batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], Share | None]:
+    """This rank's contiguous rows of a global batch (all ranks see the same padded length, as one process
+    would), and its :class:`Share`; the whole batch and None without torchrun."""
+    if not active():
+        return batch, None
+    total, ranks = batch["input_ids"].size(0), world_size()
+    if total < ranks:
+        return batch, Share(total, total, split=False)
+    bounds = [total * r // ranks for r in range(ranks + 1)]
+    start, end = bounds[rank()], bounds[rank() + 1]
+    return {k: v[start:end] for k, v in batch.items()}, Share(end - start, total, split=True)
+
+
+@contextlib.contextmanager
+def sharded_step(share: Share | None) -> Iterator[None]:
+    """Mark the step that runs on ``share`` (read by :func:`scale_loss` and :class:`GlobalBatchNorm1d`)."""
+    global _SHARE
+    previous, _SHARE = _SHARE, share
+    try:
+        yield
+    finally:
+        _SHARE = previous
+
+
+def scale_loss(loss: torch.Tensor) -> torch.Tensor:
+    """The loss to back-propagate: this shard's mean loss times ``world * examples / total``, so that the
+    average of the ranks' gradients (:func:`average_gradients`) is the gradient of the global batch's mean
+    loss (also through the global BatchNorm statistics). Unchanged in one process or on a replicated batch."""
+    if _SHARE is None or not _SHARE.split:
+        return loss
+    return loss * (world_size() * _SHARE.examples / _SHARE.total)
+
+
+def average_gradients(params: Iterable[nn.Parameter]) -> None:
+    """Average the gradients of ``params`` over ranks in one all-reduce (with gloo or nccl).
+
+    A parameter that has a gradient on some ranks but not on others means the ranks ran different ops (their
+    Gumbel samples differ): that is an error rather than a silent mix of two architectures. Parameters
+    without a gradient on every rank keep none, as in one process (the optimizer then skips them)."""
+    if not active():
+        return
+    params = list(params)
+    if not params:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    device = grads[0].device if grads else params[0].device
+    present = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=device)
+    flat = torch.cat([g.reshape(-1).float() for g in grads] + [present])
+    dist.all_reduce(flat)
+    ranks = world_size()
+    counts = flat[-len(params):]
+    uneven = ((counts != 0) & (counts != ranks)).nonzero()
+    if uneven.numel():
+        i = int(uneven[0])
+        raise BertnasError(f"ranks ran different operations in one step: a parameter of shape {tuple(params[i].shape)} "
+                           f"has a gradient on {int(counts[i])} of {ranks} ranks; every rank must draw the same "
+                           "architecture sample (same bertnas version, settings and seed on every rank)")
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset : offset + n].view_as(g) / ranks)
+        offset += n
+
+
+def mean_over_ranks(values: dict[str, float], share: Share | None) -> dict[str, float]:
+    """A step's loss parts over the global batch (each shard's mean weighed by its examples)."""
+    if share is None or not active():
+        return values
+    weight = share.examples / share.total if share.split else 1.0 / world_size()
+    t = torch.tensor([v * weight for v in values.values()], dtype=torch.float64, device=_comm_device())
+    dist.all_reduce(t)
+    return dict(zip(values, t.tolist()))
+
+
+class _GlobalBatchNorm(torch.autograd.Function):
+    """Normalise ``x`` (B, C, ...) with the mean and variance of the whole global batch: one all-reduce of the
+    per-channel sums in forward and one of the gradient sums in backward (as torch's SyncBatchNorm does)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        dims = [0, *range(2, x.dim())]
+        xd = x.double()
+        local = torch.cat([xd.sum(dims), xd.square().sum(dims),
+                           torch.tensor([x.numel() / x.size(1)], dtype=torch.float64, device=x.device)])
+        dist.all_reduce(local)
+        c = x.size(1)
+        n = local[-1].clone()
+        mean = local[:c] / n
+        var = (local[c : 2 * c] / n - mean.square()).clamp(min=0)
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        invstd = torch.rsqrt(var + eps)
+        xhat = ((xd - mean.view(shape)) * invstd.view(shape)).to(x.dtype)
+        ctx.save_for_backward(xhat, invstd.to(x.dtype), n)
+        ctx.mark_non_differentiable(mean, var, n)
+        return xhat, mean, var, n
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor, *_: torch.Tensor) -> tuple[torch.Tensor, None]:
+        xhat, invstd, n = ctx.saved_tensors
+        dims = [0, *range(2, grad.dim())]
+        shape = [1, -1] + [1] * (grad.dim() - 2)
+        sums = torch.cat([grad.sum(dims), (grad * xhat).sum(dims)]).double()
+        dist.all_reduce(sums)
+        c = grad.size(1)
+        mean_g, mean_gx = (sums[:c] / n).to(grad.dtype), (sums[c:] / n).to(grad.dtype)
+        return (grad - mean_g.view(shape) - xhat * mean_gx.view(shape)) * invstd.view(shape), None
+
+
+class GlobalBatchNorm1d(nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` whose training-mode statistics are those of the whole global batch, summed over the
+    ranks' shards (torch's SyncBatchNorm runs on GPUs only). Outside a split step (one process, evaluation, a
+    replicated batch) it is plain BatchNorm."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and _SHARE is not None and _SHARE.split and active()):
+            return super().forward(x)
+        y, mean, var, n = _GlobalBatchNorm.apply(x, self.eps)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                self.running_mean.mul_(1 - m).add_(m * mean.to(self.running_mean.dtype))
+                unbiased = var * n / (n - 1).clamp(min=1)
+                self.running_var.mul_(1 - m).add_(m * unbiased.to(self.running_var.dtype))
+        if self.affine:
+            shape = [1, -1] + [1] * (x.dim() - 2)
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y
+
+
+def global_batchnorm(*modules: nn.Module) -> None:
+    """Under torchrun, turn every ``nn.BatchNorm1d`` in ``modules`` into :class:`GlobalBatchNorm1d` in place
+    (same parameters, buffers and state-dict keys; only the training-mode statistics change)."""
+    if not active():
+        return
+    for module in modules:
+        for m in module.modules():
+            if type(m) is nn.BatchNorm1d:
+                m.__class__ = GlobalBatchNorm1d
+
+
+# ----------------------------------------------------------------------------- ranks stay identical
+def broadcast_modules(*modules: nn.Module) -> None:
+    """Copy rank 0's weights and buffers (state dict) into every rank, as DDP does when it wraps a model."""
+    if not active():
+        return
+    for module in modules:
+        for t in module.state_dict().values():
+            if torch.is_tensor(t):
+                dist.broadcast(t, src=0)
+
+
+def _checksum(module: nn.Module) -> torch.Tensor:
+    """Sum and position-weighted sum of a module's floating state, in float64 (order-sensitive, cheap)."""
+    total = torch.zeros(2, dtype=torch.float64)
+    for t in module.state_dict().values():
+        if torch.is_tensor(t) and t.is_floating_point() and t.numel():
+            x = t.detach().double().reshape(-1).cpu()
+            total += torch.stack([x.sum(), (x * torch.linspace(1.0, 2.0, x.numel(), dtype=torch.float64)).sum()])
+    return total
+
+
+def check_in_sync(modules: dict[str, object], where: str) -> None:
+    """Raise on every rank when any module's weights differ between ranks (exact checksums, all-gathered)."""
+    if not active():
+        return
+    names = [k for k, m in modules.items() if isinstance(m, nn.Module)]
+    local = torch.stack([_checksum(modules[k]) for k in names]).to(_comm_device())
+    gathered = [torch.empty_like(local) for _ in range(world_size())]
+    dist.all_gather(gathered, local)
+    for r, other in enumerate(gathered[1:], 1):
+        for i, name in enumerate(names):
+            if not torch.equal(other[i], gathered[0][i]):
+                what = "architecture weights" if name == "arch" else f"{name} weights"
+                raise BertnasError(f"{where}: the {what} differ between rank 0 and rank {r} (checksums "
+                                   f"{gathered[0][i].tolist()} vs {other[i].tolist()}); every rank must run the same "
+                                   "bertnas version, settings and data")
+
+
+def check_same(what: str, value: object) -> None:
+    """Raise on every rank when ``value`` (picklable, e.g. the derived genotype) differs between ranks."""
+    if not active():
+        return
+    values: list[object] = [None] * world_size()
+    dist.all_gather_object(values, value)
+    for r, v in enumerate(values[1:], 1):
+        if v != values[0]:
+            raise BertnasError(f"{what} differs between rank 0 ({values[0]}) and rank {r} ({v})")

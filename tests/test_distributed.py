@@ -1,0 +1,173 @@
+"""torchrun with 2 gloo processes: teacher knowledge, probes, search and further training end with the same
+architecture on both ranks, the same as one process on the same global batches finds (up to float rounding),
+and only rank 0 writes files (every write of the other rank is recorded by an audit hook). Inside the same
+processes, sharded steps give one process's gradients and BatchNorm statistics on the whole batch."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bertnas.training import distributed as ddp
+
+# Run in every process: the stages through the Python API, then a report of what this rank found and of
+# every file it created, changed, renamed or removed under the run and cache directories.
+WORKER = r'''
+import json, os, sys
+from pathlib import Path
+
+run_dir, cache_dir, report_dir, settings = sys.argv[1], sys.argv[2], Path(sys.argv[3]), json.loads(sys.argv[4])
+roots = tuple(os.path.realpath(p) + os.sep for p in (run_dir, cache_dir))
+written = []
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+PATH_EVENTS = {"os.mkdir", "os.rename", "os.remove", "os.rmdir", "shutil.rmtree", "os.truncate", "os.chmod",
+               "os.link", "os.symlink", "shutil.copyfile", "shutil.move"}
+
+def audit(event, args):
+    if event == "open":
+        path, mode, flags = args
+        if not ((isinstance(mode, str) and any(c in mode for c in "wax+")) or (mode is None and flags & WRITE_FLAGS)):
+            return
+        paths = [path]
+    elif event in PATH_EVENTS:
+        paths = [a for a in args[:2] if isinstance(a, (str, bytes, os.PathLike))]
+    else:
+        return
+    for p in paths:
+        if isinstance(p, (str, bytes, os.PathLike)):
+            full = os.path.realpath(os.fsdecode(p))
+            if (full + os.sep).startswith(roots):
+                written.append(f"{event} {full}")
+
+sys.addaudithook(audit)
+import copy
+import torch
+from torch import nn
+from bertnas import RunConfig
+from bertnas.adabert import pipeline
+from bertnas.training import distributed as ddp
+
+
+def check_sharded_steps():
+    """Gradients and BatchNorm statistics of sharded steps equal one process's on the whole batch."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(4, 6, 3, padding=1), nn.BatchNorm1d(6, affine=False), nn.ReLU(),
+                          nn.Conv1d(6, 6, 3, padding=1), nn.BatchNorm1d(6))
+    whole = copy.deepcopy(model)
+    ddp.global_batchnorm(model)
+    for step, rows in enumerate((7, 1, 6)):  # split 4/3, run whole on both ranks, split 3/3
+        gen = torch.Generator().manual_seed(step)
+        batch = {"input_ids": torch.randn(rows, 4, 5, generator=gen), "target": torch.randn(rows, 6, 5, generator=gen)}
+        local, share = ddp.shard(batch)
+        with ddp.sharded_step(share):
+            model.zero_grad()
+            ddp.scale_loss((model(local["input_ids"]) - local["target"]).square().mean()).backward()
+        ddp.average_gradients(model.parameters())
+        whole.zero_grad()
+        (whole(batch["input_ids"]) - batch["target"]).square().mean().backward()
+        for p, q in zip(model.parameters(), whole.parameters()):
+            assert torch.allclose(p.grad, q.grad, atol=1e-6), (step, p.grad, q.grad)
+        for (k, a), b in zip(model.state_dict().items(), whole.state_dict().values()):
+            assert torch.allclose(a.float(), b.float(), atol=1e-6), (step, k, a, b)
+
+
+cfg = RunConfig(**settings, cache_dir=cache_dir).validate()
+pipeline.probe(cfg, run_dir)  # joins the process group under torchrun
+check_sharded_steps()
+searched = pipeline.search(cfg, run_dir)
+trained = pipeline.retrain(cfg, run_dir)
+rank = int(os.environ.get("RANK", "0"))
+report = {"world": int(os.environ.get("WORLD_SIZE", "1")), "genotype": searched["genotype_str"],
+          "op_probs": searched["op_probs"], "depth_probs": searched["depth_probs"],
+          "search_loss": [h["loss"] for h in searched["history"]], "retrain_dev": trained["dev"], "written": written}
+(report_dir / f"rank{rank}.json").write_text(json.dumps(report))
+'''
+
+
+def _settings(teacher: Path, data: Path) -> dict:
+    """A tiny task: 145 training examples in batches of 16 (the last batch of 1 is run whole on each rank),
+    no dropout (its masks are drawn per rank, so with it runs agree in distribution only)."""
+    return dict(teacher=str(teacher), task="synthetic-single", train_file=str(data / "train.tsv"),
+                dev_file=str(data / "dev.tsv"), max_train_examples=145, max_seq_len=32, hidden_size=16, k_max=3,
+                dropout=0.0, search_epochs=2, search_warmup_epochs=0, retrain_epochs=1, probe_epochs=1,
+                search_batch_size=16, retrain_batch_size=15, arch_lr=0.03, teacher_dtype="fp32", device="cpu", seed=0)
+
+
+def _launch(root: Path, settings: dict, processes: int) -> subprocess.Popen:
+    (root / "reports").mkdir(parents=True)
+    script = root / "worker.py"
+    script.write_text(WORKER)
+    args = [str(root / "run"), str(root / "cache"), str(root / "reports"), json.dumps(settings)]
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+                if processes > 1 else [sys.executable])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):  # the one-process run must not look like torchrun
+        env.pop(key, None)
+    return subprocess.Popen([*launcher, str(script), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+def _reports(root: Path, proc: subprocess.Popen) -> list[dict]:
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-4000:]
+    return [json.loads(p.read_text()) for p in sorted((root / "reports").glob("rank*.json"))]
+
+
+def _files(run: Path) -> set[str]:
+    return {str(p.relative_to(run)) for p in run.rglob("*")}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_teacher, synthetic_files) -> tuple[Path, list[dict], Path, list[dict]]:
+    settings = _settings(tiny_teacher, synthetic_files["single"])
+    two, one = tmp_path_factory.mktemp("torchrun"), tmp_path_factory.mktemp("one")
+    procs = [_launch(two, settings, 2), _launch(one, settings, 1)]  # side by side: 3 processes, 1 thread each
+    try:
+        return two, _reports(two, procs[0]), one, _reports(one, procs[1])
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_two_ranks_find_the_architecture_one_process_finds(runs):
+    _, ranks, _, single = runs
+    assert [r["world"] for r in ranks] == [2, 2] and [r["world"] for r in single] == [1]
+    first, second = ranks
+    assert first["genotype"] == second["genotype"] == single[0]["genotype"]
+    # identical on both ranks: same samples, same averaged gradients
+    for key in ("op_probs", "depth_probs", "search_loss", "retrain_dev"):
+        assert first[key] == second[key], key
+    # one process on the same global batches: the same up to float rounding (sums over shards, BatchNorm
+    # statistics summed over ranks)
+    flat = lambda rows: [p for row in rows for p in row]  # noqa: E731
+    assert flat(first["op_probs"]) == pytest.approx(flat(single[0]["op_probs"]), abs=1e-4)
+    assert first["depth_probs"] == pytest.approx(single[0]["depth_probs"], abs=1e-4)
+    assert first["search_loss"] == pytest.approx(single[0]["search_loss"], rel=1e-3)
+
+
+def test_only_rank_0_writes(runs):
+    two, ranks, one, _ = runs
+    assert ranks[0]["written"], "the audit hook saw no write at all"  # it works: rank 0 wrote the run
+    assert ranks[1]["written"] == []
+    assert _files(two / "run") == _files(one / "run")  # no stray files of the other rank
+    assert (two / "run" / "model" / "model.safetensors").is_file()
+    assert not any(p.name.startswith(".") for p in (two / "cache").iterdir())  # no leftover temp dirs
+
+
+def test_without_torchrun_nothing_is_distributed(monkeypatch):
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    assert not ddp.launched() and not ddp.active() and ddp.is_main() and ddp.world_size() == 1
+    batch = {"input_ids": torch.zeros(3, 4)}
+    assert ddp.shard(batch) == (batch, None)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert not ddp.launched()  # torchrun with one process: plain one-process behaviour
