@@ -25,7 +25,7 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def _distance_search(tmp_path, beta: float, epochs: int, warmup: int):
+def _distance_search(tmp_path, beta: float, epochs: int, warmup: int, step: str = "joint"):
     """Search on "is 'never' within 3 tokens of 'excellent'?" in 16 filler words: one typical cell does not
     reach that far, a stack of cells does. Teacher and probes = the gold labels."""
     data = generate_distance(n_train=512, n_dev=128, seed=0, length=16, near=3, far=8, fillers=["the"])
@@ -34,7 +34,7 @@ def _distance_search(tmp_path, beta: float, epochs: int, warmup: int):
     gold = F.one_hot(train.labels, 2).float() * 6 - 3
     targets = Targets(gold, gold[None].repeat(3, 1, 1), torch.device("cpu"))
     cfg = RunConfig(hidden_size=16, k_max=4, search_epochs=epochs, search_warmup_epochs=warmup, search_batch_size=32,
-                    beta=beta, dropout=0.0, search_lr=0.01, arch_lr=0.02, seed=0).validate()
+                    beta=beta, dropout=0.0, search_lr=0.01, arch_lr=0.02, seed=0, search_step=step).validate()
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)  # the supernet's initial weights come from the global generator (the pipeline seeds it too)
     net = build_supernet(cfg, data.spec, torch.randn(len(tok), 16, generator=g), torch.randn(64, 16, generator=g),
@@ -43,10 +43,11 @@ def _distance_search(tmp_path, beta: float, epochs: int, warmup: int):
     return arch.depth_probs().detach(), history
 
 
-def test_depth_follows_the_task_without_efficiency_loss(tmp_path):
+@pytest.mark.parametrize("step", ["joint", "alternate"])
+def test_depth_follows_the_task_without_efficiency_loss(tmp_path, step):
     """beta = 0: deeper stacks score a lower loss on this task, so the search leaves K = 1 (the old supernet
     only learned whether scaling the logits helps: its depth probabilities stayed near uniform, p(K=1) 0.2-0.6)."""
-    probs, history = _distance_search(tmp_path, beta=0.0, epochs=12, warmup=4)
+    probs, history = _distance_search(tmp_path, beta=0.0, epochs=12, warmup=4, step=step)
     assert int(probs.argmax()) + 1 > 1, probs
     assert float(probs[0]) < 0.15, probs
     assert history[-1]["dev_derived"]["accuracy"] > 0.75, history[-1]
@@ -100,3 +101,43 @@ def test_a_sampled_conv_keeps_its_architecture_gradient():
         arch = float(ops.grad[e, col])
         assert abs(arch) > 1e-6
         assert abs(arch - own) > 0.5 * abs(arch), (e, arch, own)
+
+
+def test_the_joint_step_gives_the_weights_the_sampled_depths_gradient(tmp_path):
+    """--search-step joint scores every depth in one pass; y is one-hot in value, so the weights (supernet and
+    distillation heads) must get exactly the gradient of the weight step on the sampled depth alone."""
+    from bertnas.adabert.architecture import Architecture
+    from bertnas.adabert.costs import efficiency_costs
+    from bertnas.adabert.objective import KDHeads
+    from bertnas.adabert.searcher import SearchObjective
+
+    data = generate_distance(n_train=64, n_dev=8, seed=1, length=16, near=3, far=8, fillers=["the"])
+    tok = build_tokenizer(tmp_path / "vocab")
+    train = encode(tok, data.train, 32)
+    gold = F.one_hot(train.labels, 2).float() * 6 - 3
+    targets = Targets(gold, gold[None].repeat(3, 1, 1), torch.device("cpu"))
+    cfg = RunConfig(hidden_size=16, k_max=4, dropout=0.0, seed=0).validate()
+    g = torch.Generator().manual_seed(0)
+    net = build_supernet(cfg, data.spec, torch.randn(len(tok), 16, generator=g), torch.randn(64, 16, generator=g),
+                         tok.sep_token_id)
+    heads, arch = KDHeads(cfg.k_max, 16, 2), Architecture(cfg.k_max)
+    objective = SearchObjective(cfg, data.spec, net, heads, arch, targets, efficiency_costs(16, 32))
+    batch = {"input_ids": torch.nn.utils.rnn.pad_sequence([torch.tensor(x) for x in train.input_ids[:16]], True),
+             "token_type_ids": None, "index": torch.arange(16)}
+    batch["attention_mask"] = (batch["input_ids"] != tok.pad_token_id).long()
+    batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])
+    batch["labels"] = train.labels[:16]
+    weights = list(net.parameters()) + list(heads.parameters())
+    net.eval()  # BatchNorm in eval mode: both passes see the same statistics
+    depths = []
+    for seed in range(4):
+        ops_w, depth_w = arch.sample(1.0, torch.Generator().manual_seed(seed))
+        depths.append(int(depth_w.argmax()) + 1)
+        alone = torch.autograd.grad(objective(batch, ops_w.detach(), depth_w.detach(), arch_step=False).total,
+                                    weights, allow_unused=True)
+        joint_parts = objective(batch, ops_w, depth_w, arch_step=True)
+        joint = torch.autograd.grad(joint_parts.total, weights + list(arch.parameters()), allow_unused=True)
+        for a, b in zip(alone, joint[: len(weights)]):
+            assert (a is None and (b is None or not b.any())) or torch.allclose(a, b, atol=1e-6, rtol=1e-5)
+        assert any(x is not None and x.abs().sum() > 0 for x in joint[len(weights):])  # the architecture learns too
+    assert min(depths) < cfg.k_max  # some sample leaves deeper cells whose losses must not reach the weights

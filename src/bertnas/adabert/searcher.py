@@ -164,6 +164,8 @@ def search(
             nonlocal tau
             tau = temperature(epoch + i / steps, cfg.tau_max, cfg.tau_min, decay)
             ops_w, depth_w = arch.sample(tau, gumbel_gen)
+            if update_arch and i % cfg.arch_update_interval == 0 and cfg.search_step == "joint":
+                return joint_step(batch, ops_w, depth_w)
             parts = objective(batch, ops_w.detach(), depth_w.detach(), arch_step=False)
             w_opt.zero_grad(set_to_none=True)
             ddp.scale_loss(parts.total).backward()
@@ -179,6 +181,23 @@ def search(
                 ddp.average_gradients(arch.parameters())  # the same architecture step on every rank
                 torch.nn.utils.clip_grad_norm_(list(arch.parameters()), 5.0)
                 a_opt.step()
+            return parts
+
+        def joint_step(batch: dict[str, torch.Tensor], ops_w: torch.Tensor, depth_w: torch.Tensor) -> LossParts:
+            """Weights and architecture from one sample and one pass over all depths. The depth sample y is
+            one-hot in value, so sum_K y_K L_K is the sampled depth's loss and its weight gradient is exactly the
+            weight step's; the architecture gradient is the alternate step's, taken before rather than after
+            this batch's weight update. Saves the separate weight pass (about a third of an architecture epoch)."""
+            parts = objective(batch, ops_w, depth_w, arch_step=True)
+            w_opt.zero_grad(set_to_none=True)
+            a_opt.zero_grad(set_to_none=True)
+            ddp.scale_loss(parts.total).backward()
+            ddp.average_gradients(weights)
+            ddp.average_gradients(arch.parameters())
+            torch.nn.utils.clip_grad_norm_(weights, 5.0)
+            torch.nn.utils.clip_grad_norm_(list(arch.parameters()), 5.0)
+            w_opt.step()
+            a_opt.step()
             return parts
 
         supernet.train(), heads.train()
