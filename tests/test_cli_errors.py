@@ -231,3 +231,41 @@ def test_damaged_stage_outputs_and_label_names(tmp_path, tiny_teacher, synthetic
     assert not (tmp_path / "o").exists()
     proc = _run(*args, "--assume-label-order")
     assert proc.returncode == 0, proc.stderr[-1500:]
+
+
+def test_numbers_beyond_float32_and_config_file_keys(tmp_path, tiny_teacher, synthetic_files, capsys):
+    """Finite settings too large for float32 (or numpy's seed, or an int) and unknown keys in a --config file:
+    one line naming the setting, its flag and the fix, exit 2, no traceback, nothing written. Two cases run as
+    real subprocesses; the rest call the CLI's main() in this process (the same code, without ~10 s of imports
+    each)."""
+    from bertnas.cli import main
+
+    data = synthetic_files["single"]
+    train, dev = data / "train.tsv", data / "dev.tsv"
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("beta: 1.0e+39\n")
+    typos = tmp_path / "typos.yaml"
+    typos.write_text("serch_epochs: 2\nbta: 1\n")
+    cases = {  # name: (extra arguments, fragments of the error line, as a subprocess)
+        "--arch-lr 1e39": (["--arch-lr", "1e39"], ["arch_lr=1e+39", "at most 10", "flag --arch-lr"], True),
+        "unknown config keys": (["--config", str(typos)], ["'serch_epochs' (close matches: search_epochs", "'bta'",
+                                                           str(typos)], True),
+        "--search-lr 3.5e38": (["--search-lr", "3.5e38"], ["search_lr=3.5e+38", "flag --search-lr"], False),
+        "--seed -1": (["--seed", "-1"], ["seed=-1", "[0, 4294967295]", "flag --seed"], False),
+        "--search-epochs 1e40 as an int": (["--search-epochs", str(10**40)], ["at most 2147483647", "--search-epochs"],
+                                           False),
+        "beta 1e39 in a config file": (["--config", str(huge)], ["beta=1e+39", "[0, 10000]", "flag --beta"], False),
+    }
+    for i, (name, (extra, fragments, subprocess_run)) in enumerate(cases.items()):
+        out, cache = tmp_path / f"o{i}", tmp_path / f"cache{i}"
+        argv = ["probe", "--teacher", str(tiny_teacher), "--task", "custom", "--train-file", str(train),
+                "--dev-file", str(dev), "--out", str(out), "--device", "cpu", "--cache-dir", str(cache), *extra]
+        if subprocess_run:
+            proc = bertnas(*argv)
+        else:
+            capsys.readouterr()
+            code = main(argv)
+            captured = capsys.readouterr()
+            proc = subprocess.CompletedProcess(argv, code, captured.out, captured.err)
+        assert_clean_error(proc, *fragments)
+        assert not out.exists() and not cache.exists(), name

@@ -161,8 +161,9 @@ def _student_batch(n: int, length: int, pair: bool, seed: int) -> dict[str, torc
 
 @pytest.mark.parametrize("pair", [False, True], ids=["single", "pair"])
 def test_students_export_with_dynamo_at_any_batch_and_length(tmp_path, pair):
-    """Every op (max_pool_3 included) and the pair split are symbolic in batch and length: torch.export keeps
-    both axes dynamic, so the dynamo graph is kept and runs at batch sizes and lengths it was not exported at."""
+    """Every op (max_pool_3 included), the pair split and the aligned pair head (its L x L soft alignment) are
+    symbolic in batch and length: torch.export keeps both axes dynamic, so the dynamo graph is kept and runs at
+    batch sizes and lengths it was not exported at, and on a pair row without B (masked softmax over no token)."""
     from bertnas.adabert.genotype import Genotype
     from bertnas.adabert.modeling import AdaBertConfig, AdaBertForSequenceClassification
 
@@ -171,8 +172,16 @@ def test_students_export_with_dynamo_at_any_batch_and_length(tmp_path, pair):
     torch.manual_seed(0)
     model = AdaBertForSequenceClassification(AdaBertConfig(
         vocab_size=50, max_position_embeddings=64, hidden_size=8, genotype=genotype.to_dict(), pair_input=pair,
-        sep_token_id=2, num_labels=2)).eval()
+        sep_token_id=2, num_labels=2, pair_head="aligned")).eval()
     checked = []
+    no_b = _student_batch(2, 9, pair, seed=7)
+    no_b["input_ids"][0, 4:], no_b["attention_mask"][0, 4:], no_b["token_type_ids"][0] = 0, 0, 0
+    no_b["input_ids"][0, 3] = 2  # row 0: [CLS] a a [SEP] and padding, no B at all
+    if pair:
+        from bertnas.adabert.blocks import pair_layout
+
+        layout = pair_layout(no_b["input_ids"], no_b["attention_mask"], no_b["token_type_ids"], True, 2)
+        assert layout.mask_b[0].sum() == 0
 
     def accept(path: Path) -> str | None:
         sess = _session(path)
@@ -187,6 +196,11 @@ def test_students_export_with_dynamo_at_any_batch_and_length(tmp_path, pair):
             if got.shape != (n, 2) or np.abs(got - ref).max() > 1e-5:
                 return f"batch {n} length {length}: {got.shape}, max diff {np.abs(got - ref).max()}"
             checked.append((n, length))
+        with torch.no_grad():
+            ref = model(**no_b).logits.numpy()
+        got = sess.run(None, {k: v.numpy() for k, v in no_b.items()})[0]
+        if not np.isfinite(got).all() or np.abs(got - ref).max() > 1e-5:
+            return f"row without B: {got} vs {ref}"
         return None
 
     info = export_model(model, _student_batch(4, 17, pair, seed=0), tmp_path / "m.onnx", accept=accept)

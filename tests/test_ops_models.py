@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bertnas.adabert.architecture import Architecture
-from bertnas.adabert.blocks import pair_layout
+from bertnas.adabert.blocks import PAIR_HEADS, pair_layout, pool_views
 from bertnas.adabert.genotype import NUM_EDGES, Genotype
 from bertnas.adabert.modeling import AdaBertConfig, AdaBertForSequenceClassification
 from bertnas.adabert.ops import OPS, PARAMETER_FREE, PRIMITIVES, create_op
@@ -116,11 +116,11 @@ def test_pair_tokens_are_not_overlaid():
     assert not torch.allclose(h1[0, :, 5], h2[0, :, 5])  # the changed token itself
 
 
-@pytest.mark.parametrize("pair", [False, True])
-def test_final_model_forward_backward_all_grads(pair):
+@pytest.mark.parametrize("pair,pair_head", [(False, "aligned"), (True, "pooled"), (True, "aligned")])
+def test_final_model_forward_backward_all_grads(pair, pair_head):
     torch.manual_seed(0)
     cfg = AdaBertConfig(vocab_size=20, max_position_embeddings=16, hidden_size=16, genotype=GENOTYPE.to_dict(),
-                        pair_input=pair, num_labels=3, sep_token_id=3)
+                        pair_input=pair, num_labels=3, sep_token_id=3, pair_head=pair_head)
     model = AdaBertForSequenceClassification(cfg)
     ids, mask, types = _batch(pair)
     out = model(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=torch.tensor([0, 2]),
@@ -143,16 +143,84 @@ def test_padding_does_not_change_the_prediction():
     assert torch.allclose(a, b, atol=1e-5)
 
 
-def _supernet(pair: bool, k_max: int = 3) -> AdaBertSupernet:
+def _pair_model(pair_head: str = "aligned", genotype: Genotype = GENOTYPE) -> AdaBertForSequenceClassification:
+    torch.manual_seed(0)
+    return AdaBertForSequenceClassification(AdaBertConfig(
+        vocab_size=20, max_position_embeddings=16, hidden_size=16, genotype=genotype.to_dict(), pair_input=True,
+        num_labels=2, sep_token_id=3, pair_head=pair_head)).eval()
+
+
+@pytest.mark.parametrize("pair_head", PAIR_HEADS)
+def test_pair_padding_does_not_change_the_prediction(pair_head):
+    """Each pair row alone (no padding) and in a padded batch with a longer row: the same logits. The aligned
+    head's softmax over the other sentence's tokens gives padding exactly zero weight."""
+    model = _pair_model(pair_head)
+    ids, mask, types = _batch(pair=True)
+    with torch.no_grad():
+        batch = model(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
+        pad = torch.nn.functional.pad
+        wider = model(input_ids=pad(ids, (0, 5)), attention_mask=pad(mask, (0, 5)),
+                      token_type_ids=pad(types, (0, 5))).logits
+        for row in range(2):
+            n = int(mask[row].sum())
+            alone = model(input_ids=ids[row:row + 1, :n], attention_mask=mask[row:row + 1, :n],
+                          token_type_ids=types[row:row + 1, :n]).logits
+            assert torch.allclose(alone, batch[row:row + 1], atol=1e-5)
+    assert torch.allclose(wider, batch, atol=1e-5)
+
+
+def test_aligned_head_is_finite_for_a_row_without_b():
+    """Truncation can leave a pair row without any B token: the softmax over B's tokens then has no key at all.
+    Logits and every gradient stay finite (no NaN from the empty softmax), in a batch with a normal row."""
+    model = _pair_model().train()
+    ids = torch.tensor([[2, 7, 8, 3, 9, 10, 3], [2, 7, 8, 9, 10, 11, 3]])
+    types = torch.tensor([[0, 0, 0, 0, 1, 1, 1], [0] * 7])  # row 1: A only
+    mask = torch.ones_like(ids)
+    lay = pair_layout(ids, mask, types, pair_input=True, sep_token_id=3)
+    assert lay.mask_b[1].sum() == 0
+    pooled = pool_views(torch.randn(2, 16, 7) * lay.mask[:, None], lay, "aligned")
+    assert pooled.shape == (2, 6, 16) and torch.isfinite(pooled).all()
+    assert torch.equal(pooled[1, [1, 4, 5]], torch.zeros(3, 16))  # B's mean and B's comparisons: nothing to pool
+    out = model(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=torch.tensor([0, 1]))
+    assert torch.isfinite(out.logits).all()
+    out.loss.backward()
+    _grads_ok(model)
+
+
+def test_aligned_head_sees_a_shared_word_anywhere():
+    """The comparison views depend on which B words occur in A, not on where: with a cell that does not mix
+    positions, moving A's words around leaves the aligned views unchanged (B's tokens find their match wherever
+    it is), while swapping one of B's words for one of A's changes them."""
+    g = Genotype(edges=((0, 0, "skip_connect"), (0, 1, "skip_connect"), (1, 2, "skip_connect"), (1, 0, "zero"),
+                        (2, 3, "skip_connect"), (2, 0, "zero")), depth=1)
+    model = _pair_model(genotype=g)
+    model.embeddings.position_embeddings.weight.data.zero_()  # words only, so a moved word is the same vector
+    types = torch.tensor([[0, 0, 0, 0, 0, 1, 1, 1]])
+
+    def views(ids):
+        with torch.no_grad():
+            pooled, _ = model.pooled_states(ids, torch.ones_like(ids), types)
+        return pooled[0][0, 2:]
+
+    base = views(torch.tensor([[2, 7, 8, 9, 3, 10, 11, 3]]))
+    moved = views(torch.tensor([[2, 9, 7, 8, 3, 10, 11, 3]]))
+    shared = views(torch.tensor([[2, 7, 8, 9, 3, 10, 8, 3]]))
+    assert torch.allclose(base, moved, atol=1e-5)
+    assert not torch.allclose(base, shared, atol=1e-3)
+
+
+def _supernet(pair: bool, k_max: int = 3, pair_head: str = "aligned") -> AdaBertSupernet:
     torch.manual_seed(0)
     emb = ProjectedEmbeddings(torch.randn(20, 12), torch.randn(16, 12), hidden=16, dropout=0.0)
-    return AdaBertSupernet(emb, hidden=16, k_max=k_max, num_labels=2, pair_input=pair, dropout=0.0, sep_token_id=3)
+    return AdaBertSupernet(emb, hidden=16, k_max=k_max, num_labels=2, pair_input=pair, dropout=0.0, sep_token_id=3,
+                           pair_head=pair_head)
 
 
-@pytest.mark.parametrize("sampled_only", [True, False])
-def test_supernet_with_all_ops_gives_every_parameter_a_gradient(sampled_only):
+@pytest.mark.parametrize("sampled_only,pair_head", [(True, "aligned"), (False, "aligned"), (True, "pooled")])
+def test_supernet_with_all_ops_gives_every_parameter_a_gradient(sampled_only, pair_head):
     """Full mixed ops over all depths: every op of every cell and both projections receive gradients."""
-    net = _supernet(pair=True)
+    net = _supernet(pair=True, pair_head=pair_head)
+    assert net.classifier.dense.in_features == (8 if pair_head == "aligned" else 4) * 16
     ids, mask, types = _batch(pair=True)
     ops_w = torch.full((NUM_EDGES, len(PRIMITIVES)), 1.0 / len(PRIMITIVES), requires_grad=True)
     if sampled_only:  # cycle every op through every edge so each one runs once
@@ -184,11 +252,15 @@ def test_gdas_mode_sends_gradient_to_the_architecture():
     assert not any(p is arch.alpha for p in net.parameters())  # kept out of the weights by construction
 
 
-def test_derived_student_keeps_the_searched_weights():
+@pytest.mark.parametrize("pair_head", PAIR_HEADS)
+def test_derived_student_keeps_the_searched_weights(pair_head):
     """The student built from a genotype computes exactly what the supernet computes for that genotype."""
-    net = _supernet(pair=True).eval()
+    net = _supernet(pair=True, pair_head=pair_head).eval()
     cfg = AdaBertConfig(vocab_size=20, max_position_embeddings=16, hidden_size=16, genotype=GENOTYPE.to_dict(),
-                        pair_input=True, num_labels=2, sep_token_id=3, dropout=0.0)
+                        pair_input=True, num_labels=2, sep_token_id=3, dropout=0.0, pair_head=pair_head)
+    other = AdaBertConfig.from_dict({**cfg.to_dict(), "pair_head": "aligned" if pair_head == "pooled" else "pooled"})
+    with pytest.raises(ValueError, match="pair_head"):
+        derive_student(net, GENOTYPE, other)
     student = derive_student(net, GENOTYPE, cfg).eval()
     ids, mask, types = _batch(pair=True)
     ops_w, depth_w = Architecture(k_max=3).genotype_weights(GENOTYPE)

@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+    succeeded, ending = False, None  # torchrun: how this rank ends decides whether it meets the others at the end
     try:
         import bertnas  # noqa: F401  (registers the adabert model type)
         from .adabert import pipeline
@@ -224,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             options = {"onnx_latency": args.onnx_latency} if args.command in ("run", "evaluate") else {}
             result = getattr(pipeline, args.command)(cfg, args.out, **options)
             if not ddp.is_main():  # torchrun: rank 0 writes and prints
+                succeeded = True
                 return 0
             if args.command not in ("run", "probe"):
                 pipeline.save_run_config(cfg, Path(args.out))  # only a step that succeeded changes the saved settings
@@ -231,9 +233,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(probes_table(result))
             elif args.command in ("run", "evaluate"):
                 print(results_table(result))
-    except ddp.MainRankFailed:  # rank 0 printed the error
+        succeeded = True
+    except ddp.MainRankFailed as exc:  # rank 0 printed the error
+        ending = exc
+        return 2
+    except RuntimeError as exc:
+        if not ddp.lost_peer(exc):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"bertnas: error (rank {ddp.rank()}): another rank ended while this one waited for it (its own error "
+              f"says why): {first}", file=sys.stderr)
         return 2
     except BertnasError as exc:
+        ending = exc
         rank = f" (rank {ddp.rank()})" if not ddp.is_main() else ""
         print(f"bertnas: error{rank}: {exc}", file=sys.stderr)
         return 2
@@ -241,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         import shlex
         import traceback
 
+        ending = exc
         if not ddp.is_main():  # torchrun: rank 0 says where it stopped
             return 130
         stage = next((f.f_code.co_name for f, _ in reversed(list(traceback.walk_tb(exc.__traceback__)))
@@ -254,8 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bertnas: interrupted {where}{saved}; to resume, run: {shlex.join(['bertnas', *redo])}",
               file=sys.stderr)
         return 130
-    finally:
-        ddp.teardown()
+    finally:  # torchrun: ranks that all succeeded, or all failed alike, meet at a closing barrier
+        ddp.teardown(wait=succeeded or ddp.failed_alike(ending))
     return 0
 
 

@@ -12,9 +12,15 @@ import difflib
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Iterable, get_type_hints
 
 from .errors import BertnasError
+
+FLOAT32_MAX = 3.4028234663852886e38  # torch computes in float32: a larger setting overflows mid-run
+INT_MAX = 2**31 - 1  # counts, sizes and lengths beyond this are typos, and overflow torch's int arguments
+SEED_MAX = 2**32 - 1  # numpy's seed range
+LR_MAX = 10.0  # Adam/AdamW diverge long before this; the defaults are 1e-3 to 3e-3
+TEMPERATURE_MAX = 100.0  # softmax temperatures (Gumbel tau, distillation T): beyond this every sample is uniform
 
 
 def _f(default: Any, help: str, group: str, **choices: Any) -> Any:
@@ -66,7 +72,7 @@ class RunConfig:
     tau_decay: float | None = _f(None, "temperature decay per epoch (code: 0.02); default reaches tau_min at the last epoch", "search")
     gamma: float = _f(0.8, "weight of distillation vs. cross-entropy", "search")
     beta: float = _f(4.0, "weight of the efficiency loss", "search")
-    search_step: str = _f("joint", "how a search step updates weights and architecture: joint (one sample, one forward over all depths, one backward for both: about 1.6x faster) or alternate (a weight step on the sampled depth, then a new sample and an architecture step) (ours)", "search", choices=("joint", "alternate"))
+    search_step: str = _f("joint", "how a search step updates weights and architecture: joint (one sample, one forward over all depths, one backward for both; an architecture epoch of the SST-2 run took 60 s against 63-81 s alternating) or alternate (a weight step on the sampled depth, then a new sample and an architecture step) (ours)", "search", choices=("joint", "alternate"))
     temperature: float = _f(1.0, "distillation temperature T", "search")
     attentive_kd: bool = _f(True, "weight distillation pairs by how well each teacher layer predicts the gold label", "search")
     min_parametric: int = _f(1, "collapse guard: parametric ops each node keeps at derivation (0 disables)", "search")
@@ -94,27 +100,44 @@ class RunConfig:
 
     # ------------------------------------------------------------------
     def validate(self) -> "RunConfig":
-        """Raise BertnasError naming the field, its value and the fix for any invalid value."""
+        """Raise BertnasError naming the field, its value, its flag and the fix for any invalid value.
+
+        Every number is bounded as well as range-checked: a finite value beyond what float32 (torch) or
+        numpy's seeding hold would pass a ``> 0`` test and then fail as a traceback in the middle of a run."""
         def bad(name: str, rule: str) -> BertnasError:
-            return BertnasError(f"invalid config value {name}={getattr(self, name)!r}: {rule}")
+            flag = "--" + name.replace("_", "-")
+            return BertnasError(f"invalid config value {name}={getattr(self, name)!r}: {rule} (flag {flag})")
 
         import math
 
         hints = get_type_hints(type(self))
+        defaults = {f.name: f.default for f in fields(self)}
         for f in fields(self):  # NaN and inf pass every comparison below: refuse them first
-            value = getattr(self, f.name)
-            if "float" in str(hints[f.name]) and isinstance(value, float) and not math.isfinite(value):
-                raise bad(f.name, "must be a finite number")
+            value, kind = getattr(self, f.name), str(hints[f.name])
+            if "float" in kind and isinstance(value, float):
+                if not math.isfinite(value):
+                    raise bad(f.name, "must be a finite number")
+            if (f.name != "seed" and "int" in kind and isinstance(value, int) and not isinstance(value, bool)
+                    and value > INT_MAX):  # the seed has numpy's wider range, checked below; each int's lower
+                raise bad(f.name, f"must be at most {INT_MAX}")  # bound is checked below, with its own message
             allowed = f.metadata.get("choices")
             if allowed and value not in allowed:
                 raise bad(f.name, f"must be one of {', '.join(allowed)}")
+        for name in ["probe_lr", "search_lr", "arch_lr", "retrain_lr"]:
+            if not 0 < getattr(self, name) <= LR_MAX:
+                raise bad(name, f"must be > 0 and at most {LR_MAX:g}; the default is {defaults[name]:g}")
+        for name in ["tau_max", "tau_min", "temperature"]:
+            if not 0 < getattr(self, name) <= TEMPERATURE_MAX:
+                raise bad(name, f"must be > 0 and at most {TEMPERATURE_MAX:g}; the default is {defaults[name]:g}")
+        if not 0 <= self.seed <= SEED_MAX:
+            raise bad("seed", f"must be in [0, {SEED_MAX}], numpy's seed range")
         positive_ints = ["max_seq_len", "teacher_batch_size", "hidden_size", "k_max", "search_epochs",
                          "search_batch_size", "retrain_batch_size", "eval_seq_len", "latency_threads",
                          "latency_repeats", "arch_update_interval"]
         for name in positive_ints:
             if getattr(self, name) < 1:
                 raise bad(name, "must be >= 1")
-        for name in ["probe_epochs", "retrain_epochs"]:
+        for name in ["probe_epochs", "retrain_epochs", "search_warmup_epochs"]:
             if getattr(self, name) < 0:
                 raise bad(name, "must be >= 0")
         if self.augment < 0:
@@ -125,23 +148,24 @@ class RunConfig:
         for name in ["max_train_examples", "search_max_examples", "teacher_token_budget"]:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise bad(name, "must be >= 1 (or unset for all)")
-        for name in ["probe_lr", "search_lr", "arch_lr", "retrain_lr", "tau_max", "tau_min", "temperature"]:
-            if not getattr(self, name) > 0:
-                raise bad(name, "must be > 0")
         for name in ["gamma", "dropout"]:
             if not 0 <= getattr(self, name) <= 1:
                 raise bad(name, "must be in [0, 1]")
-        for name in ["beta", "weight_decay"]:
-            if getattr(self, name) < 0:
-                raise bad(name, "must be >= 0")
-        if self.tau_decay is not None and self.tau_decay < 0:
-            raise bad("tau_decay", "must be >= 0 (or unset)")
+        for name, most in [("beta", 1e4), ("weight_decay", 10.0)]:
+            if not 0 <= getattr(self, name) <= most:
+                raise bad(name, f"must be in [0, {most:g}]; the default is {defaults[name]:g}")
+        if self.tau_decay is not None and not 0 <= self.tau_decay <= TEMPERATURE_MAX:
+            raise bad("tau_decay", f"must be in [0, {TEMPERATURE_MAX:g}], or unset to reach tau_min at the last epoch")
         if self.tau_min > self.tau_max:
             raise bad("tau_min", f"must not exceed tau_max={self.tau_max}")
         if self.k_max > 32:
             raise bad("k_max", "must be <= 32")
-        if self.max_seq_len > 4096:
-            raise bad("max_seq_len", "must be <= 4096")
+        for name in ["max_seq_len", "eval_seq_len", "hidden_size", "latency_table_batch"]:
+            if getattr(self, name) > 4096:
+                raise bad(name, "must be <= 4096")
+        for name in ["latency_threads", "latency_table_threads"]:
+            if (getattr(self, name) or 0) > 1024:
+                raise bad(name, "must be <= 1024 threads")
         if self.latency_table_batch < 1:
             raise bad("latency_table_batch", "must be >= 1")
         for name in ["latency_table_seq_len", "latency_table_threads"]:
@@ -150,12 +174,17 @@ class RunConfig:
         if self.latency_table_seq_len is not None and self.latency_table_seq_len > 4096:
             raise bad("latency_table_seq_len", "must be <= 4096")
         if self.latency_budget_ms is not None:
-            if not self.latency_budget_ms > 0:
-                raise bad("latency_budget_ms", "must be > 0 milliseconds (or unset for no budget)")
+            if not 0 < self.latency_budget_ms <= 1e6:
+                raise bad("latency_budget_ms", "must be > 0 milliseconds and at most 1e6 (or unset for no budget)")
             if self.efficiency != "latency":
                 raise bad("latency_budget_ms", "applies to measured latency only: add --efficiency latency, or drop the budget")
         if not 0 <= self.min_parametric <= 2:
             raise bad("min_parametric", "must be 0, 1 or 2 (each node keeps 2 edges)")
+        for f in fields(self):  # the catch-all for a float setting without a tighter bound above
+            value = getattr(self, f.name)
+            if isinstance(value, float) and abs(value) > FLOAT32_MAX:
+                raise bad(f.name, f"is beyond float32's range (at most {FLOAT32_MAX:.3g})"
+                                  + (f"; the default is {f.default!r}" if f.default is not None else ""))
         return self
 
     @property
@@ -233,23 +262,42 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
         raise BertnasError(f"{source}: setting {name!r} must be {kind}, got {value!r}") from None
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON mapping of settings."""
+def load_config_file(path: str | Path, known: Iterable[str] | None = None) -> dict[str, Any]:
+    """Read a YAML or JSON mapping of settings, checking its keys against ``known`` (RunConfig's fields).
+
+    Every way the file can be wrong (unreadable, not UTF-8, not parseable, not a mapping, a key that is not
+    text or not a setting) is a one-line BertnasError naming the file: it is the user's input, never a bug."""
     path = Path(path)
     if not path.is_file():
         raise BertnasError(f"config file {path} not found")
-    text = path.read_text(encoding="utf-8")
     try:
+        text = path.read_text(encoding="utf-8")
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
 
             data = yaml.safe_load(text)
         else:
             data = json.loads(text)
+    except UnicodeDecodeError as exc:
+        raise BertnasError(f"config file {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    except OSError as exc:
+        raise BertnasError(f"config file {path} cannot be read ({exc.strerror or exc}): check its permissions") from None
     except Exception as exc:  # yaml and json raise different types
-        raise BertnasError(f"config file {path} cannot be parsed: {str(exc).splitlines()[0]}") from exc
+        raise BertnasError(f"config file {path} cannot be parsed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise BertnasError(f"config file {path} must hold a mapping of setting: value, got {type(data).__name__}")
+    names = sorted(known if known is not None else (f.name for f in fields(RunConfig)))
+    unknown = []
+    for key in data:
+        if not isinstance(key, str):
+            raise BertnasError(f"config file {path}: setting names must be text, got {key!r}: use names like "
+                               "search_epochs or search-epochs")
+        if key.replace("-", "_") not in names:
+            close = difflib.get_close_matches(key.replace("-", "_"), names, n=3, cutoff=0.6)
+            unknown.append(f"{key!r}" + (f" (close matches: {', '.join(close)})" if close else ""))
+    if unknown:
+        raise BertnasError(f"config file {path}: unknown setting{'s' if len(unknown) > 1 else ''} {'; '.join(unknown)}; "
+                           "settings are the flags' names (`bertnas run --help`) with _ or -")
     return data

@@ -3,15 +3,22 @@
 A leaf module (it imports only torch). Like the op table, it belongs to the search space: ``modeling`` (the final
 network) and ``supernet`` import it, never the other way round, and ``student`` builds the final model from both.
 
-Shapes: B batch, L tokens, C channels, P pooled views (1 for a single sentence; 2, A and B, for a pair).
+Shapes: B batch, L tokens, C channels, P pooled views (1 for a single sentence; for a pair 2, A and B, with the
+``"pooled"`` head, 2 + 4 with the ``"aligned"`` one: see :func:`aligned_views`).
 
 Pairs keep the layout the teacher saw, ``[CLS] A [SEP] B [SEP]``: every token stays at its own index, only
 B's position ids restart at 0 (as the AdaBERT code does), and the first cell reads A and B as its two inputs,
 each zero outside its own tokens. So a conv at the boundary sees the end of A next to the start of B, and
 token i of A never meets token i of B by construction (the old layout shifted B onto A).
+
+Pair heads: ``"pooled"`` compares A and B only through their pooled means; ``"aligned"`` (the default for new
+models) also soft-aligns every token of one sentence to the other's tokens, ESIM / decomposable-attention style,
+and pools the token-level comparisons (:func:`aligned_views`), so that "this word of B is (nearly) a word of A"
+survives the pooling.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -84,40 +91,102 @@ def cell_inputs(x: torch.Tensor, layout: PairLayout) -> tuple[torch.Tensor, torc
     return x * layout.mask_a[:, None, :].to(x.dtype), x * layout.mask_b[:, None, :].to(x.dtype)
 
 
+PAIR_HEADS = ("pooled", "aligned")
+"""How a pair model compares A and B: ``pooled``, their masked means only; ``aligned``, also token by token."""
+DEFAULT_PAIR_HEAD = "aligned"
+"""The pair head of new models."""
+LEGACY_PAIR_HEAD = "pooled"
+"""The pair head of models saved before the choice existed (their config has no ``pair_head``)."""
+ALIGNED_VIEWS = 4
+"""Extra pooled views of the aligned head: the masked means over A of |a - b~| and a * b~ and over B of |b - a~|
+and b * a~ (:func:`aligned_views`)."""
+
+
+def check_pair_head(pair_head: str) -> str:
+    if pair_head not in PAIR_HEADS:
+        raise ValueError(f"unknown pair_head {pair_head!r}: known heads are {', '.join(PAIR_HEADS)}")
+    return pair_head
+
+
+def num_views(pair: bool, pair_head: str = DEFAULT_PAIR_HEAD) -> int:
+    """P, the number of pooled views per cell: 1 (single sentence), 2 (A, B) or 2 + 4 (A, B, aligned)."""
+    if not pair:
+        return 1
+    return 2 + (ALIGNED_VIEWS if check_pair_head(pair_head) == "aligned" else 0)
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over tokens of (B, C, L) where mask (B, L) is 1; -> (B, C)."""
     mask = mask.to(x.dtype)[:, None, :]
     return (x * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
 
 
-def pool_views(x: torch.Tensor, layout: PairLayout) -> torch.Tensor:
-    """Masked means of a cell output (B, C, L) over each view: (B, P, C)."""
+def soft_align(x: torch.Tensor, layout: PairLayout) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every token, a soft copy of its best match in the other sentence: (b~, a~), each (B, C, L).
+
+    Scores e_ij = x_i . x_j / sqrt(C) (one L x L matrix: it is symmetric). b~_i = sum over B's tokens j of
+    softmax_j(e_ij) x_j, meant for A's tokens i; a~_j likewise over A's tokens, meant for B's tokens j. Branch-free:
+    keys outside the sentence get the dtype's lowest score, so they get weight exactly 0 (padding changes
+    nothing), and a row with no key at all (an empty B after truncation) averages zeros: b~ = 0, never NaN.
+    """
+    in_a, in_b = layout.mask_a.bool()[:, None, :], layout.mask_b.bool()[:, None, :]  # (B, 1, L) key masks
+    x_a, x_b = x * in_a.to(x.dtype), x * in_b.to(x.dtype)
+    scores = torch.matmul(x.transpose(1, 2), x) / math.sqrt(x.size(1))  # (B, L, L)
+    low = torch.finfo(scores.dtype).min
+    to_b = torch.softmax(torch.where(in_b, scores, low), -1)  # (B, L queries, L keys in B)
+    to_a = torch.softmax(torch.where(in_a, scores, low), -1)
+    return torch.matmul(x_b, to_b.transpose(1, 2)), torch.matmul(x_a, to_a.transpose(1, 2))
+
+
+def aligned_views(x: torch.Tensor, layout: PairLayout) -> torch.Tensor:
+    """The aligned head's comparison views of a cell output (B, C, L): (B, 4, C). Every token is compared with its
+    soft match in the other sentence (:func:`soft_align`), |a - b~| and a * b~ for A's tokens, |b - a~| and
+    b * a~ for B's, and each comparison is averaged over its sentence (ESIM's local inference, mean-pooled).
+    A word of B that also occurs in A gets an a~ close to itself wherever it stands, which the pooled means of A
+    and B alone wash out once the sentences are longer than a few words."""
+    b_hat, a_hat = soft_align(x, layout)
+    return torch.stack([
+        masked_mean((x - b_hat).abs(), layout.mask_a), masked_mean(x * b_hat, layout.mask_a),
+        masked_mean((x - a_hat).abs(), layout.mask_b), masked_mean(x * a_hat, layout.mask_b),
+    ], 1)
+
+
+def pool_views(x: torch.Tensor, layout: PairLayout, pair_head: str = DEFAULT_PAIR_HEAD) -> torch.Tensor:
+    """Pooled views of a cell output (B, C, L): (B, P, C). Masked means over each view (the sentence, or A and
+    B); for pairs with the ``aligned`` head followed by the 4 comparison views of :func:`aligned_views`."""
     views = layout.views().to(x.dtype)  # (B, P, L)
-    return torch.einsum("bcl,bpl->bpc", x, views) / views.sum(-1, keepdim=True).clamp(min=1.0)
+    pooled = torch.einsum("bcl,bpl->bpc", x, views) / views.sum(-1, keepdim=True).clamp(min=1.0)
+    if layout.pair and check_pair_head(pair_head) == "aligned":
+        pooled = torch.cat([pooled, aligned_views(x, layout)], 1)
+    return pooled
 
 
 def pair_features(pooled: torch.Tensor) -> torch.Tensor:
-    """(B, P, C) -> features: tanh(mean) for one view; [u, v, |u - v|, u * v] of u = tanh(A), v = tanh(B) for pairs."""
+    """(B, P, C) -> features: tanh(mean) for one view; for pairs [u, v, |u - v|, u * v] of u = tanh(A),
+    v = tanh(B), followed (aligned head, P = 6) by tanh of the 4 comparison views. P is a static shape."""
     h = torch.tanh(pooled)
     if h.size(1) == 1:
         return h[:, 0]
     u, v = h[:, 0], h[:, 1]
-    return torch.cat([u, v, (u - v).abs(), u * v], -1)
+    return torch.cat([u, v, (u - v).abs(), u * v, h[:, 2:].flatten(1)], -1)
 
 
-def feature_size(hidden: int, pair: bool) -> int:
-    return 4 * hidden if pair else hidden
+def feature_size(hidden: int, pair: bool, pair_head: str = DEFAULT_PAIR_HEAD) -> int:
+    """Width of :func:`pair_features`: C, 4C (pooled pair head) or 8C (aligned pair head)."""
+    return hidden if not pair else (2 + num_views(pair, pair_head)) * hidden
 
 
 class PooledClassifier(nn.Module):
     """Softmax-weighted sum of the pooled cell outputs, tanh, dropout, dense (AdaBERT code); pairs are pooled
-    per sentence and compared (:func:`pair_features`). Takes pooled states, so every depth reuses them."""
+    per sentence (and, with the aligned head, compared token by token) and compared (:func:`pair_features`).
+    Takes pooled states, so every depth reuses them."""
 
-    def __init__(self, num_layers: int, hidden: int, num_labels: int, dropout: float, pair: bool = False) -> None:
+    def __init__(self, num_layers: int, hidden: int, num_labels: int, dropout: float, pair: bool = False,
+                 pair_head: str = DEFAULT_PAIR_HEAD) -> None:
         super().__init__()
         self.layer_logits = nn.Parameter(torch.zeros(num_layers))
         self.dropout = nn.Dropout(dropout)
-        self.dense = nn.Linear(feature_size(hidden, pair), num_labels)
+        self.dense = nn.Linear(feature_size(hidden, pair, pair_head), num_labels)
 
     def forward(self, pooled: list[torch.Tensor]) -> torch.Tensor:
         """``pooled``: the first K cells' (B, P, C) views -> logits (B, num_labels) of a depth-K model."""

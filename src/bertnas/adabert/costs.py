@@ -87,7 +87,9 @@ def efficiency_table(hidden: int = 128, seq_len: int = 128) -> dict[str, float]:
 
 # ----------------------------------------------------------------------------- measured latency (ours)
 CELL_OVERHEAD = "cell_overhead"
-"""Table entry: one cell's work besides its ops (3 node sums x mask, node attention, the pooling of its output)."""
+"""Table entry: one cell's work besides its ops (3 node sums x mask, node attention, the pooling of its output).
+Timed on the single-sentence layout: a pair student's cells also pool A and B apart and, with the aligned pair
+head (``blocks.aligned_views``), soft-align them, about one conv 3's work at L = C = 128, not in the table."""
 EMBEDDINGS = "embeddings"
 """Table entry: pair layout + word/position embeddings + LayerNorm + mask (once per model)."""
 CLASSIFIER = "classifier"

@@ -2,8 +2,10 @@
 
 Reads top to bottom:  token ids -> pair layout (A and B at their own offsets, B's positions restarted) ->
 factorized embeddings -> K stacked cells of the searched genotype -> attention-pooled classifier (pairs: A and
-B pooled separately and compared) -> for regression, back to the label scale. After ``import bertnas`` the ``adabert`` model type is
-registered, so ``AutoModelForSequenceClassification.from_pretrained(dir)`` and ``pipeline(...)`` load it.
+B pooled separately and compared, and with the default ``pair_head="aligned"`` also compared token by token
+through a soft alignment) -> for regression, back to the label scale. After ``import bertnas`` the ``adabert``
+model type is registered, so ``AutoModelForSequenceClassification.from_pretrained(dir)`` and ``pipeline(...)``
+load it.
 
 Shapes: B batch, L tokens, C hidden channels. Cells work channels-first, (B, C, L), as Conv1d wants.
 """
@@ -15,7 +17,8 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, Pretrai
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..training.losses import task_loss
-from .blocks import PooledClassifier, cell_inputs, pair_layout, pool_views
+from .blocks import (DEFAULT_PAIR_HEAD, LEGACY_PAIR_HEAD, PooledClassifier, cell_inputs, check_pair_head,
+                     pair_layout, pool_views)
 from .genotype import NUM_INPUTS, NUM_NODES, Genotype
 from .ops import create_op
 
@@ -30,6 +33,11 @@ class AdaBertConfig(PretrainedConfig):
         genotype: the searched cell and depth, as ``Genotype.to_dict()``.
         pair_input: True for sentence-pair tasks: the first cell then reads sentence A and B separately and
             the classifier compares A and B pooled separately.
+        pair_head: how a pair model compares A and B (``blocks.PAIR_HEADS``): ``"aligned"`` (default for new
+            models) adds pooled token-level comparisons of each token with its soft-aligned match in the other
+            sentence; ``"pooled"`` compares the pooled sentences only. A saved ``config.json`` without the key
+            (saved before the choice existed) loads as ``"pooled"``, so it predicts as it did. Unused for single
+            sentences.
         dropout: dropout on the embedding and before the classifier.
         sep_token_id: used to split a pair when the tokenizer gives no ``token_type_ids``.
         target_mean, target_std: regression only: the model is trained on standardized targets and maps its
@@ -45,6 +53,7 @@ class AdaBertConfig(PretrainedConfig):
         hidden_size: int = 128,
         genotype: dict | None = None,
         pair_input: bool = False,
+        pair_head: str = DEFAULT_PAIR_HEAD,
         dropout: float = 0.1,
         layer_norm_eps: float = 1e-12,
         pad_token_id: int = 0,
@@ -61,12 +70,21 @@ class AdaBertConfig(PretrainedConfig):
             "edges": [{"node": n, "source": 0, "op": "conv_3"} for n in range(NUM_NODES)],
         }
         self.pair_input = pair_input
+        self.pair_head = check_pair_head(pair_head)
         self.dropout = dropout
         self.layer_norm_eps = layer_norm_eps
         self.sep_token_id = sep_token_id
         self.target_mean = float(target_mean)
         self.target_std = float(target_std)
         super().__init__(pad_token_id=pad_token_id, **kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """As ``PretrainedConfig.from_dict`` (which loading goes through), except that a config without
+        ``pair_head``, saved before the choice existed, gets the head it was trained with: ``"pooled"``."""
+        if "pair_head" not in config_dict and "pair_head" not in kwargs:
+            config_dict = {**config_dict, "pair_head": LEGACY_PAIR_HEAD}
+        return super().from_dict(config_dict, **kwargs)
 
     @property
     def architecture(self) -> Genotype:
@@ -121,7 +139,7 @@ class AdaBertForSequenceClassification(PreTrainedModel):
         self.embeddings = AdaBertEmbeddings(config)
         self.cells = nn.ModuleList([AdaBertCell(genotype, config.hidden_size) for _ in range(genotype.depth)])
         self.classifier = PooledClassifier(genotype.depth, config.hidden_size, config.num_labels, config.dropout,
-                                           pair=config.pair_input)
+                                           pair=config.pair_input, pair_head=config.pair_head)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -150,7 +168,7 @@ class AdaBertForSequenceClassification(PreTrainedModel):
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, cell_mask)
             states.append(s1)
-        return [pool_views(h, layout) for h in states], states
+        return [pool_views(h, layout, self.config.pair_head) for h in states], states
 
     def forward(
         self,

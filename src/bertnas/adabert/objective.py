@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..training.losses import LossParts, hierarchical_kd, layer_map, task_loss
-from .blocks import feature_size, pair_features
+from .blocks import DEFAULT_PAIR_HEAD, feature_size, pair_features
 
 
 @dataclass(frozen=True)
@@ -70,11 +70,14 @@ class Targets:
 
 class KDHeads(nn.Module):
     """One linear head per cell, used only in training to match cells to teacher-layer probes; it reads the
-    cell's pooled views like the classifier does (pairs: [u, v, |u - v|, u * v])."""
+    cell's pooled views like the classifier does (pairs: [u, v, |u - v|, u * v], and with the aligned pair head
+    the 4 token-level comparison views after them). ``pair_head`` must be the model's."""
 
-    def __init__(self, k_max: int, hidden: int, num_labels: int, pair: bool = False) -> None:
+    def __init__(self, k_max: int, hidden: int, num_labels: int, pair: bool = False,
+                 pair_head: str = DEFAULT_PAIR_HEAD) -> None:
         super().__init__()
-        self.heads = nn.ModuleList([nn.Linear(feature_size(hidden, pair), num_labels) for _ in range(k_max)])
+        size = feature_size(hidden, pair, pair_head)
+        self.heads = nn.ModuleList([nn.Linear(size, num_labels) for _ in range(k_max)])
 
     def forward(self, pooled: list[torch.Tensor]) -> list[torch.Tensor]:
         return [head(pair_features(p)) for head, p in zip(self.heads, pooled)]

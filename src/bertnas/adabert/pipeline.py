@@ -296,7 +296,7 @@ def retrain(cfg: RunConfig, out: str | Path) -> dict:
     spec, tokenizer = inputs.spec, inputs.tokenizer
     student = load_model_dir(AdaBertForSequenceClassification, out / "search" / "student", "search")
     heads = KDHeads(student.config.architecture.depth, student.config.hidden_size, spec.num_labels,
-                    pair=student.config.pair_input)
+                    pair=student.config.pair_input, pair_head=student.config.pair_head)
     heads.load_state_dict(read_weights(out / "search" / "heads.safetensors", "search"))
     t0 = time.perf_counter()
     ckpt = out / "checkpoints" / "retrain.pt"

@@ -15,7 +15,10 @@ from .genotype import Genotype, edge_index
 @torch.no_grad()
 def derive_student(supernet: AdaBertSupernet, genotype: Genotype, config: AdaBertConfig) -> AdaBertForSequenceClassification:
     """Build the final model of ``genotype`` and copy in the searched weights (embeddings folded). Convs keep
-    their kernels and BatchNorm statistics and get fresh affine parameters (the search's BatchNorm has none)."""
+    their kernels and BatchNorm statistics and get fresh affine parameters (the search's BatchNorm has none).
+    ``config`` must compare pairs as the supernet did (``pair_head``)."""
+    if config.pair_input and config.pair_head != supernet.pair_head:
+        raise ValueError(f"the student's pair_head {config.pair_head!r} is not the supernet's {supernet.pair_head!r}")
     student = AdaBertForSequenceClassification(config)
     words, positions = supernet.embeddings.folded()
     student.embeddings.word_embeddings.weight.copy_(words)

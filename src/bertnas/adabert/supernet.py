@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .blocks import PairLayout, PooledClassifier, cell_inputs, pair_layout, pool_views
+from .blocks import (DEFAULT_PAIR_HEAD, PairLayout, PooledClassifier, cell_inputs, check_pair_head, pair_layout,
+                     pool_views)
 from .genotype import EDGES, NUM_EDGES, NUM_INPUTS, NUM_NODES, edge_index
 from .ops import PRIMITIVES, create_op
 
@@ -105,13 +106,14 @@ class SearchCell(nn.Module):
 
 @dataclass
 class SupernetOutput:
-    pooled: list[torch.Tensor]  # per cell 1..n: pooled views (B, P, C), P = 1, or 2 (A, B) for pairs
+    pooled: list[torch.Tensor]  # per cell 1..n: pooled views (B, P, C), P = 1, or for pairs 2 (A, B) + 4 aligned
     states: list[torch.Tensor]  # per cell 1..n: outputs (B, C, L)
     layout: PairLayout
 
 
 class AdaBertSupernet(nn.Module):
-    """Embeddings -> up to K_max search cells -> one pooled classifier shared by every depth."""
+    """Embeddings -> up to K_max search cells -> one pooled classifier shared by every depth. ``pair_head``: how
+    pairs are compared (``blocks.PAIR_HEADS``); the derived student's config must name the same head."""
 
     def __init__(
         self,
@@ -122,13 +124,15 @@ class AdaBertSupernet(nn.Module):
         pair_input: bool,
         dropout: float,
         sep_token_id: int | None,
+        pair_head: str = DEFAULT_PAIR_HEAD,
     ) -> None:
         super().__init__()
         self.hidden, self.k_max, self.num_labels = hidden, k_max, num_labels
         self.pair_input, self.sep_token_id, self.dropout_p = pair_input, sep_token_id, dropout
+        self.pair_head = check_pair_head(pair_head)
         self.embeddings = embeddings
         self.cells = nn.ModuleList([SearchCell(hidden) for _ in range(k_max)])
-        self.classifier = PooledClassifier(k_max, hidden, num_labels, dropout, pair=pair_input)
+        self.classifier = PooledClassifier(k_max, hidden, num_labels, dropout, pair=pair_input, pair_head=pair_head)
 
     def forward(
         self,
@@ -147,7 +151,8 @@ class AdaBertSupernet(nn.Module):
         for cell in self.cells[:cells]:
             s0, s1 = s1, cell(s0, s1, cell_mask, op_weights, sampled_only)
             states.append(s1)
-        return SupernetOutput(pooled=[pool_views(h, layout) for h in states], states=states, layout=layout)
+        pooled = [pool_views(h, layout, self.pair_head) for h in states]
+        return SupernetOutput(pooled=pooled, states=states, layout=layout)
 
     def logits(self, out: SupernetOutput, depth: int) -> torch.Tensor:
         """Logits (B, num_labels) of the depth-``depth`` model: the classifier over its first cells."""

@@ -25,20 +25,31 @@ class Encoded:
         return len(self.input_ids)
 
 
+ENCODE_CHUNK = 4096
+"""Examples per tokenizer call. A fast tokenizer's output keeps, per example, far more than the ids (tokens,
+offsets, masks, word ids: about 3 KB for a short sentence); tokenizing a whole split at once made that a peak
+that grew with the training set (and stayed, as freed-but-kept heap). Chunks bound it; the ids are the same."""
+
+
 def encode(tokenizer, examples: Examples, max_seq_len: int, regression: bool = False) -> Encoded:
     """Tokenize texts (and text pairs) the way the teacher saw them, without padding."""
     if len(examples) == 0:
         raise BertnasError(f"no examples to encode in {examples.source or 'the data'}")
-    enc = tokenizer(
-        examples.texts,
-        examples.text_pairs,
-        truncation=True,
-        max_length=max_seq_len,
-        return_token_type_ids=True,
-        return_attention_mask=False,
-    )
-    ids = enc["input_ids"]
-    types = enc.get("token_type_ids") or [[0] * len(x) for x in ids]
+    ids: list[list[int]] = []
+    types: list[list[int]] = []
+    for start in range(0, len(examples), ENCODE_CHUNK):
+        stop = start + ENCODE_CHUNK
+        enc = tokenizer(
+            examples.texts[start:stop],
+            examples.text_pairs[start:stop] if examples.text_pairs is not None else None,
+            truncation=True,
+            max_length=max_seq_len,
+            return_token_type_ids=True,
+            return_attention_mask=False,
+        )
+        part = enc["input_ids"]
+        ids += part
+        types += enc.get("token_type_ids") or [[0] * len(x) for x in part]
     labels = torch.tensor(examples.labels, dtype=torch.float32 if regression else torch.long)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return Encoded(input_ids=ids, token_type_ids=types, labels=labels, pad_id=pad_id)

@@ -6,7 +6,9 @@ them. The teacher stays frozen (it is not even loaded: probes read the knowledge
 from __future__ import annotations
 
 import logging
+import mmap
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,6 +22,8 @@ from ..utils import progress
 from .knowledge import Knowledge
 
 logger = logging.getLogger("bertnas")
+RELEASE_BYTES = 64 * 2**20  # bytes mapped by reads between two releases of the mapped pages
+FAULT_AROUND = 64 * 2**10  # Linux maps this much of cached file around each page fault (fault_around_bytes)
 
 
 @dataclass
@@ -33,10 +37,73 @@ class Probes:
         return self.tensors[f"{split}_logits"]
 
 
-def _feature_stats(x: torch.Tensor, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std over examples of (L+1, N, F) float16 features, accumulated in float64 chunks."""
+class MappedFeatures:
+    """A split's (L + 1, N, F) features file read memory-mapped, with pages given back as reading goes on.
+
+    Why: a page of a memory-mapped file stays mapped into the process once read, and counts in its resident
+    memory until unmapped; a random mini-batch maps about :data:`FAULT_AROUND` bytes per row and layer, so a
+    few batches map the whole file. So once reads have mapped about ``release_bytes`` (default
+    :data:`RELEASE_BYTES`), the whole mapping is dropped (``madvise(MADV_DONTNEED)``): the pages stay in the
+    page cache and a later read maps them again. The probes' resident memory then stays flat (about one
+    batch's or chunk's worth) whatever the training set's size. Indexing (``x[:, rows]``, ``x[:, a:b]``) returns tensors with the same
+    values as the tensor :meth:`Knowledge.features` gives, so training is unchanged.
+    """
+
+    def __init__(self, path: Path, release_bytes: int | None = None) -> None:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+            offset = f.tell()
+            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        if fortran or len(shape) != 3:
+            raise ValueError(f"{path}: expected a C-ordered (L + 1, N, F) array, got shape {shape}")
+        self.array = np.frombuffer(self._map, dtype=dtype, count=int(np.prod(shape)), offset=offset).reshape(shape)
+        self.shape = torch.Size(shape)
+        self.release_bytes = RELEASE_BYTES if release_bytes is None else release_bytes
+        self._read = 0
+
+    def size(self, dim: int | None = None) -> torch.Size | int:
+        return self.shape if dim is None else self.shape[dim]
+
+    def __getitem__(self, key: tuple) -> torch.Tensor:
+        layers, rows = key
+        if layers != slice(None):
+            raise IndexError("MappedFeatures reads all layers: index as x[:, rows]")
+        if self._read >= self.release_bytes:
+            self.release()
+        row_bytes = self.shape[0] * self.shape[2] * self.array.itemsize
+        if isinstance(rows, slice):
+            out = np.array(self.array[:, rows])
+            self._read += out.nbytes
+        else:  # scattered rows: a fault in each layer maps FAULT_AROUND bytes of the (cached) file
+            index = rows.numpy() if isinstance(rows, torch.Tensor) else np.asarray(rows)
+            out = self.array[:, index]
+            self._read += len(index) * max(row_bytes, FAULT_AROUND * self.shape[0])
+        return torch.from_numpy(out)
+
+    def release(self) -> None:
+        """Unmap the pages read so far from this process (they stay cached by the kernel)."""
+        if hasattr(self._map, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            self._map.madvise(mmap.MADV_DONTNEED)
+        self._read = 0
+
+
+def split_features(knowledge: Knowledge, split: str) -> torch.Tensor | MappedFeatures:
+    """The features of ``split``: a :class:`MappedFeatures` when they are a file, else the in-memory tensor."""
+    name = f"{split}_features"
+    path = knowledge.path / f"{name}.npy" if knowledge.path is not None else None
+    if name not in knowledge.tensors and path is not None and path.is_file():
+        return MappedFeatures(path)
+    return knowledge.features(split)
+
+
+def _feature_stats(x: torch.Tensor | MappedFeatures, chunk_bytes: int = 8 * 2**20) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std over examples of (L+1, N, F) float16 features, accumulated in float64 chunks of about
+    ``chunk_bytes`` (a chunk and its square are the step's transient memory: kept small and independent of N)."""
     total = torch.zeros(x.size(0), 1, x.size(2), dtype=torch.float64)
     squares = torch.zeros_like(total)
+    chunk = max(1, chunk_bytes // (x.size(0) * x.size(2) * 8))
     for start in range(0, x.size(1), chunk):
         part = x[:, start : start + chunk].double()
         total += part.sum(1, keepdim=True)
@@ -59,13 +126,18 @@ class _LayerProbes(nn.Module):
         return torch.einsum("lbf,lfc->lbc", x, self.weight) + self.bias[:, None, :]
 
 
-def apply_probes(tensors: dict[str, torch.Tensor], features: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """Probe logits (L + 1, N, C) of features (L + 1, N, F) with trained probe ``tensors`` (weight, bias, mean, std)."""
-    out = []
+def apply_probes(tensors: dict[str, torch.Tensor], features: torch.Tensor | MappedFeatures,
+                 chunk_bytes: int = 8 * 2**20) -> torch.Tensor:
+    """Probe logits (L + 1, N, C) of features (L + 1, N, F) with trained probe ``tensors`` (weight, bias, mean, std),
+    in chunks of about ``chunk_bytes`` of float32 features (a few copies of one chunk are the transient memory)."""
+    chunk = max(1, chunk_bytes // (features.size(0) * features.size(2) * 4))
+    # the output is allocated first: small results appended between the big transient chunks kept the freed
+    # heap from being reused (glibc), and resident memory grew with the number of chunks
+    out = torch.empty(features.size(0), features.size(1), tensors["weight"].size(-1))
     for s in range(0, features.size(1), chunk):
         x = (features[:, s : s + chunk].float() - tensors["mean"]) / tensors["std"]
-        out.append(torch.einsum("lbf,lfc->lbc", x, tensors["weight"]) + tensors["bias"][:, None, :])
-    return torch.cat(out, 1)
+        out[:, s : s + chunk] = torch.einsum("lbf,lfc->lbc", x, tensors["weight"]) + tensors["bias"][:, None, :]
+    return out
 
 
 def train_probes(
@@ -79,7 +151,7 @@ def train_probes(
     """Fit every layer's probe on train features (standardized), report dev metrics, return logits."""
     spec = data.spec
     regression = spec.is_regression
-    train_x = knowledge.features("train")  # (L+1, N, F) float16
+    train_x = split_features(knowledge, "train")  # (L+1, N, F) float16, read from disk as needed
     dev_x = knowledge.features("dev")
     labels = torch.tensor(data.train.labels, dtype=torch.float32 if regression else torch.long)
     mean, std = _feature_stats(train_x)  # (L+1, 1, F) each, without a float32 copy of all features

@@ -14,13 +14,22 @@ parameter has a gradient on some ranks only (they ran different ops), and :func:
 weight checksums across ranks after every epoch. Rank 0 alone runs the teacher, the probes and the
 measurements, and writes every file (:func:`on_main`); the other ranks log only errors and show no progress.
 
+Every collective is entered by every rank, decided by values that are alike on every rank (settings, reduced
+values, rank 0's broadcast outcome), so an error is raised on all ranks at the same point or on one rank
+outside any collective (its exit then ends the others' next collective with a lost-peer error). The process
+group is left (:func:`teardown`) on every exit: by the command line in a ``finally``, and for the Python API by
+an ``atexit`` hook, while the interpreter is still whole: a gloo group still alive during interpreter
+finalization can abort the process ("terminate called without an active exception").
+
 Without ``torchrun`` every function here is a no-op, so one process behaves exactly as before.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
+import pickle
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable, Iterable, Iterator, TypeVar
@@ -33,9 +42,13 @@ from ..errors import BertnasError
 
 logger = logging.getLogger("bertnas")
 T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 WAIT = timedelta(hours=24)
 """Collective timeout: the other ranks wait while rank 0 alone runs the teacher over the data, which may take hours
 (a rank that fails ends the others through torchrun, so a long timeout does not hide errors)."""
+EXIT_WAIT = timedelta(minutes=10)
+"""How long :func:`teardown` waits at the closing barrier of a run that succeeded (every rank is already done)."""
+_AT_EXIT = False  # the atexit hook is registered (once per process)
 
 
 class MainRankFailed(BertnasError):
@@ -74,20 +87,63 @@ def local_rank() -> int:
 
 def setup(device: torch.device) -> None:
     """Join torchrun's process group once (gloo on CPU, nccl on CUDA); quiet the logs of ranks other than 0.
-    Nothing happens without torchrun."""
+    Nothing happens without torchrun. The group is left at exit (:func:`teardown`, registered with ``atexit``)."""
+    global _AT_EXIT
     if not launched() or dist.is_initialized():
         return
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=WAIT)
+    if not _AT_EXIT:  # the Python API has no end of its own: leave the group before the interpreter winds down
+        atexit.register(teardown)
+        _AT_EXIT = True
     if not is_main():
         logger.setLevel(logging.ERROR)
 
 
-def teardown() -> None:
-    """Leave the process group (the end of a torchrun command)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+def teardown(wait: bool = False) -> None:
+    """Leave the process group, on every way out (the command line calls it in a ``finally``; an ``atexit``
+    hook calls it for the Python API). A no-op when no group is up, so calling it twice is harmless.
+
+    ``wait``: first meet the other ranks at a barrier (at most :data:`EXIT_WAIT`), so that no rank leaves while
+    another still talks to it. Pass it only when this rank succeeded (then every rank took the same path and
+    reaches the barrier); after an error a rank leaves at once, and the others' next collective fails."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        if wait and active():
+            dist.barrier(timeout=EXIT_WAIT)
+    except Exception as exc:  # another rank failed meanwhile: it reports its own error
+        logger.debug("rank %d: closing barrier failed: %s", rank(), exc)
+    finally:
+        try:
+            dist.destroy_process_group()
+        except Exception as exc:  # leaving must not hide the error that brought us here
+            logger.debug("rank %d: destroying the process group failed: %s", rank(), exc)
+
+
+def failed_alike(exc: BaseException | None) -> bool:
+    """True when every rank raised ``exc`` (or its counterpart) at the same point, right after the same
+    collective: rank 0 failed in :func:`on_main`, or weights, gradients or the genotype differ between ranks.
+    No rank runs another collective on its way out then, so all can still meet at the closing barrier of
+    :func:`teardown` (and rank 0 prints its error before torchrun ends the ranks that finished first)."""
+    return bool(getattr(exc, "raised_on_every_rank", False))
+
+
+def _alike(exc: E) -> E:
+    """Mark ``exc`` as raised by every rank at the same point (:func:`failed_alike`); returns it."""
+    try:
+        exc.raised_on_every_rank = True  # type: ignore[attr-defined]
+    except AttributeError:  # an exception type with __slots__: no barrier on the way out, nothing worse
+        pass
+    return exc
+
+
+def lost_peer(exc: BaseException) -> bool:
+    """True when ``exc`` is a collective that failed because another rank ended (it reports its own error)."""
+    text = str(exc)
+    return (active() and isinstance(exc, RuntimeError)
+            and any(s in text for s in ("Connection closed by peer", "Connection reset by peer", "Broken pipe")))
 
 
 def _comm_device() -> torch.device:
@@ -96,25 +152,47 @@ def _comm_device() -> torch.device:
 
 def on_main(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``fn(*args, **kwargs)`` on rank 0 only (teacher pass, probes, measurements, writing files); the other
-    ranks wait and get its result (picklable), or fail with :class:`MainRankFailed` when it raised."""
+    ranks wait and get its result (picklable), or fail with :class:`MainRankFailed` when it raised.
+
+    Rank 0 sends an outcome whatever happens (an exception, Ctrl-C, a result that cannot be pickled), so the
+    other ranks never wait for a broadcast that does not come."""
     if not active():
         return fn(*args, **kwargs)
-    box: list[Any] = [None]
     if is_main():
         try:
             result = fn(*args, **kwargs)
-        except Exception as exc:
-            box[0] = ("error", f"{type(exc).__name__}: {exc}" if not isinstance(exc, BertnasError) else str(exc))
-            dist.broadcast_object_list(box, src=0)
+            payload = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException as exc:
+            if _send_outcome(("error", _describe(exc))):
+                _alike(exc)
             raise
-        box[0] = ("ok", result)
-        dist.broadcast_object_list(box, src=0)
+        _send_outcome(("ok", payload), required=True)
         return result
+    box: list[Any] = [None]
     dist.broadcast_object_list(box, src=0)
     status, value = box[0]
     if status == "error":
-        raise MainRankFailed(f"rank 0 failed: {value}")
-    return value
+        raise _alike(MainRankFailed(f"rank 0 failed: {value}"))
+    return pickle.loads(value)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return str(exc) if isinstance(exc, BertnasError) else f"{type(exc).__name__}: {exc}"
+
+
+def _send_outcome(outcome: tuple[str, Any], required: bool = False) -> bool:
+    """Broadcast rank 0's outcome of :func:`on_main`; True once sent. An error outcome is sent on a best-effort
+    basis (the other ranks may be gone already), so that the error that brought us here is the one raised."""
+    try:
+        dist.broadcast_object_list([outcome], src=0)
+    except Exception as exc:
+        if required:
+            raise
+        logger.debug("could not tell the other ranks that rank 0 failed: %s", exc)
+        return False
+    return True
 
 
 # ----------------------------------------------------------------------------- one step over a shard
@@ -165,29 +243,37 @@ def scale_loss(loss: torch.Tensor) -> torch.Tensor:
 
 
 def average_gradients(params: Iterable[nn.Parameter]) -> None:
-    """Average the gradients of ``params`` over ranks in one all-reduce (with gloo or nccl).
+    """Average the gradients of ``params`` over ranks (with gloo or nccl).
 
     A parameter that has a gradient on some ranks but not on others means the ranks ran different ops (their
     Gumbel samples differ): that is an error rather than a silent mix of two architectures. Parameters
-    without a gradient on every rank keep none, as in one process (the optimizer then skips them)."""
+    without a gradient on every rank keep none, as in one process (the optimizer then skips them).
+
+    Two all-reduces: first which parameters have a gradient (one number each, the same size on every rank), so
+    that every rank raises the mismatch error at the same point; then the gradients present on every rank
+    (the same list on every rank by then). One all-reduce of only the local gradients would have a different
+    size on the ranks that differ, which gloo cannot match: it aborts the process."""
     if not active():
         return
     params = list(params)
     if not params:
         return
-    grads = [p.grad for p in params if p.grad is not None]
-    device = grads[0].device if grads else params[0].device
-    present = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=device)
-    flat = torch.cat([g.reshape(-1).float() for g in grads] + [present])
-    dist.all_reduce(flat)
+    device = next((p.grad.device for p in params if p.grad is not None), params[0].device)
+    counts = torch.tensor([float(p.grad is not None) for p in params], dtype=torch.float32, device=device)
+    dist.all_reduce(counts)
     ranks = world_size()
-    counts = flat[-len(params):]
     uneven = ((counts != 0) & (counts != ranks)).nonzero()
     if uneven.numel():
         i = int(uneven[0])
-        raise BertnasError(f"ranks ran different operations in one step: a parameter of shape {tuple(params[i].shape)} "
-                           f"has a gradient on {int(counts[i])} of {ranks} ranks; every rank must draw the same "
-                           "architecture sample (same bertnas version, settings and seed on every rank)")
+        raise _alike(BertnasError(
+            f"ranks ran different operations in one step: a parameter of shape {tuple(params[i].shape)} has a "
+            f"gradient on {int(counts[i])} of {ranks} ranks; every rank must draw the same architecture sample "
+            "(same bertnas version, settings and seed on every rank)"))
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1).float() for g in grads])
+    dist.all_reduce(flat)
     offset = 0
     for g in grads:
         n = g.numel()
@@ -305,9 +391,9 @@ def check_in_sync(modules: dict[str, object], where: str) -> None:
         for i, name in enumerate(names):
             if not torch.equal(other[i], gathered[0][i]):
                 what = "architecture weights" if name == "arch" else f"{name} weights"
-                raise BertnasError(f"{where}: the {what} differ between rank 0 and rank {r} (checksums "
-                                   f"{gathered[0][i].tolist()} vs {other[i].tolist()}); every rank must run the same "
-                                   "bertnas version, settings and data")
+                raise _alike(BertnasError(f"{where}: the {what} differ between rank 0 and rank {r} (checksums "
+                                          f"{gathered[0][i].tolist()} vs {other[i].tolist()}); every rank must run "
+                                          "the same bertnas version, settings and data"))
 
 
 def check_same(what: str, value: object) -> None:
@@ -318,4 +404,4 @@ def check_same(what: str, value: object) -> None:
     dist.all_gather_object(values, value)
     for r, v in enumerate(values[1:], 1):
         if v != values[0]:
-            raise BertnasError(f"{what} differs between rank 0 ({values[0]}) and rank {r} ({v})")
+            raise _alike(BertnasError(f"{what} differs between rank 0 ({values[0]}) and rank {r} ({v})"))
