@@ -269,3 +269,13 @@ def test_numbers_beyond_float32_and_config_file_keys(tmp_path, tiny_teacher, syn
             proc = subprocess.CompletedProcess(argv, code, captured.out, captured.err)
         assert_clean_error(proc, *fragments)
         assert not out.exists() and not cache.exists(), name
+
+
+def test_first_line_of_a_library_error():
+    """Errors quoting a library's message keep one line, and an empty message gives the type, not an IndexError."""
+    from bertnas.errors import first_line
+
+    assert first_line(ValueError("bad header\n  at byte 3")) == "bad header"
+    assert first_line(OSError("x" * 300), 100) == "x" * 100
+    assert first_line(RuntimeError("")) == "RuntimeError"
+    assert first_line(KeyError()) == "KeyError"

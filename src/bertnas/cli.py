@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import get_type_hints
 
 from .config import RunConfig, load_config_file
-from .errors import BertnasError
+from .errors import BertnasError, first_line
 
 logger = logging.getLogger("bertnas")
 _GROUPS = ["data", "teacher", "probes", "space", "search", "retrain", "measure", "general"]
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         if not ddp.lost_peer(exc):
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         print(f"bertnas: error (rank {ddp.rank()}): another rank ended while this one waited for it (its own error "
               f"says why): {first}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, get_type_hints
 
-from .errors import BertnasError
+from .errors import BertnasError, first_line
 
 FLOAT32_MAX = 3.4028234663852886e38  # torch computes in float32: a larger setting overflows mid-run
 INT_MAX = 2**31 - 1  # counts, sizes and lengths beyond this are typos, and overflow torch's int arguments
@@ -283,7 +283,7 @@ def load_config_file(path: str | Path, known: Iterable[str] | None = None) -> di
     except OSError as exc:
         raise BertnasError(f"config file {path} cannot be read ({exc.strerror or exc}): check its permissions") from None
     except Exception as exc:  # yaml and json raise different types
-        raise BertnasError(f"config file {path} cannot be parsed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise BertnasError(f"config file {path} cannot be parsed: {first_line(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -7,3 +7,10 @@ The CLI prints its message on one line and exits non-zero without a traceback; a
 
 class BertnasError(Exception):
     """An error in the user's input; the message names the problem and the fix."""
+
+
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of ``exc``'s message (at most ``limit`` characters), for a one-line error that quotes a
+    library's error; the exception's type name when the message is empty."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .errors import BertnasError
+from .errors import BertnasError, first_line
 
 logger = logging.getLogger("bertnas")
 
@@ -127,7 +127,7 @@ def read_weights(path: str | Path, step: str) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise BertnasError(f"{path} is damaged ({str(exc).splitlines()[0][:100]}): run `bertnas {step}` again") from exc
+        raise BertnasError(f"{path} is damaged ({first_line(exc, 100)}): run `bertnas {step}` again") from exc
 
 
 def load_model_dir(cls: Any, path: str | Path, step: str) -> Any:
@@ -140,7 +140,7 @@ def load_model_dir(cls: Any, path: str | Path, step: str) -> Any:
     try:
         return cls.from_pretrained(str(path))
     except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise BertnasError(f"the model in {path} cannot be loaded ({str(exc).splitlines()[0][:100]}): "
+        raise BertnasError(f"the model in {path} cannot be loaded ({first_line(exc, 100)}): "
                            f"run `bertnas {step}` again") from exc
 
 

@@ -139,6 +139,7 @@ def search(
     objective = SearchObjective(cfg, spec, supernet, heads, arch, train_targets.standardized(scale),
                                 efficiency_costs(cfg.hidden_size, cfg.eval_seq_len).to(device), lat)
     weights = list(supernet.parameters()) + list(heads.parameters())
+    arch_params = list(arch.parameters())
     w_opt = adamw(weights, lr=cfg.search_lr, weight_decay=cfg.weight_decay)
     a_opt = adam(arch.parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999), weight_decay=1e-3)
     decay = cfg.tau_decay if cfg.tau_decay is not None else auto_decay(cfg.tau_max, cfg.tau_min, cfg.search_epochs)
@@ -160,44 +161,43 @@ def search(
         update_arch = epoch >= warmup
         tau = cfg.tau_max
 
+        def update(params: list[torch.nn.Parameter], opt: torch.optim.Optimizer) -> None:
+            """One optimizer step on gradients averaged over ranks (the same step on every rank), clipped at 5."""
+            ddp.average_gradients(params)
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+
         def step(i: int, batch: dict[str, torch.Tensor]) -> LossParts:
             nonlocal tau
             tau = temperature(epoch + i / steps, cfg.tau_max, cfg.tau_min, decay)
             ops_w, depth_w = arch.sample(tau, gumbel_gen)
-            if update_arch and i % cfg.arch_update_interval == 0 and cfg.search_step == "joint":
+            arch_due = update_arch and i % cfg.arch_update_interval == 0
+            if arch_due and cfg.search_step == "joint":
                 return joint_step(batch, ops_w, depth_w)
             parts = objective(batch, ops_w.detach(), depth_w.detach(), arch_step=False)
             w_opt.zero_grad(set_to_none=True)
             ddp.scale_loss(parts.total).backward()
-            ddp.average_gradients(weights)
-            torch.nn.utils.clip_grad_norm_(weights, 5.0)
-            w_opt.step()
-            if update_arch and i % cfg.arch_update_interval == 0:
+            update(weights, w_opt)
+            if arch_due:
                 ops_w, depth_w = arch.sample(tau, gumbel_gen)
                 parts = objective(batch, ops_w, depth_w, arch_step=True)
-                grads = torch.autograd.grad(ddp.scale_loss(parts.total), list(arch.parameters()), allow_unused=True)
-                for p, g in zip(arch.parameters(), grads):
+                grads = torch.autograd.grad(ddp.scale_loss(parts.total), arch_params, allow_unused=True)
+                for p, g in zip(arch_params, grads):
                     p.grad = g
-                ddp.average_gradients(arch.parameters())  # the same architecture step on every rank
-                torch.nn.utils.clip_grad_norm_(list(arch.parameters()), 5.0)
-                a_opt.step()
+                update(arch_params, a_opt)
             return parts
 
         def joint_step(batch: dict[str, torch.Tensor], ops_w: torch.Tensor, depth_w: torch.Tensor) -> LossParts:
             """Weights and architecture from one sample and one pass over all depths. The depth sample y is
             one-hot in value, so sum_K y_K L_K is the sampled depth's loss and its weight gradient is exactly the
             weight step's; the architecture gradient is the alternate step's, taken before rather than after
-            this batch's weight update. Saves the separate weight pass (about a third of an architecture epoch)."""
+            this batch's weight update. Saves the alternate step's separate weight pass."""
             parts = objective(batch, ops_w, depth_w, arch_step=True)
             w_opt.zero_grad(set_to_none=True)
             a_opt.zero_grad(set_to_none=True)
             ddp.scale_loss(parts.total).backward()
-            ddp.average_gradients(weights)
-            ddp.average_gradients(arch.parameters())
-            torch.nn.utils.clip_grad_norm_(weights, 5.0)
-            torch.nn.utils.clip_grad_norm_(list(arch.parameters()), 5.0)
-            w_opt.step()
-            a_opt.step()
+            update(weights, w_opt)
+            update(arch_params, a_opt)
             return parts
 
         supernet.train(), heads.train()

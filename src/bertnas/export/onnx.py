@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import BertnasError
+from ..errors import BertnasError, first_line
 from ..measure.onnx_export import (INPUT_NAMES, OUTPUT_NAMES, LogitsOnly, export_model, require_onnx,  # noqa: F401
                                    with_zero_token_types)
 from ..measure.onnx_latency import onnx_latency, ort_feed, ort_session, require_onnxruntime
@@ -141,7 +141,7 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", quantize: str | None = No
                 checked["session"] = ort_session(path, threads)
                 got = ort_logits(checked["session"], check_batches)
             except Exception as exc:  # onnxruntime's own error types: a graph that cannot run the dev data
-                checked["error"] = str(exc).splitlines()[0][:200]
+                checked["error"] = first_line(exc, 200)
                 return f"onnxruntime cannot run it on dev ({checked['error']})"
             checked.update(compare(ref, got, spec.is_regression), logits=got)
             checked["passed"] = checked["max_abs_diff"] <= tolerance and bool(np.isfinite(got).all())
@@ -164,7 +164,7 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", quantize: str | None = No
                 quantize_int8(tmp / "model.onnx", tmp / "model.int8.onnx")
                 got8 = ort_logits(ort_session(tmp / "model.int8.onnx", threads), dev_batches)
             except Exception as exc:  # the quantizer's and onnxruntime's own error types
-                raise BertnasError(f"int8 quantization failed ({str(exc).splitlines()[0][:150]}): nothing written; "
+                raise BertnasError(f"int8 quantization failed ({first_line(exc, 150)}): nothing written; "
                                    "export without --quantize") from exc
             dev_metrics["int8"] = compute_metrics(spec, got8, labels)
             int8 = {**compare(ref[:n], got8, spec.is_regression),

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 import torch
 
-from ..errors import BertnasError
+from ..errors import BertnasError, first_line
 from .profile import _random_batch, measure_latency
 
 INSTALL_HINT = 'pip install "bertnas[onnx]"'
@@ -56,7 +56,7 @@ def ort_session(path: str | Path, threads: int | None = None) -> Any:
     try:
         return ort.InferenceSession(os.fspath(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-        raise BertnasError(f"onnxruntime cannot load {path} ({str(exc).splitlines()[0][:120]}): "
+        raise BertnasError(f"onnxruntime cannot load {path} ({first_line(exc, 120)}): "
                            "run `bertnas export` again") from exc
 
 
@@ -156,7 +156,7 @@ def model_onnx_latency(
             except BertnasError as exc:
                 return str(exc)
             except Exception as exc:  # onnxruntime's own error types: a graph that cannot run the inputs
-                return f"onnxruntime cannot run it ({str(exc).splitlines()[0][:120]})"
+                return f"onnxruntime cannot run it ({first_line(exc, 120)})"
             checked["max_abs_diff"] = max(float(np.abs(r - g).max()) if r.size else 0.0 for r, g in zip(refs, got))
             if not (checked["max_abs_diff"] <= tolerance and all(np.isfinite(g).all() for g in got)):
                 return f"its logits differ from PyTorch's by {checked['max_abs_diff']:.3g} > {tolerance:g}"

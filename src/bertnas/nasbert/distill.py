@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from transformers import AutoModel
 
-from ..errors import BertnasError
+from ..errors import BertnasError, first_line
 from ..teacher.knowledge import bf16_supported
 from ..teacher.loading import _check_source, load_tokenizer
 from ..utils import atomic_dir, progress, write_json
@@ -35,7 +35,7 @@ def load_pretrained_teacher(name: str, trust_remote_code: bool = False):
     try:
         model = AutoModel.from_pretrained(source, dtype=torch.float32, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as exc:
-        raise BertnasError(f"cannot load the teacher encoder from {name}: {str(exc).splitlines()[0][:160]}") from exc
+        raise BertnasError(f"cannot load the teacher encoder from {name}: {first_line(exc, 160)}") from exc
     tokenizer = load_tokenizer(source, trust_remote_code)
     if not hasattr(model.config, "num_hidden_layers") or not hasattr(model.config, "hidden_size"):
         raise BertnasError(f"teacher {name} is not a BERT-family encoder (no num_hidden_layers/hidden_size in its config)")

@@ -10,7 +10,7 @@ from transformers import AutoModelForSequenceClassification, BertConfig, BertFor
 
 from ..data.encode import batches, encode, num_batches, to_device
 from ..data.examples import TaskData
-from ..errors import BertnasError
+from ..errors import BertnasError, first_line
 from ..training.evaluation import evaluate
 from ..training.losses import task_loss
 from ..training.optim import adamw
@@ -43,7 +43,7 @@ def load_pretrained_for_finetune(name: str, num_labels: int, trust_remote_code: 
             source, num_labels=num_labels, dtype=torch.float32, trust_remote_code=trust_remote_code,
             ignore_mismatched_sizes=True)
     except (OSError, ValueError) as exc:
-        raise BertnasError(f"cannot load {name} for fine-tuning: {str(exc).splitlines()[0][:160]}") from exc
+        raise BertnasError(f"cannot load {name} for fine-tuning: {first_line(exc, 160)}") from exc
 
 
 def finetune(

@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from ..data.examples import TaskSpec
-from ..errors import BertnasError
+from ..errors import BertnasError, first_line
 
 logger = logging.getLogger("bertnas")
 _GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
@@ -77,7 +77,7 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
         return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, TypeError) as exc:
         raise BertnasError(
-            f"no usable tokenizer in {name} ({str(exc).splitlines()[0][:120]}): save the tokenizer next to the model with tokenizer.save_pretrained"
+            f"no usable tokenizer in {name} ({first_line(exc, 120)}): save the tokenizer next to the model with tokenizer.save_pretrained"
         ) from exc
 
 
@@ -91,7 +91,7 @@ def load_teacher(
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         where = "the directory" if Path(source).exists() else "no local directory of that name, and the hub (offline?)"
-        raise BertnasError(f"cannot load teacher {name!r} from {where}: {str(exc).splitlines()[0][:160]}") from exc
+        raise BertnasError(f"cannot load teacher {name!r} from {where}: {first_line(exc, 160)}") from exc
     archs = getattr(config, "architectures", None) or []
     if archs and not any(a.endswith("ForSequenceClassification") for a in archs):
         raise BertnasError(
@@ -103,7 +103,7 @@ def load_teacher(
             source, dtype=torch.float32, trust_remote_code=trust_remote_code
         )
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
-        raise BertnasError(f"cannot load teacher weights from {name} ({str(exc).splitlines()[0][:160]}): "
+        raise BertnasError(f"cannot load teacher weights from {name} ({first_line(exc, 160)}): "
                            "check that the checkpoint is complete, or save it again") from exc
     tokenizer = load_tokenizer(name, trust_remote_code)
     if len(tokenizer) > model.config.vocab_size:
