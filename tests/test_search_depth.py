@@ -108,7 +108,7 @@ def test_the_joint_step_gives_the_weights_the_sampled_depths_gradient(tmp_path):
     distillation heads) must get exactly the gradient of the weight step on the sampled depth alone."""
     from bertnas.adabert.architecture import Architecture
     from bertnas.adabert.costs import efficiency_costs
-    from bertnas.adabert.objective import KDHeads
+    from bertnas.adabert.objective import KDHeads, adabert_loss, depth_loss, efficiency_loss
     from bertnas.adabert.searcher import SearchObjective
 
     data = generate_distance(n_train=64, n_dev=8, seed=1, length=16, near=3, far=8, fillers=["the"])
@@ -136,8 +136,22 @@ def test_the_joint_step_gives_the_weights_the_sampled_depths_gradient(tmp_path):
         alone = torch.autograd.grad(objective(batch, ops_w.detach(), depth_w.detach(), arch_step=False).total,
                                     weights, allow_unused=True)
         joint_parts = objective(batch, ops_w, depth_w, arch_step=True)
-        joint = torch.autograd.grad(joint_parts.total, weights + list(arch.parameters()), allow_unused=True)
-        for a, b in zip(alone, joint[: len(weights)]):
-            assert (a is None and (b is None or not b.any())) or torch.allclose(a, b, atol=1e-6, rtol=1e-5)
+        joint = torch.autograd.grad(joint_parts.total, weights + list(arch.parameters()), allow_unused=True,
+                                    retain_graph=True)
+        for a, b in zip(alone, joint[: len(weights)]):  # deeper cells get no gradient at all, as in the weight step
+            assert (a is None and b is None) or torch.allclose(a, b, atol=1e-6, rtol=1e-5)
         assert any(x is not None and x.abs().sum() > 0 for x in joint[len(weights):])  # the architecture learns too
+        # the same gradients as back-propagating every depth's loss through every cell (0 * dL_K for K != sampled)
+        out = net(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], ops_w, cfg.k_max)
+        heads_out = heads(out.pooled[: cfg.k_max - 1])
+        ce, kd = zip(*(depth_loss(net.logits(out, k), heads_out[: k - 1], batch, targets, False, cfg.temperature,
+                                  cfg.attentive_kd) for k in range(1, cfg.k_max + 1)))
+        eff = efficiency_loss(arch.op_probs(), objective.costs, (depth_w * torch.arange(1.0, cfg.k_max + 1)).sum(),
+                              cfg.k_max)
+        full = adabert_loss((depth_w * torch.stack(ce)).sum(), (depth_w * torch.stack(kd)).sum(), eff, cfg.gamma,
+                            cfg.beta)
+        assert torch.allclose(full.total, joint_parts.total)
+        reference = torch.autograd.grad(full.total, weights + list(arch.parameters()), allow_unused=True)
+        for a, b in zip(reference, joint):
+            assert (b is None and (a is None or not a.any())) or torch.allclose(a, b, atol=1e-6, rtol=1e-5)
     assert min(depths) < cfg.k_max  # some sample leaves deeper cells whose losses must not reach the weights

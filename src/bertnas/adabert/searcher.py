@@ -96,13 +96,16 @@ class SearchObjective:
         cfg = self.cfg
         sampled = int(depth_w.argmax()) + 1
         depths = list(range(1, cfg.k_max + 1)) if (arch_step if all_depths is None else all_depths) else [sampled]
+        losses = []
         with autocast(self.costs.device, cfg.amp):
             out = self.supernet(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], ops_w,
-                                depths[-1], sampled_only=cfg.sampled_only)
+                                depths[-1], sampled_only=cfg.sampled_only, grad_cells=sampled)
             head_logits = self.heads(out.pooled[: depths[-1] - 1])
-            finals = [self.supernet.logits(out, k) for k in depths]
-        ce, kd = zip(*(depth_loss(final, head_logits[: k - 1], batch, self.targets, self.spec.is_regression,
-                                  cfg.temperature, cfg.attentive_kd) for k, final in zip(depths, finals)))
+            for k in depths:  # y_K = 0 in value for K != sampled: those losses reach only the depth logits
+                with torch.set_grad_enabled(torch.is_grad_enabled() and k == sampled):
+                    losses.append(depth_loss(self.supernet.logits(out, k), head_logits[: k - 1], batch, self.targets,
+                                             self.spec.is_regression, cfg.temperature, cfg.attentive_kd))
+        ce, kd = zip(*losses)
         y = depth_w[[k - 1 for k in depths]]  # one-hot in value: only the sampled depth's loss counts forward
         ce, kd = (y * torch.stack(ce)).sum(), (y * torch.stack(kd)).sum()
         eff = None

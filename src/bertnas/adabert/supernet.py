@@ -142,16 +142,22 @@ class AdaBertSupernet(nn.Module):
         op_weights: torch.Tensor,
         cells: int,
         sampled_only: bool = True,
+        grad_cells: int | None = None,
     ) -> SupernetOutput:
-        """Run the first ``cells`` cells with op weights (9, 10); score any depth <= ``cells`` with :meth:`logits`."""
+        """Run the first ``cells`` cells with op weights (9, 10); score any depth <= ``cells`` with :meth:`logits`.
+        Cells after the first ``grad_cells`` (default: all) run without autograd: their outputs only score
+        deeper depths, whose losses the caller uses as values."""
         layout = pair_layout(input_ids, attention_mask, token_type_ids, self.pair_input, self.sep_token_id)
         s0, s1 = cell_inputs(self.embeddings(input_ids, layout.mask, layout.position_ids), layout)
         cell_mask = layout.mask[:, None, :].to(s1.dtype)
         states = []
-        for cell in self.cells[:cells]:
-            s0, s1 = s1, cell(s0, s1, cell_mask, op_weights, sampled_only)
+        grad_cells = cells if grad_cells is None else grad_cells
+        pooled = []
+        for k, cell in enumerate(self.cells[:cells]):
+            with torch.set_grad_enabled(torch.is_grad_enabled() and k < grad_cells):
+                s0, s1 = s1, cell(s0, s1, cell_mask, op_weights, sampled_only)
+                pooled.append(pool_views(s1, layout, self.pair_head))
             states.append(s1)
-        pooled = [pool_views(h, layout, self.pair_head) for h in states]
         return SupernetOutput(pooled=pooled, states=states, layout=layout)
 
     def logits(self, out: SupernetOutput, depth: int) -> torch.Tensor:
