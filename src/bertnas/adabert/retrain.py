@@ -58,7 +58,9 @@ def retrain(
     if cfg.retrain_epochs == 0:
         return student, best["metrics"], [{"epoch": 0, "dev": best["metrics"]}]
 
-    params = list(student.parameters()) + list(heads.parameters())
+    words = student.get_input_embeddings().weight
+    words.requires_grad_(not cfg.retrain_freeze_words)
+    params = [p for p in student.parameters() if p.requires_grad] + list(heads.parameters())
     opt = adamw(params, lr=cfg.retrain_lr, weight_decay=cfg.weight_decay)
     total = num_batches(len(train), cfg.retrain_batch_size) * cfg.retrain_epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / total))
@@ -101,4 +103,5 @@ def retrain(
     history = run_epochs(state, cfg.retrain_epochs, cfg.seed + 7919, epoch_fn,
                          extra=lambda: {"best_state": best["state"], "best_metrics": best["metrics"]})
     student.load_state_dict(best["state"])
+    words.requires_grad_(True)
     return student, best["metrics"], history

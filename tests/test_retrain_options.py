@@ -1,0 +1,51 @@
+"""Options of the further training: ``--retrain-freeze-words`` keeps the word table and trains the rest."""
+from __future__ import annotations
+
+import torch
+
+from bertnas.adabert.objective import Targets
+from bertnas.adabert.retrain import retrain
+from bertnas.adabert.searcher import build_supernet, finish_search, search
+from bertnas.config import RunConfig
+from bertnas.data.encode import encode
+from bertnas.data.synthetic import build_tokenizer, generate
+
+
+def _searched(tmp_path):
+    data = generate("single", n_train=64, n_dev=16, seed=0)
+    tok = build_tokenizer(tmp_path / "vocab")
+    train, dev = encode(tok, data.train, 32), encode(tok, data.dev, 32)
+    g = torch.Generator().manual_seed(1)
+    gold = torch.nn.functional.one_hot(train.labels, 2).float() * 6 - 3  # teacher and probes = the gold labels
+    targets = Targets(gold, gold[None].repeat(3, 1, 1), torch.device("cpu"))
+    cfg = RunConfig(hidden_size=16, k_max=2, search_batch_size=16, retrain_batch_size=16, search_epochs=1,
+                    search_warmup_epochs=0, retrain_epochs=3, retrain_lr=0.01, seed=0).validate()
+    torch.manual_seed(0)
+    net = build_supernet(cfg, data.spec, torch.randn(len(tok), 8, generator=g), torch.randn(64, 8, generator=g),
+                         tok.sep_token_id)
+    arch, heads, history = search(cfg, data.spec, train, dev, targets, net, torch.device("cpu"))
+    result = finish_search(cfg, data.spec, net, arch, heads, history, 0, None)
+    return cfg, data.spec, result, train, dev, targets
+
+
+def _changed(before: dict, after: dict) -> set[str]:
+    return {n for n, t in before.items() if t.is_floating_point() and not torch.equal(t, after[n])}
+
+
+def test_freezing_the_word_table_trains_everything_else(tmp_path):
+    cfg, spec, result, train, dev, targets = _searched(tmp_path)
+    before = {n: t.clone() for n, t in result.student.state_dict().items()}
+    cfg = cfg.update({"retrain_freeze_words": True}, "test")
+    student, _, history = retrain(cfg, spec, result.student, result.heads, train, dev, targets, torch.device("cpu"))
+    assert history[-1]["dev"] != history[0]["dev"]  # it trained (the best dev epoch is not the untrained student)
+    changed = _changed(before, student.state_dict())
+    assert "embeddings.word_embeddings.weight" not in changed
+    assert any(n.startswith("cells.") for n in changed) and any(n.startswith("classifier.") for n in changed), changed
+    assert student.get_input_embeddings().weight.requires_grad  # the returned model trains normally again
+
+
+def test_without_the_flag_the_word_table_trains(tmp_path):
+    cfg, spec, result, train, dev, targets = _searched(tmp_path)
+    before = {n: t.clone() for n, t in result.student.state_dict().items()}
+    student, _, _ = retrain(cfg, spec, result.student, result.heads, train, dev, targets, torch.device("cpu"))
+    assert "embeddings.word_embeddings.weight" in _changed(before, student.state_dict())
