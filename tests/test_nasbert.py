@@ -191,6 +191,10 @@ def test_selection_honours_its_constraints_and_round_trips(run_dir):
     assert latency_only[0]["name"] == "1000ms"
     with pytest.raises(BertnasError, match="no architecture fits"):
         pipeline.select(run_dir, max_params="1K", embedding_sizes=(16, 32), measure=False)
+    # a latency budget below every model's: the error names the fastest model's predicted latency
+    with pytest.raises(BertnasError, match=r"the fastest is predicted at \d+\.\d+ ms \(batch 4, sequence 16\)"):
+        pipeline.select(run_dir, max_latency_ms="0.00001", embedding_sizes=(16, 32), seq_len=16, latency_batch=4,
+                        measure=False)
 
     model_dir = results[0]["dir"]
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)

@@ -32,7 +32,7 @@ from ..utils import atomic_dir, read_json, resolve_device, run_metadata, set_see
 from .config import SupernetSettings
 from .costs import TeacherShape, model_params, model_parts, op_specs, predict_latency
 from .distill import cache_key, compute_block_states, load_pretrained_teacher, score_path, teacher_fingerprint
-from .select import build_student, choose_embedding_size, combine, parse_constraints, select_best
+from .select import build_student, choose_embedding_size, combine, out_of_budget, parse_constraints, select_best
 from .space import SpaceConfig, Supernet, enumerate_paths, path_params
 from .train import train_supernet
 
@@ -182,11 +182,7 @@ def select(out: str | Path, max_params: str | None = None, max_latency_ms: str |
         e = choose_embedding_size(list(embedding_sizes), shape, c.max_params, embedding_fraction)
         found = combine(blocks, e, shape, table, c, seq_len, latency_batch, top_t)
         if not found:
-            from .space import Architecture, BlockPath
-
-            smallest = Architecture(min(embedding_sizes), tuple(min((BlockPath.parse(x["path"]) for x in b), key=path_params) for b in blocks))
-            raise BertnasError(f"no architecture fits the budget {c.name}: the smallest surviving model has "
-                               f"{model_params(smallest, shape) / 1e6:.2f}M parameters")
+            raise out_of_budget(blocks, list(embedding_sizes), shape, table, c, seq_len, latency_batch)
         best = select_best(found, net, held_out)
         model = build_student(best.arch, net, teacher, shape)
         target = out / "models" / c.name

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import re
@@ -135,6 +136,22 @@ def combine(
         if len(out) >= top_t:
             break
     return out
+
+
+def out_of_budget(blocks: list[list[dict]], embedding_sizes: list[int], shape: TeacherShape,
+                  table: LatencyTable | None, constraint: Constraint, seq_len: int, batch: int) -> BertnasError:
+    """The error for a budget no surviving model meets: the smallest model's parameters and, for a latency
+    budget, the fastest model's predicted latency, so the user knows which budget would fit."""
+    paths = [[BlockPath.parse(c["path"]) for c in block] for block in blocks]
+    e = min(embedding_sizes)
+    smallest = Architecture(e, tuple(min(block, key=path_params) for block in paths))
+    facts = [f"the smallest surviving model has {model_params(smallest, shape) / 1e6:.2f}M parameters"]
+    if constraint.max_latency_ms is not None and table is not None and math.prod(map(len, paths)) <= MAX_COMBINATIONS:
+        fastest = min(predict_latency(table, Architecture(e, combo), shape.hidden, seq_len, batch)
+                      for combo in itertools.product(*paths))
+        facts.append(f"the fastest is predicted at {fastest:.2f} ms (batch {batch}, sequence {seq_len})")
+    return BertnasError(f"no architecture fits the budget {constraint.name}: {' and '.join(facts)}; raise the "
+                        "budget, or shrink a supernet whose space keeps smaller layers")
 
 
 def select_best(candidates: list[Candidate], supernet: Supernet, held_out: list[dict]) -> Candidate:
