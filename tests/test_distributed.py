@@ -5,7 +5,8 @@ processes, sharded steps give one process's gradients and BatchNorm statistics o
 the process group before its interpreter winds down (a gloo group alive at interpreter finalization can abort the
 process: "terminate called without an active exception", once seen in CI). Further 2-process checks: ranks that
 disagree on which parameters have gradients, and rank 0 failing (or being interrupted) in ``on_main``, end as
-one error on every rank rather than a gloo abort or a rank waiting for the other."""
+one error on every rank rather than a gloo abort or a rank waiting for the other; ranks that see different
+checkpoints resume as rank 0 decides."""
 from __future__ import annotations
 
 import json
@@ -269,7 +270,42 @@ for name, fn in (("interrupted", interrupted), ("failing", failing), ("unpicklab
 seen["answer"] = ddp.on_main(lambda: {"answer": 42})  # and the ranks are still in step
 ddp.check_same("a value", 7)
 
-# 3. rank 1 leaves (its group destroyed at exit); rank 0's next collective fails as a lost peer, at once
+# 3. resuming: each rank gets a run directory of its own (a filesystem not shared), so the ranks see different
+# checkpoints; rank 0's decides for all: its epoch, history and state on every rank, or a fresh start everywhere
+from bertnas.training.checkpoints import save_checkpoint
+from bertnas.training.loop import Resumable
+
+def toy_stage(fill, inputs=2):
+    model = nn.Linear(inputs, 2)
+    nn.init.constant_(model.weight, fill), nn.init.constant_(model.bias, fill)
+    return model, torch.optim.Adam(model.parameters(), lr=0.1)
+
+def write_checkpoint(path, fill, epoch, inputs=2):
+    model, opt = toy_stage(fill, inputs)
+    model(torch.ones(1, inputs)).sum().backward()
+    opt.step()
+    save_checkpoint(path, {"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch, "resume_key": "K",
+                           "history": [{"epoch": e} for e in range(1, epoch + 1)], "best": fill})
+
+def resumed(path):
+    model, opt = toy_stage(100.0 * (rank + 1))  # a fresh start differs between ranks
+    try:
+        state = Resumable("toy", path, True, "K", model=model, opt=opt)
+    except BertnasError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return {"restored": state.restored, "epoch": state.epoch, "history": state.history, "extra": state.extra,
+            "weights": [p.flatten().tolist() for p in model.parameters()],
+            "steps": [float(s["step"]) for s in opt.state_dict()["state"].values()]}
+
+seen["resume"] = {}
+for case, (writer, fill, epoch, inputs) in {"rank 0 only": (0, 7.0, 2, 2), "rank 1 only": (1, 3.0, 1, 2),
+                                            "misfit on rank 0": (0, 5.0, 1, 3)}.items():
+    path = out_dir / f"run-rank{rank}" / case.replace(" ", "-") / "toy.pt"
+    if rank == writer:
+        write_checkpoint(path, fill, epoch, inputs)
+    seen["resume"][case] = resumed(path)
+
+# 4. rank 1 leaves (its group destroyed at exit); rank 0's next collective fails as a lost peer, at once
 if rank == 1:
     (out_dir / "rank1.json").write_text(json.dumps(seen))
     sys.exit(0)
@@ -324,6 +360,25 @@ def test_rank_0_failing_in_on_main_reaches_the_other_rank(unit_ranks):
     assert seen[0]["answer"] == seen[1]["answer"] == {"answer": 42}
     for s in seen:  # raised by both ranks at the same point: the command line lets them meet before leaving
         assert s["interrupted_alike"] and s["failing_alike"] and s["unpicklable_alike"] and s["uneven_alike"]
+
+
+def test_ranks_resume_as_rank_0_decides(unit_ranks):
+    """Only rank 0 reads checkpoints: a checkpoint rank 1 cannot see is resumed on both ranks with rank 0's state;
+    one only rank 1 sees is ignored on both; one that does not fit stops both with the same error."""
+    seen, _, _ = unit_ranks
+    first, second = (s["resume"] for s in seen)
+    assert first["rank 0 only"] == second["rank 0 only"]
+    resumed = first["rank 0 only"]
+    assert resumed["restored"] and resumed["epoch"] == 2 and resumed["history"] == [{"epoch": 1}, {"epoch": 2}]
+    assert resumed["extra"] == {"best": 7.0} and resumed["steps"] == [1.0, 1.0]
+    assert resumed["weights"] == [pytest.approx([6.9] * 4), pytest.approx([6.9] * 2)]  # one Adam step from 7
+    assert first["rank 1 only"]["epoch"] == second["rank 1 only"]["epoch"] == 0
+    assert not first["rank 1 only"]["restored"] and not second["rank 1 only"]["restored"]
+    assert first["rank 1 only"]["weights"][1] == [100.0] * 2 and second["rank 1 only"]["weights"][1] == [200.0] * 2
+    error = first["misfit on rank 0"]
+    assert error.startswith("BertnasError: checkpoint ") and "does not fit stage toy" in error
+    assert error.endswith("delete it, or pass --no-resume, to start the stage over")
+    assert second["misfit on rank 0"] == "MainRankFailed: rank 0 failed: " + error.removeprefix("BertnasError: ")
 
 
 def test_every_rank_leaves_the_group_before_exit(unit_ranks):

@@ -138,3 +138,28 @@ def test_dry_run_estimates_and_writes_nothing(tmp_path, tiny_teacher, synthetic_
     for stage in ("probe", "search", "retrain", "evaluate", "total"):
         assert re.search(rf"\| {stage} \| \d+(m\d\ds|s) \|", text), text
     assert not out.exists() and not cache.exists()  # nothing in the run directory, nothing in the cache
+
+
+def test_array_path_is_the_one_lookup_of_stored_arrays(tmp_path, monkeypatch):
+    """Knowledge.array_path names the .npy file of a stored array (None for tables, missing arrays and in-memory
+    knowledge), and both Knowledge.get and the probes' split_features find their files through it."""
+    import numpy as np
+    from safetensors.torch import save_file
+
+    from bertnas.teacher.probes import MappedFeatures, split_features
+
+    stored, other = np.zeros((2, 3, 4), np.float16), np.ones((2, 3, 4), np.float16)
+    np.save(tmp_path / "train_features.npy", stored)
+    np.save(tmp_path / "moved.npy", other)
+    save_file({"word_embeddings": torch.zeros(5, 4)}, str(tmp_path / "tables.safetensors"))
+    k = kn.Knowledge(key="k", meta={}, path=tmp_path)
+    assert k.array_path("train_features") == tmp_path / "train_features.npy"
+    assert k.array_path("dev_features") is None and k.array_path("word_embeddings") is None
+    assert kn.Knowledge(key="k", meta={}).array_path("train_features") is None
+    assert k.get("word_embeddings").shape == (5, 4)  # tables are not .npy arrays: still read from safetensors
+
+    moved = lambda self, name: tmp_path / "moved.npy" if name == "train_features" else None  # noqa: E731
+    monkeypatch.setattr(kn.Knowledge, "array_path", moved)
+    assert torch.equal(kn.Knowledge(key="k", meta={}, path=tmp_path).get("train_features"), torch.from_numpy(other))
+    mapped = split_features(kn.Knowledge(key="k", meta={}, path=tmp_path), "train")
+    assert isinstance(mapped, MappedFeatures) and torch.equal(mapped[:, 0:3], torch.from_numpy(other))

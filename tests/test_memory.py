@@ -43,6 +43,50 @@ def test_mapped_features_match_and_give_pages_back(tmp_path):
     assert torch.equal(x[:, idx], torch.from_numpy(array[:, idx.numpy()]))  # readable after the release
 
 
+def _malformed(path: Path, kind: str) -> None:
+    """Write a features file that is wrong in one way (``kind``)."""
+    array = np.ones((2, 5, 4), np.float16)
+    if kind == "2-d":
+        np.save(path, array[0])
+    elif kind == "fortran":
+        np.save(path, np.asfortranarray(array))
+    else:
+        np.save(path, array)
+        whole = path.read_bytes()
+        path.write_bytes({"not npy": b"garbage, not an array", "empty": b"", "cut header": whole[:20],
+                          "cut data": whole[:-10]}[kind])
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("2-d", r"f\.npy: expected a C-ordered \(L \+ 1, N, F\) array, got shape \(5, 4\)$"),
+    ("fortran", r"f\.npy: expected a C-ordered \(L \+ 1, N, F\) array, got shape \(2, 5, 4\)$"),
+    ("not npy", r"the magic string is not correct; expected b'\\x93NUMPY', got b'garbag'"),
+    ("empty", r"EOF: reading magic string, expected 8 bytes got 0"),
+    ("cut header", r"EOF: reading array header, expected \d+ bytes got 10"),
+    ("cut data", None),  # numpy's own words for a file shorter than its header says (they vary by version)
+])
+def test_malformed_features_file_is_a_value_error_naming_the_problem(tmp_path, kind, message):
+    """A features file that is not a C-ordered 3-d .npy array: a ValueError, never a mapping of wrong values."""
+    _malformed(tmp_path / "f.npy", kind)
+    with pytest.raises(ValueError, match=message):
+        MappedFeatures(tmp_path / "f.npy")
+
+
+def test_mapped_features_read_every_npy_version_with_pages_to_release(tmp_path):
+    """The .npy header versions numpy writes (1.0, 2.0 for big headers) map to the same values, and the mapping
+    is one that release() can give back."""
+    array = np.arange(2 * 7 * 3, dtype=np.float16).reshape(2, 7, 3)
+    for version in ((1, 0), (2, 0)):
+        path = tmp_path / f"v{version[0]}.npy"
+        with open(path, "wb") as f:
+            np.lib.format.write_array(f, array, version=version)
+        x = MappedFeatures(path, release_bytes=1)
+        assert x._map is not None and x.shape == torch.Size(array.shape)
+        for _ in range(2):  # the second read comes after a release
+            assert torch.equal(x[:, 2:6], torch.from_numpy(array[:, 2:6]))
+            assert torch.equal(x[:, torch.tensor([6, 0, 3])], torch.from_numpy(array[:, [6, 0, 3]]))
+
+
 def _knowledge(tmp_path, tiny_teacher, synthetic_files):
     from bertnas.data.readers import load_task
     from bertnas.teacher.loading import load_teacher

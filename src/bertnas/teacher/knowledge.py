@@ -55,12 +55,20 @@ class Knowledge:
     path: Path | None = None  # the knowledge directory
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
 
+    def array_path(self, name: str) -> Path | None:
+        """The ``.npy`` file that stores array ``name`` (logits, features), or None: the one place that knows
+        the cache's file names, for readers that map the file their own way (the probes)."""
+        if self.path is None:
+            return None
+        path = self.path / f"{name}.npy"
+        return path if path.is_file() else None
+
     def get(self, name: str) -> torch.Tensor | None:
         if name not in self.tensors:
             if self.path is None:
                 return None
-            array = self.path / f"{name}.npy"
-            if array.is_file():
+            array = self.array_path(name)
+            if array is not None:
                 self.tensors[name] = torch.from_numpy(np.load(array, mmap_mode="c", allow_pickle=False))
             else:
                 with safe_open(str(self.path / "tables.safetensors"), framework="pt") as f:

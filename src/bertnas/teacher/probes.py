@@ -37,6 +37,15 @@ class Probes:
         return self.tensors[f"{split}_logits"]
 
 
+def _mapping(array: np.ndarray) -> mmap.mmap | None:
+    """The ``mmap`` under a memory-mapped array (numpy keeps it as the array's base), whose pages
+    :meth:`MappedFeatures.release` gives back; None when numpy did not map the file itself."""
+    base = array.base
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None)
+    return base
+
+
 class MappedFeatures:
     """A split's (L + 1, N, F) features file read memory-mapped, with pages given back as reading goes on.
 
@@ -50,16 +59,12 @@ class MappedFeatures:
     """
 
     def __init__(self, path: Path, release_bytes: int | None = None) -> None:
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read_header(f)
-            offset = f.tell()
-            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        if fortran or len(shape) != 3:
-            raise ValueError(f"{path}: expected a C-ordered (L + 1, N, F) array, got shape {shape}")
-        self.array = np.frombuffer(self._map, dtype=dtype, count=int(np.prod(shape)), offset=offset).reshape(shape)
-        self.shape = torch.Size(shape)
+        mapped = np.lib.format.open_memmap(path, mode="r")  # numpy's header checks and messages, read-only pages
+        if len(mapped.shape) != 3 or not mapped.flags.c_contiguous:
+            raise ValueError(f"{path}: expected a C-ordered (L + 1, N, F) array, got shape {mapped.shape}")
+        self._map = _mapping(mapped)
+        self.array = mapped.view(np.ndarray)  # indexing gives plain arrays, which torch.from_numpy takes
+        self.shape = torch.Size(mapped.shape)
         self.release_bytes = RELEASE_BYTES if release_bytes is None else release_bytes
         self._read = 0
 
@@ -84,7 +89,7 @@ class MappedFeatures:
 
     def release(self) -> None:
         """Unmap the pages read so far from this process (they stay cached by the kernel)."""
-        if hasattr(self._map, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        if hasattr(self._map, "madvise") and hasattr(mmap, "MADV_DONTNEED"):  # None: nothing mapped to give back
             self._map.madvise(mmap.MADV_DONTNEED)
         self._read = 0
 
@@ -92,10 +97,8 @@ class MappedFeatures:
 def split_features(knowledge: Knowledge, split: str) -> torch.Tensor | MappedFeatures:
     """The features of ``split``: a :class:`MappedFeatures` when they are a file, else the in-memory tensor."""
     name = f"{split}_features"
-    path = knowledge.path / f"{name}.npy" if knowledge.path is not None else None
-    if name not in knowledge.tensors and path is not None and path.is_file():
-        return MappedFeatures(path)
-    return knowledge.features(split)
+    path = knowledge.array_path(name) if name not in knowledge.tensors else None
+    return MappedFeatures(path) if path is not None else knowledge.features(split)
 
 
 def _feature_stats(x: torch.Tensor | MappedFeatures, chunk_bytes: int = 8 * 2**20) -> tuple[torch.Tensor, torch.Tensor]:

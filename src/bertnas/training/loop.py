@@ -11,7 +11,8 @@ good checkpoint, which is left as it was.
 
 Under ``torchrun`` (``training.distributed``) every rank walks the same batches and trains on its shard of each,
 the steps average gradients over ranks, only rank 0 writes checkpoints, and after every epoch the ranks' weights
-are compared.
+are compared. Only rank 0 reads a checkpoint too: it decides whether to resume and sends the state to the other
+ranks, which may see no file, an older one or a half-written one (a filesystem not shared, or slow to show writes).
 """
 from __future__ import annotations
 
@@ -97,25 +98,43 @@ def epoch_generators(seed: int, epoch: int) -> tuple[torch.Generator, torch.Gene
 
 
 class Resumable:
-    """A stage's checkpointed state: restored on creation when a checkpoint with the same key exists."""
+    """A stage's checkpointed state: restored on creation when a checkpoint with the same key exists.
+
+    Under torchrun rank 0 alone reads the checkpoint, since it alone writes them and the others may not see the
+    same file; it restores its own objects and sends the state to the other ranks, which restore the same. So
+    every rank resumes after the same epoch from the same state, or every rank starts over; a checkpoint that
+    does not fit is one error on every rank (rank 0 raises it, the others :class:`ddp.MainRankFailed`)."""
 
     def __init__(self, name: str, path: Path | None, resume: bool, key: str, **stateful: Stateful) -> None:
         self.name, self.path, self.key, self.stateful = name, path, key, stateful
         self.epoch, self.history, self.extra = 0, [], {}
-        state = load_checkpoint(path, key, f"stage {name}") if (path is not None and resume) else None
+        state = ddp.on_main(self._read) if (path is not None and resume) else None
+        if state is not None and ddp.active() and not ddp.is_main():  # sent by rank 0, which restored its own
+            self._restore(state)
         self.restored = state is not None
+
+    def _read(self) -> dict | None:
+        """Rank 0's part: the usable checkpoint (or None), already restored here, so that a checkpoint that does
+        not fit fails inside :func:`ddp.on_main`, which tells the other ranks."""
+        state = load_checkpoint(self.path, self.key, f"stage {self.name}")
         if state is not None:
-            try:  # same settings, but not this code's modules (another version of bertnas): an error with the fix
-                for k, obj in stateful.items():
-                    obj.load_state_dict(state[k])
-                self.epoch, self.history = int(state["epoch"]), list(state["history"])
-            except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-                why = f"no {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())[:160]
-                raise BertnasError(f"checkpoint {path} does not fit stage {name} ({why}); it was probably written by "
-                                   f"another version of bertnas: delete it, or pass --no-resume, to start the stage "
-                                   "over") from None
-            self.extra = {k: v for k, v in state.items() if k not in stateful and k not in ("epoch", "history", "resume_key")}
-            logger.info("%s: resuming after epoch %d from %s", name, self.epoch, path)
+            self._restore(state)
+            logger.info("%s: resuming after epoch %d from %s", self.name, self.epoch, self.path)
+        return state
+
+    def _restore(self, state: dict) -> None:
+        """Load ``state`` into the stage's objects, epoch, history and extras."""
+        try:  # same settings, but not this code's modules (another version of bertnas): an error with the fix
+            for k, obj in self.stateful.items():
+                obj.load_state_dict(state[k])
+            self.epoch, self.history = int(state["epoch"]), list(state["history"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            why = f"no {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())[:160]
+            raise BertnasError(f"checkpoint {self.path} does not fit stage {self.name} ({why}); it was probably "
+                               "written by another version of bertnas: delete it, or pass --no-resume, to start the "
+                               "stage over") from None
+        skip = {*self.stateful, "epoch", "history", "resume_key"}
+        self.extra = {k: v for k, v in state.items() if k not in skip}
 
     def save(self, **extra) -> None:
         """Checkpoint the state, unless a module's weights are NaN/inf (then :class:`NonFiniteLoss`: the last
