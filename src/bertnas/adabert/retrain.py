@@ -58,8 +58,9 @@ def retrain(
     if cfg.retrain_epochs == 0:
         return student, best["metrics"], [{"epoch": 0, "dev": best["metrics"]}]
 
-    words = student.get_input_embeddings().weight
-    words.requires_grad_(not cfg.retrain_freeze_words)
+    words = student.get_input_embeddings().weight if cfg.retrain_freeze_words else None
+    if words is not None:
+        words.requires_grad_(False)
     params = [p for p in student.parameters() if p.requires_grad] + list(heads.parameters())
     opt = adamw(params, lr=cfg.retrain_lr, weight_decay=cfg.weight_decay)
     total = num_batches(len(train), cfg.retrain_batch_size) * cfg.retrain_epochs
@@ -103,5 +104,6 @@ def retrain(
     history = run_epochs(state, cfg.retrain_epochs, cfg.seed + 7919, epoch_fn,
                          extra=lambda: {"best_state": best["state"], "best_metrics": best["metrics"]})
     student.load_state_dict(best["state"])
-    words.requires_grad_(True)
+    if words is not None:
+        words.requires_grad_(True)
     return student, best["metrics"], history

@@ -116,6 +116,10 @@ class BertStudent(nn.Module):
     def num_layers(self) -> int:
         return int(self.config.num_hidden_layers)
 
+    def get_input_embeddings(self) -> nn.Module:
+        """The wrapped model's word table (``--retrain-freeze-words`` keeps it fixed)."""
+        return self.model.get_input_embeddings()
+
     def pooled_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                       token_type_ids: torch.Tensor | None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
