@@ -36,6 +36,7 @@ from bertnas.data.readers import load_task  # noqa: E402
 from bertnas.measure.profile import hardware_info  # noqa: E402
 from bertnas.teacher.knowledge import _collect, choose_precision, layer_features, teacher_pass  # noqa: E402
 from bertnas.teacher.loading import load_teacher  # noqa: E402
+from memory import write_section  # noqa: E402  (benchmarks/memory.py: the same marked-section writer)
 
 START, END = "<!-- throughput:start -->", "<!-- throughput:end -->"
 
@@ -210,13 +211,7 @@ def main() -> None:
               f"{os.getloadavg()[0]:.2f} (about {args.threads} means nothing else ran; other processes on these 2 cores "
               "make torch's OpenMP threads wait on each other and slow the small student steps by up to 30x)."]
     section = "\n".join(lines)
-    text = args.out.read_text() if args.out.is_file() else "# Benchmarks\n"
-    block = f"{START}\n{section}\n{END}"
-    if START in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    args.out.write_text(text)
+    write_section(args.out, section, START, END)
     print(section)
 
 

@@ -134,7 +134,7 @@ class RunConfig:
             raise bad("seed", f"must be in [0, {SEED_MAX}], numpy's seed range")
         positive_ints = ["max_seq_len", "teacher_batch_size", "hidden_size", "k_max", "search_epochs",
                          "search_batch_size", "retrain_batch_size", "eval_seq_len", "latency_threads",
-                         "latency_repeats", "arch_update_interval"]
+                         "latency_repeats", "arch_update_interval", "latency_table_batch"]
         for name in positive_ints:
             if getattr(self, name) < 1:
                 raise bad(name, "must be >= 1")
@@ -161,19 +161,15 @@ class RunConfig:
             raise bad("tau_min", f"must not exceed tau_max={self.tau_max}")
         if self.k_max > 32:
             raise bad("k_max", "must be <= 32")
-        for name in ["max_seq_len", "eval_seq_len", "hidden_size", "latency_table_batch"]:
-            if getattr(self, name) > 4096:
+        for name in ["max_seq_len", "eval_seq_len", "hidden_size", "latency_table_batch", "latency_table_seq_len"]:
+            if (getattr(self, name) or 0) > 4096:
                 raise bad(name, "must be <= 4096")
         for name in ["latency_threads", "latency_table_threads"]:
             if (getattr(self, name) or 0) > 1024:
                 raise bad(name, "must be <= 1024 threads")
-        if self.latency_table_batch < 1:
-            raise bad("latency_table_batch", "must be >= 1")
         for name in ["latency_table_seq_len", "latency_table_threads"]:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise bad(name, "must be >= 1 (or unset for the default)")
-        if self.latency_table_seq_len is not None and self.latency_table_seq_len > 4096:
-            raise bad("latency_table_seq_len", "must be <= 4096")
         if self.latency_budget_ms is not None:
             if not 0 < self.latency_budget_ms <= 1e6:
                 raise bad("latency_budget_ms", "must be > 0 milliseconds and at most 1e6 (or unset for no budget)")
