@@ -209,9 +209,10 @@ def test_aligned_head_sees_a_shared_word_anywhere():
     assert not torch.allclose(base, shared, atol=1e-3)
 
 
-def _supernet(pair: bool, k_max: int = 3, pair_head: str = "aligned") -> AdaBertSupernet:
+def _supernet(pair: bool, k_max: int = 3, pair_head: str = "aligned", pair_match: bool = True) -> AdaBertSupernet:
     torch.manual_seed(0)
-    emb = ProjectedEmbeddings(torch.randn(20, 12), torch.randn(16, 12), hidden=16, dropout=0.0)
+    emb = ProjectedEmbeddings(torch.randn(20, 12), torch.randn(16, 12), hidden=16, dropout=0.0,
+                              pair_match=pair and pair_match)
     return AdaBertSupernet(emb, hidden=16, k_max=k_max, num_labels=2, pair_input=pair, dropout=0.0, sep_token_id=3,
                            pair_head=pair_head)
 
@@ -252,15 +253,19 @@ def test_gdas_mode_sends_gradient_to_the_architecture():
     assert not any(p is arch.alpha for p in net.parameters())  # kept out of the weights by construction
 
 
-@pytest.mark.parametrize("pair_head", PAIR_HEADS)
-def test_derived_student_keeps_the_searched_weights(pair_head):
-    """The student built from a genotype computes exactly what the supernet computes for that genotype."""
-    net = _supernet(pair=True, pair_head=pair_head).eval()
+@pytest.mark.parametrize("pair_head,pair_match", [(head, True) for head in PAIR_HEADS] + [("aligned", False)])
+def test_derived_student_keeps_the_searched_weights(pair_head, pair_match):
+    """The student built from a genotype computes exactly what the supernet computes for that genotype
+    (exact-match vectors included: the [SEP] that ends both sentences matches)."""
+    net = _supernet(pair=True, pair_head=pair_head, pair_match=pair_match).eval()
     cfg = AdaBertConfig(vocab_size=20, max_position_embeddings=16, hidden_size=16, genotype=GENOTYPE.to_dict(),
-                        pair_input=True, num_labels=2, sep_token_id=3, dropout=0.0, pair_head=pair_head)
+                        pair_input=True, num_labels=2, sep_token_id=3, dropout=0.0, pair_head=pair_head,
+                        pair_match=pair_match)
     other = AdaBertConfig.from_dict({**cfg.to_dict(), "pair_head": "aligned" if pair_head == "pooled" else "pooled"})
     with pytest.raises(ValueError, match="pair_head"):
         derive_student(net, GENOTYPE, other)
+    with pytest.raises(ValueError, match="pair_match"):
+        derive_student(net, GENOTYPE, AdaBertConfig.from_dict({**cfg.to_dict(), "pair_match": not pair_match}))
     student = derive_student(net, GENOTYPE, cfg).eval()
     ids, mask, types = _batch(pair=True)
     ops_w, depth_w = Architecture(k_max=3).genotype_weights(GENOTYPE)

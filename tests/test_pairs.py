@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification
 
 import bertnas  # noqa: F401  (registers the adabert model type)
+from bertnas.adabert.blocks import pair_layout
 from bertnas.adabert.genotype import Genotype
 from bertnas.adabert.modeling import AdaBertConfig, AdaBertForSequenceClassification
 from bertnas.adabert.objective import KDHeads, Targets, TargetScale, depth_loss
@@ -95,17 +96,20 @@ def _shared_token_pairs(n: int, g: torch.Generator, vocab: int = 100, length: in
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": types}, labels
 
 
-@pytest.mark.parametrize("pair_head,solved", [("aligned", True), ("pooled", False)])
-def test_aligned_head_finds_a_shared_token_the_pooled_head_cannot(pair_head, solved):
+@pytest.mark.parametrize("pair_head,pair_match,solved",
+                         [("aligned", False, True), ("pooled", False, False), ("pooled", True, True)])
+def test_aligned_head_finds_a_shared_token_the_pooled_head_cannot(pair_head, pair_match, solved):
     """Does B contain a token of A, among 100 tokens in pairs of 6 + 6? The pooled head only sees the means of A
     and B: it memorizes the training pairs and stays near chance on dev (0.53-0.60 over seeds 0-3). The aligned
-    head compares every B token with its soft match in A: dev 0.97-0.98. Same one-cell student, 400 steps."""
+    head compares every B token with its soft match in A: dev 0.97-0.98. The exact-match input hands the pooled
+    head the answer per token. Same one-cell student, 400 steps."""
     g = torch.Generator().manual_seed(0)
     train, train_labels = _shared_token_pairs(2000, g)
     dev, dev_labels = _shared_token_pairs(500, g)
     torch.manual_seed(0)
     cfg = AdaBertConfig(vocab_size=105, max_position_embeddings=32, hidden_size=32, genotype=GENOTYPE_1.to_dict(),
-                        pair_input=True, pair_head=pair_head, num_labels=2, sep_token_id=3, dropout=0.0)
+                        pair_input=True, pair_head=pair_head, pair_match=pair_match, num_labels=2, sep_token_id=3,
+                        dropout=0.0)
     model = AdaBertForSequenceClassification(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=0.01)
     model.train()
@@ -121,30 +125,45 @@ def test_aligned_head_finds_a_shared_token_the_pooled_head_cannot(pair_head, sol
 
 
 def test_a_pair_model_saved_before_the_pair_head_choice_loads_as_pooled(tmp_path):
-    """A config.json without ``pair_head`` (saved before the choice existed) loads with the head it was trained
-    with, "pooled", and predicts what it predicted; new configs save their head and load it back."""
+    """A config.json without ``pair_head`` and ``pair_match`` (saved before the choices existed) loads with the
+    head it was trained with, "pooled", and no exact-match input, and predicts what it predicted; new configs save
+    both and load them back."""
     torch.manual_seed(0)
     cfg = AdaBertConfig(vocab_size=30, max_position_embeddings=32, hidden_size=8, genotype=GENOTYPE_1.to_dict(),
-                        pair_input=True, pair_head="pooled", num_labels=2, sep_token_id=3)
+                        pair_input=True, pair_head="pooled", pair_match=False, num_labels=2, sep_token_id=3)
     model = AdaBertForSequenceClassification(cfg).eval()
     model.save_pretrained(tmp_path / "old")
     config_file = tmp_path / "old" / "config.json"
     saved = json.loads(config_file.read_text())
-    assert saved["pair_head"] == "pooled"
-    del saved["pair_head"]  # as written before the choice existed
+    assert saved["pair_head"] == "pooled" and saved["pair_match"] is False
+    del saved["pair_head"], saved["pair_match"]  # as written before the choices existed
     config_file.write_text(json.dumps(saved))
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "old").eval()
     assert loaded.config.pair_head == "pooled" and loaded.classifier.dense.in_features == 4 * 8
+    assert loaded.config.pair_match is False and loaded.embeddings.match_embeddings is None
     batch, _ = _shared_token_pairs(4, torch.Generator().manual_seed(1), vocab=20, length=3)
     with torch.no_grad():
         assert torch.allclose(loaded(**batch).logits, model(**batch).logits, atol=1e-6)
 
     AdaBertForSequenceClassification(AdaBertConfig(vocab_size=30, hidden_size=8, pair_input=True)).save_pretrained(
         tmp_path / "new")
-    assert json.loads((tmp_path / "new" / "config.json").read_text())["pair_head"] == "aligned"
-    assert AutoModelForSequenceClassification.from_pretrained(tmp_path / "new").config.pair_head == "aligned"
+    saved_new = json.loads((tmp_path / "new" / "config.json").read_text())
+    assert saved_new["pair_head"] == "aligned" and saved_new["pair_match"] is True
+    new = AutoModelForSequenceClassification.from_pretrained(tmp_path / "new")
+    assert new.config.pair_head == "aligned" and new.embeddings.match_embeddings is not None
     with pytest.raises(ValueError, match="unknown pair_head"):
         AdaBertConfig(pair_input=True, pair_head="attention")
+
+
+def test_exact_match_marks_the_tokens_both_sentences_share():
+    """[CLS] 5 6 7 [SEP] 7 8 5 [SEP] pad: 5 and 7 occur in both sentences, 6 and 8 in one; [SEP] ends both (a
+    constant match); [CLS] and padding never match, even though padding ids repeat."""
+    ids = torch.tensor([[2, 5, 6, 7, 3, 7, 8, 5, 3, 0, 0], [2, 5, 5, 3, 6, 3, 0, 0, 0, 0, 0]])
+    types = torch.tensor([[0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0], [0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0]])
+    mask = (torch.arange(11)[None] < torch.tensor([[9], [6]])).long()
+    layout = pair_layout(ids, mask, types, pair_input=True, sep_token_id=3)
+    assert layout.match.tolist() == [[0, 1, 0, 1, 1, 1, 0, 1, 1, 0, 0], [0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0]]
+    assert pair_layout(ids, mask, types, pair_input=False, sep_token_id=3).match is None
 
 
 def test_target_scale_round_trip():

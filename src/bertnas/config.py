@@ -59,6 +59,7 @@ class RunConfig:
     hidden_size: int = _f(128, "student hidden size (AdaBERT: 128)", "space")
     k_max: int = _f(8, "largest number of stacked cells searched (AdaBERT: 8)", "space")
     dropout: float = _f(0.1, "dropout on embeddings and before the classifier", "space")
+    pair_match: bool = _f(True, "sentence pairs: mark every token whose word piece also occurs in the other sentence with a learned vector (the exact-match input of DrQA-style readers); off leaves the comparison to the cells and the pair head (ours)", "space")
     # --- search ---
     search_epochs: int = _f(3, "search epochs (paper: 80 on GPU; CPU runs use few)", "search")
     search_batch_size: int = _f(64, "search batch size", "search")

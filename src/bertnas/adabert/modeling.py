@@ -38,6 +38,8 @@ class AdaBertConfig(PretrainedConfig):
             sentence; ``"pooled"`` compares the pooled sentences only. A saved ``config.json`` without the key
             (saved before the choice existed) loads as ``"pooled"``, so it predicts as it did. Unused for single
             sentences.
+        pair_match: pairs only: add a learned vector to every token whose id also occurs in the other sentence
+            (``blocks.exact_match``); new pair models have it, a saved config without the key loads without it.
         dropout: dropout on the embedding and before the classifier.
         sep_token_id: used to split a pair when the tokenizer gives no ``token_type_ids``.
         target_mean, target_std: regression only: the model is trained on standardized targets and maps its
@@ -54,6 +56,7 @@ class AdaBertConfig(PretrainedConfig):
         genotype: dict | None = None,
         pair_input: bool = False,
         pair_head: str = DEFAULT_PAIR_HEAD,
+        pair_match: bool = True,
         dropout: float = 0.1,
         layer_norm_eps: float = 1e-12,
         pad_token_id: int = 0,
@@ -71,6 +74,7 @@ class AdaBertConfig(PretrainedConfig):
         }
         self.pair_input = pair_input
         self.pair_head = check_pair_head(pair_head)
+        self.pair_match = bool(pair_match)
         self.dropout = dropout
         self.layer_norm_eps = layer_norm_eps
         self.sep_token_id = sep_token_id
@@ -80,10 +84,12 @@ class AdaBertConfig(PretrainedConfig):
 
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs):
-        """As ``PretrainedConfig.from_dict`` (which loading goes through), except that a config without
-        ``pair_head``, saved before the choice existed, gets the head it was trained with: ``"pooled"``."""
+        """As ``PretrainedConfig.from_dict`` (which loading goes through), except that a config saved before a
+        pair option existed gets what it was trained with: ``pair_head="pooled"``, ``pair_match=False``."""
         if "pair_head" not in config_dict and "pair_head" not in kwargs:
             config_dict = {**config_dict, "pair_head": LEGACY_PAIR_HEAD}
+        if "pair_match" not in config_dict and "pair_match" not in kwargs:
+            config_dict = {**config_dict, "pair_match": False}
         return super().from_dict(config_dict, **kwargs)
 
     @property
@@ -92,17 +98,23 @@ class AdaBertConfig(PretrainedConfig):
 
 
 class AdaBertEmbeddings(nn.Module):
-    """Word + position embeddings at the student's hidden size (the teacher's, projected and folded)."""
+    """Word + position embeddings at the student's hidden size (the teacher's, projected and folded); pairs with
+    ``pair_match`` add a learned vector on the tokens the other sentence shares (row 1 of a 2-row table)."""
 
     def __init__(self, config: AdaBertConfig) -> None:
         super().__init__()
         self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        use_match = config.pair_input and config.pair_match
+        self.match_embeddings = nn.Embedding(2, config.hidden_size) if use_match else None
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor, position_ids: torch.Tensor,
+                match: torch.Tensor | None = None) -> torch.Tensor:
         x = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)  # (B, L, C)
+        if self.match_embeddings is not None:
+            x = x + self.match_embeddings(match)
         x = self.dropout(self.norm(x)) * mask[..., None]
         return x.transpose(1, 2)  # (B, C, L)
 
@@ -161,7 +173,7 @@ class AdaBertForSequenceClassification(PreTrainedModel):
         pooled views, the classifier turns them into logits on the standardized scale."""
         layout = pair_layout(input_ids, attention_mask, token_type_ids, self.config.pair_input,
                              self.config.sep_token_id)
-        x = self.embeddings(input_ids, layout.mask, layout.position_ids)  # (B, C, L)
+        x = self.embeddings(input_ids, layout.mask, layout.position_ids, layout.match)  # (B, C, L)
         s0, s1 = cell_inputs(x, layout)
         cell_mask = layout.mask[:, None, :].to(x.dtype)
         states = []

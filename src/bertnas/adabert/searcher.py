@@ -58,10 +58,13 @@ class SearchResult:
 
 
 def build_supernet(cfg: RunConfig, spec: TaskSpec, word_table: torch.Tensor, position_table: torch.Tensor | None,
-                   sep_token_id: int | None) -> AdaBertSupernet:
+                   sep_token_id: int | None, k_max: int | None = None) -> AdaBertSupernet:
+    """The search network of ``cfg`` over the teacher's tables (``k_max`` cells, default ``cfg.k_max``)."""
     emb = ProjectedEmbeddings(word_table, position_table, cfg.hidden_size, cfg.dropout,
-                              max_positions=max(cfg.max_seq_len, cfg.eval_seq_len, 512))
-    return AdaBertSupernet(emb, cfg.hidden_size, cfg.k_max, spec.num_labels, spec.pair, cfg.dropout, sep_token_id)
+                              max_positions=max(cfg.max_seq_len, cfg.eval_seq_len, 512),
+                              pair_match=spec.pair and cfg.pair_match)
+    return AdaBertSupernet(emb, cfg.hidden_size, k_max or cfg.k_max, spec.num_labels, spec.pair, cfg.dropout,
+                           sep_token_id)
 
 
 def student_config(cfg: RunConfig, spec: TaskSpec, genotype: Genotype, supernet: AdaBertSupernet,
@@ -71,7 +74,8 @@ def student_config(cfg: RunConfig, spec: TaskSpec, genotype: Genotype, supernet:
     return AdaBertConfig(
         vocab_size=supernet.embeddings.word_table.size(0),
         max_position_embeddings=supernet.embeddings.max_positions,
-        hidden_size=cfg.hidden_size, genotype=genotype.to_dict(), pair_input=spec.pair, dropout=cfg.dropout,
+        hidden_size=cfg.hidden_size, genotype=genotype.to_dict(), pair_input=spec.pair,
+        pair_match=supernet.pair_match, dropout=cfg.dropout,
         pad_token_id=pad_token_id, sep_token_id=sep_token_id, num_labels=spec.num_labels,
         id2label={i: l for i, l in enumerate(labels)}, label2id={l: i for i, l in enumerate(labels)},
         problem_type="regression" if spec.is_regression else "single_label_classification",

@@ -19,11 +19,15 @@ def derive_student(supernet: AdaBertSupernet, genotype: Genotype, config: AdaBer
     ``config`` must compare pairs as the supernet did (``pair_head``)."""
     if config.pair_input and config.pair_head != supernet.pair_head:
         raise ValueError(f"the student's pair_head {config.pair_head!r} is not the supernet's {supernet.pair_head!r}")
+    if config.pair_input and config.pair_match != supernet.pair_match:
+        raise ValueError(f"the student's pair_match {config.pair_match} is not the supernet's {supernet.pair_match}")
     student = AdaBertForSequenceClassification(config)
     words, positions = supernet.embeddings.folded()
     student.embeddings.word_embeddings.weight.copy_(words)
     student.embeddings.position_embeddings.weight.copy_(positions[: config.max_position_embeddings])
     student.embeddings.norm.load_state_dict(supernet.embeddings.norm.state_dict())
+    if student.embeddings.match_embeddings is not None:
+        student.embeddings.match_embeddings.load_state_dict(supernet.embeddings.match_embeddings.state_dict())
     for k in range(genotype.depth):
         searched, derived = supernet.cells[k], student.cells[k]
         derived.node_logits.copy_(searched.node_logits)

@@ -24,7 +24,8 @@ class ProjectedEmbeddings(nn.Module):
     """The teacher's embedding tables (frozen) projected to the student's hidden size by learned maps.
 
     After search the projections are folded into plain tables (:meth:`folded`), so the student stores a
-    (vocab x hidden) table and never needs the teacher again.
+    (vocab x hidden) table and never needs the teacher again. ``pair_match`` adds the learned exact-match
+    vectors of a pair model (``blocks.exact_match``; copied to the student as they are).
     """
 
     def __init__(
@@ -35,6 +36,7 @@ class ProjectedEmbeddings(nn.Module):
         dropout: float,
         max_positions: int = 512,
         eps: float = 1e-12,
+        pair_match: bool = False,
     ) -> None:
         super().__init__()
         self.register_buffer("word_table", word_table.float(), persistent=False)  # (V, H_t)
@@ -47,6 +49,10 @@ class ProjectedEmbeddings(nn.Module):
             self.position_table = None
             self.position_embeddings = nn.Embedding(max_positions, hidden)
             self.max_positions = max_positions
+        self.match_embeddings = None
+        if pair_match:
+            self.match_embeddings = nn.Embedding(2, hidden)
+            nn.init.normal_(self.match_embeddings.weight, std=0.02)  # the scale of BERT's token-type table
         self.norm = nn.LayerNorm(hidden, eps=eps)
         self.dropout = nn.Dropout(dropout)
 
@@ -55,12 +61,16 @@ class ProjectedEmbeddings(nn.Module):
             return self.position_embeddings.weight[:length]
         return self.position_proj(self.position_table[:length])  # (L, C)
 
-    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, L) ids -> (B, C, L); positions 0..L-1 unless ``position_ids`` (pairs restart B's)."""
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor, position_ids: torch.Tensor | None = None,
+                match: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) ids -> (B, C, L); positions 0..L-1 unless ``position_ids`` (pairs restart B's); ``match`` (B, L)
+        the exact-match flags when the module has ``pair_match``."""
         if position_ids is None:
             position_ids = torch.arange(input_ids.size(1), device=input_ids.device)[None].expand_as(input_ids)
         length = int(position_ids.max()) + 1 if position_ids.numel() else 1
         x = self.word_proj(self.word_table[input_ids]) + self.positions(length)[position_ids]  # (B, L, C)
+        if self.match_embeddings is not None:
+            x = x + self.match_embeddings(match)
         x = self.dropout(self.norm(x)) * mask[..., None]
         return x.transpose(1, 2)  # (B, C, L)
 
@@ -134,6 +144,11 @@ class AdaBertSupernet(nn.Module):
         self.cells = nn.ModuleList([SearchCell(hidden) for _ in range(k_max)])
         self.classifier = PooledClassifier(k_max, hidden, num_labels, dropout, pair=pair_input, pair_head=pair_head)
 
+    @property
+    def pair_match(self) -> bool:
+        """Whether tokens shared by A and B get the exact-match vectors (``ProjectedEmbeddings(pair_match=...)``)."""
+        return self.pair_input and self.embeddings.match_embeddings is not None
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -148,7 +163,7 @@ class AdaBertSupernet(nn.Module):
         Cells after the first ``grad_cells`` (default: all) run without autograd: their outputs only score
         deeper depths, whose losses the caller uses as values."""
         layout = pair_layout(input_ids, attention_mask, token_type_ids, self.pair_input, self.sep_token_id)
-        s0, s1 = cell_inputs(self.embeddings(input_ids, layout.mask, layout.position_ids), layout)
+        s0, s1 = cell_inputs(self.embeddings(input_ids, layout.mask, layout.position_ids, layout.match), layout)
         cell_mask = layout.mask[:, None, :].to(s1.dtype)
         states = []
         grad_cells = cells if grad_cells is None else grad_cells

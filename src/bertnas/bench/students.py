@@ -21,8 +21,7 @@ from ..data.examples import TaskSpec
 from ..errors import BertnasError
 from ..adabert.modeling import AdaBertForSequenceClassification
 from ..adabert.derive import derive_genotype
-from ..adabert.searcher import student_config
-from ..adabert.supernet import AdaBertSupernet, ProjectedEmbeddings
+from ..adabert.searcher import build_supernet, student_config
 from ..adabert.genotype import Genotype
 from ..adabert.objective import KDHeads, TargetScale
 
@@ -80,9 +79,8 @@ def fresh_adabert(cfg: RunConfig, spec: TaskSpec, genotype: Genotype, word_table
     embeddings come from. Cells, node attention and classifier start from the model's own initialization.
     """
     torch.manual_seed(cfg.seed)
-    emb = ProjectedEmbeddings(word_table, position_table, cfg.hidden_size, cfg.dropout,
-                              max_positions=max(cfg.max_seq_len, cfg.eval_seq_len, 512))
-    holder = AdaBertSupernet(emb, cfg.hidden_size, 1, spec.num_labels, spec.pair, cfg.dropout, sep_token_id)
+    holder = build_supernet(cfg, spec, word_table, position_table, sep_token_id, k_max=1)
+    emb = holder.embeddings
     config = student_config(cfg, spec, genotype, holder, pad_token_id, sep_token_id,
                             TargetScale.of(train_labels, spec.is_regression))
     torch.manual_seed(cfg.seed)
@@ -91,6 +89,8 @@ def fresh_adabert(cfg: RunConfig, spec: TaskSpec, genotype: Genotype, word_table
     with torch.no_grad():
         student.embeddings.word_embeddings.weight.copy_(words)
         student.embeddings.position_embeddings.weight.copy_(positions[: config.max_position_embeddings])
+        if student.embeddings.match_embeddings is not None:
+            student.embeddings.match_embeddings.weight.copy_(emb.match_embeddings.weight)
     heads = KDHeads(genotype.depth, cfg.hidden_size, spec.num_labels, pair=spec.pair)
     return student, heads
 
