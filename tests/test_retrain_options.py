@@ -1,6 +1,8 @@
-"""Options of the further training: ``--retrain-freeze-words`` keeps the word table and trains the rest."""
+"""Options of the further training: ``--retrain-freeze-words`` keeps the word table and trains the rest; unset,
+pairs keep it and single sentences train it."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from bertnas.adabert.objective import Targets
@@ -11,8 +13,8 @@ from bertnas.data.encode import encode
 from bertnas.data.synthetic import build_tokenizer, generate
 
 
-def _searched(tmp_path):
-    data = generate("single", n_train=64, n_dev=16, seed=0)
+def _searched(tmp_path, variant: str = "single"):
+    data = generate(variant, n_train=64, n_dev=16, seed=0)
     tok = build_tokenizer(tmp_path / "vocab")
     train, dev = encode(tok, data.train, 32), encode(tok, data.dev, 32)
     g = torch.Generator().manual_seed(1)
@@ -44,8 +46,19 @@ def test_freezing_the_word_table_trains_everything_else(tmp_path):
     assert student.get_input_embeddings().weight.requires_grad  # the returned model trains normally again
 
 
-def test_without_the_flag_the_word_table_trains(tmp_path):
-    cfg, spec, result, train, dev, targets = _searched(tmp_path)
-    before = {n: t.clone() for n, t in result.student.state_dict().items()}
-    student, _, _ = retrain(cfg, spec, result.student, result.heads, train, dev, targets, torch.device("cpu"))
-    assert "embeddings.word_embeddings.weight" in _changed(before, student.state_dict())
+@pytest.mark.parametrize("variant,setting,frozen", [("single", None, False), ("pair", None, True),
+                                                    ("pair", False, False)])
+def test_unset_the_word_table_is_kept_for_pairs_only(tmp_path, variant, setting, frozen):
+    """Counts the gradients that reach the word table and a cell weight during further training (what is kept in
+    the end depends on which dev epoch was best, so the test watches the training itself)."""
+    cfg, spec, result, train, dev, targets = _searched(tmp_path, variant)
+    assert cfg.retrain_freeze_words is None  # the default
+    cfg = cfg.update({"retrain_freeze_words": setting}, "test")
+    words = result.student.get_input_embeddings().weight
+    cell = next(p for n, p in result.student.named_parameters() if n.startswith("cells.") and p.requires_grad)
+    seen = {"words": 0, "cell": 0}
+    words.register_post_accumulate_grad_hook(lambda p: seen.__setitem__("words", seen["words"] + 1))
+    cell.register_post_accumulate_grad_hook(lambda p: seen.__setitem__("cell", seen["cell"] + 1))
+    retrain(cfg, spec, result.student, result.heads, train, dev, targets, torch.device("cpu"))
+    assert seen["cell"] > 0
+    assert (seen["words"] == 0) == frozen, seen

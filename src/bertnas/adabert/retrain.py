@@ -25,6 +25,11 @@ from .objective import KDHeads, Targets, TargetScale, adabert_loss, depth_loss
 logger = logging.getLogger("bertnas")
 
 
+def freezes_words(cfg: RunConfig, spec: TaskSpec) -> bool:
+    """Whether further training keeps the word table fixed: ``retrain_freeze_words``, or when unset, for pairs."""
+    return spec.pair if cfg.retrain_freeze_words is None else cfg.retrain_freeze_words
+
+
 def retrain(
     cfg: RunConfig,
     spec: TaskSpec,
@@ -58,7 +63,7 @@ def retrain(
     if cfg.retrain_epochs == 0:
         return student, best["metrics"], [{"epoch": 0, "dev": best["metrics"]}]
 
-    words = student.get_input_embeddings().weight if cfg.retrain_freeze_words else None
+    words = student.get_input_embeddings().weight if freezes_words(cfg, spec) else None
     if words is not None:
         words.requires_grad_(False)
     params = [p for p in student.parameters() if p.requires_grad] + list(heads.parameters())
