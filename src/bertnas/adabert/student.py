@@ -8,8 +8,20 @@ from __future__ import annotations
 import torch
 
 from .modeling import AdaBertConfig, AdaBertForSequenceClassification
-from .supernet import AdaBertSupernet
+from .supernet import AdaBertSupernet, ProjectedEmbeddings
 from .genotype import Genotype, edge_index
+
+
+@torch.no_grad()
+def copy_embeddings(student: AdaBertForSequenceClassification, embeddings: ProjectedEmbeddings) -> None:
+    """Give ``student`` the search-time embeddings as plain tables: words and positions folded, the norm and (pairs
+    with ``pair_match``) the exact-match vectors as they are."""
+    words, positions = embeddings.folded()
+    student.embeddings.word_embeddings.weight.copy_(words)
+    student.embeddings.position_embeddings.weight.copy_(positions[: student.config.max_position_embeddings])
+    student.embeddings.norm.load_state_dict(embeddings.norm.state_dict())
+    if student.embeddings.match_embeddings is not None:
+        student.embeddings.match_embeddings.load_state_dict(embeddings.match_embeddings.state_dict())
 
 
 @torch.no_grad()
@@ -22,12 +34,7 @@ def derive_student(supernet: AdaBertSupernet, genotype: Genotype, config: AdaBer
     if config.pair_input and config.pair_match != supernet.pair_match:
         raise ValueError(f"the student's pair_match {config.pair_match} is not the supernet's {supernet.pair_match}")
     student = AdaBertForSequenceClassification(config)
-    words, positions = supernet.embeddings.folded()
-    student.embeddings.word_embeddings.weight.copy_(words)
-    student.embeddings.position_embeddings.weight.copy_(positions[: config.max_position_embeddings])
-    student.embeddings.norm.load_state_dict(supernet.embeddings.norm.state_dict())
-    if student.embeddings.match_embeddings is not None:
-        student.embeddings.match_embeddings.load_state_dict(supernet.embeddings.match_embeddings.state_dict())
+    copy_embeddings(student, supernet.embeddings)
     for k in range(genotype.depth):
         searched, derived = supernet.cells[k], student.cells[k]
         derived.node_logits.copy_(searched.node_logits)

@@ -22,6 +22,7 @@ from ..errors import BertnasError
 from ..adabert.modeling import AdaBertForSequenceClassification
 from ..adabert.derive import derive_genotype
 from ..adabert.searcher import build_supernet, student_config
+from ..adabert.student import copy_embeddings
 from ..adabert.genotype import Genotype
 from ..adabert.objective import KDHeads, TargetScale
 
@@ -80,17 +81,11 @@ def fresh_adabert(cfg: RunConfig, spec: TaskSpec, genotype: Genotype, word_table
     """
     torch.manual_seed(cfg.seed)
     holder = build_supernet(cfg, spec, word_table, position_table, sep_token_id, k_max=1)
-    emb = holder.embeddings
     config = student_config(cfg, spec, genotype, holder, pad_token_id, sep_token_id,
                             TargetScale.of(train_labels, spec.is_regression))
     torch.manual_seed(cfg.seed)
     student = AdaBertForSequenceClassification(config)
-    words, positions = emb.folded()
-    with torch.no_grad():
-        student.embeddings.word_embeddings.weight.copy_(words)
-        student.embeddings.position_embeddings.weight.copy_(positions[: config.max_position_embeddings])
-        if student.embeddings.match_embeddings is not None:
-            student.embeddings.match_embeddings.weight.copy_(emb.match_embeddings.weight)
+    copy_embeddings(student, holder.embeddings)  # the holder's norm is freshly initialized, as the student's
     heads = KDHeads(genotype.depth, cfg.hidden_size, spec.num_labels, pair=spec.pair)
     return student, heads
 
