@@ -5,6 +5,8 @@
 # 8,000 of the 18,340 pairs; further training keeps the word table fixed (the default for pairs).
 # Rows resume: run the same command again after an interruption.
 # ROWS picks rows (default: every row that applies); more flags after the three paths go to bertnas bench.
+# The low-noise protocol (issue #18): SEEDS seeds per row (mean ± se, verdicts paired over seeds), RANDOM_PER_BIN
+# random genotypes in each of LATENCY_BINS cost bins besides the 3 uniform draws (e.g. SEEDS=3 RANDOM_PER_BIN=2).
 #   bash benchmarks/bench_mrpc.sh [GLUE_MRPC_DIR] [TEACHER_DIR] [OUT_DIR] [FLAGS...]
 set -euo pipefail
 DATA=${1:-../shared/data/glue/MRPC}
@@ -14,4 +16,5 @@ SST2_GENOTYPE="K=1 | n0: avg_pool_3<0 conv_3<1 | n1: max_pool_3<1 dil_conv_3<2 |
 bertnas bench --teacher "$TEACHER" --task mrpc --data-dir "$DATA" --out "$OUT" \
     --max-seq-len 128 --search-epochs 3 --retrain-epochs 3 --random-n 3 --rows "${ROWS:-default}" \
     --augment "${AUGMENT:-4}" --search-max-examples 8000 \
-    --genotype-from "${GENOTYPE_FROM:-$SST2_GENOTYPE}" "${@:4}"
+    --genotype-from "${GENOTYPE_FROM:-$SST2_GENOTYPE}" \
+    --seeds "${SEEDS:-1}" --random-per-bin "${RANDOM_PER_BIN:-0}" --latency-bins "${LATENCY_BINS:-3}" "${@:4}"

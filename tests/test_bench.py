@@ -15,7 +15,7 @@ from bertnas.errors import BertnasError
 TINY = dict(max_seq_len=32, hidden_size=16, k_max=3, search_epochs=2, retrain_epochs=1, probe_epochs=1,
             search_batch_size=32, retrain_batch_size=32, eval_seq_len=32, latency_repeats=2, latency_threads=1,
             device="cpu")
-ROWS = "full,random,conv3_stack,no_kd"
+ROWS = "full,searched_fresh,random,conv3_stack,no_kd"
 
 
 def _cfg(teacher: Path, data: Path, cache: Path) -> RunConfig:
@@ -35,9 +35,9 @@ def bench(tmp_path_factory, tiny_teacher, synthetic_files):
 def test_table_has_every_row_and_column(bench):
     root, _, _, results = bench
     names = [r["name"] for r in results["rows"]]
-    assert names == ["teacher", "full", "random_1", "random_2", "conv3_stack", "no_kd"]
-    assert [r["group"] for r in results["rows"]] == ["teacher", "adabert", "random", "random", "hand-designed",
-                                                    "ablation"]
+    assert names == ["teacher", "full", "searched_fresh", "random_1", "random_2", "conv3_stack", "no_kd"]
+    assert [r["group"] for r in results["rows"]] == ["teacher", "adabert", "adabert", "random", "random",
+                                                    "hand-designed", "ablation"]
     for row in results["rows"]:
         assert 0 <= row["metric"] <= 1 and row["params"] > row["params_no_emb"] > 0 and row["flops"] > 0
         for b in ("latency_b1", "latency_b32"):
@@ -55,8 +55,10 @@ def test_table_has_every_row_and_column(bench):
     for col in ("dev accuracy", "params", "params w/o emb.", "GFLOPs (b1)", "latency b1 ms", "latency b32 ms",
                 "search s", "train s", "architecture"):
         assert f"| {col} |" in header, col
-    assert sum(line.startswith("| ") for line in table.splitlines()) == 1 + len(names)
-    assert "random-search median" in table and "no distillation" in table
+    first_table = table.split("\n\n")[1]
+    assert sum(line.startswith("| ") for line in first_table.splitlines()) == 1 + len(names)
+    assert "random-search average" in table and "no distillation" in table
+    assert "within noise (1 seed)" in table and "±" not in first_table  # one seed: no spread, no verdict
     saved = json.loads((root / "out" / "bench.json").read_text())
     assert [r["name"] for r in saved["rows"]] == names and saved["hardware"]["cpu"]
 
@@ -66,7 +68,7 @@ def test_rows_share_one_teacher_pass(bench):
     assert len(list((root / "cache").glob("knowledge-*"))) == 1  # the teacher ran once
     key = json.loads((root / "out" / "probe" / "probes" / "probes.json").read_text())["knowledge_key"]
     rows = [d for d in (root / "out" / "rows").iterdir() if d.is_dir()]
-    assert len(rows) == 5
+    assert len(rows) == 6
     for d in rows:
         assert json.loads((d / "probes" / "probes.json").read_text())["knowledge_key"] == key
         assert (d / "model" / "config.json").is_file() and (d / "bench-row.json").is_file()
@@ -79,7 +81,7 @@ def test_finished_rows_are_skipped_on_rerun(bench, caplog):
         again = run_bench(cfg, settings, root / "out")
     text = caplog.text
     assert "teacher knowledge and probes already done" in text
-    assert text.count("already done for these settings, skipping") == 5
+    assert text.count("already done for these settings, skipping") == 6
     assert "bench row full: AdaBERT" not in text and "bench row random_1: random" not in text
     assert stamps == {d.name: (d / "model" / "model.safetensors").stat().st_mtime_ns
                       for d in (root / "out" / "rows").iterdir()}

@@ -21,6 +21,14 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--rows", default="default",
                    help=f"default (every row that applies), all, or comma-separated names: {', '.join(ROW_NAMES)}")
     b.add_argument("--random-n", type=int, default=BenchSettings.random_n, help="random genotypes to train (default: 5)")
+    b.add_argument("--seeds", type=int, default=BenchSettings.seeds,
+                   help="seeds per trained row (run seed = --seed + i, one run directory each); rows report mean, "
+                        "sd and standard error, comparisons pair seeds (default: 1)")
+    b.add_argument("--random-per-bin", type=int, default=BenchSettings.random_per_bin,
+                   help="besides --random-n: random genotypes drawn until each cost bin holds this many (default: 0, off)")
+    b.add_argument("--latency-bins", type=int, default=BenchSettings.latency_bins,
+                   help="cost bins (equal shares of the space) of predicted latency with --efficiency latency, else "
+                        "of the cells' FLOPs (default: 3)")
     b.add_argument("--genotype-from", help="the other-task row: another run's search/genotype.json, its run directory, "
                                            "or a genotype string")
     b.add_argument("--bert-base", action=argparse.BooleanOptionalAction, default=True,
@@ -40,5 +48,6 @@ def run_bench_command(args: argparse.Namespace) -> None:
     cfg = _resolve(args, from_run_dir=False)
     settings = BenchSettings(rows=args.rows, random_n=args.random_n, genotype_from=args.genotype_from,
                              bert_base=args.bert_base, truncate_layers=args.truncate_layers,
-                             pretrained_lr=args.pretrained_lr)
+                             pretrained_lr=args.pretrained_lr, seeds=args.seeds,
+                             random_per_bin=args.random_per_bin, latency_bins=args.latency_bins)
     print(bench_table(run_bench(cfg, settings, args.out)))

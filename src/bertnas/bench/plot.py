@@ -1,5 +1,7 @@
 """pareto.png: dev metric against latency at batch 32 for every row, point area by parameter count, with the
-teacher and a BERT-base-sized model as reference lines. Agg canvas on a standalone Figure (no display, no
+teacher and a BERT-base-sized model as reference lines. Random genotypes form a cloud (small grey points, named
+only when few) under the searched points; with more than one seed every point carries an error bar of one
+standard error of its mean. Agg canvas on a standalone Figure (no display, no
 pyplot state), written through a temp file and a rename (``utils.atomic_save_png``)."""
 from __future__ import annotations
 
@@ -20,15 +22,23 @@ def plot_pareto(r: dict, path: str | os.PathLike[str]) -> Path:
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     biggest = max(row["params"] for row in r["rows"])
+    randoms = sum(row["group"] == "random" for row in r["rows"])
     seen = set()
     for row in r["rows"]:
         x, y = row["latency_b32"]["median_ms"], row["metric"]
-        size = 30 + 600 * row["params"] / biggest
+        cloud = row["group"] == "random"
+        size = 30 + (150 if cloud else 600) * row["params"] / biggest
+        color = COLORS.get(row["group"], "#7d3c98")
         label = row["group"] if row["group"] not in seen else None
         seen.add(row["group"])
-        ax.scatter([x], [y], s=size, color=COLORS.get(row["group"], "#7d3c98"), alpha=0.75, edgecolor="black",
-                   linewidth=0.6, label=label, zorder=3)
-        ax.annotate(row["name"], (x, y), xytext=(6, 4), textcoords="offset points", fontsize=8)
+        if row.get("metric_se"):
+            ax.errorbar([x], [y], yerr=[row["metric_se"]], fmt="none", ecolor=color, elinewidth=1, capsize=3,
+                        zorder=2 if cloud else 4)
+        ax.scatter([x], [y], s=size, color=color, alpha=0.5 if cloud else 0.8, edgecolor="black",
+                   linewidth=0.4 if cloud else 0.6, label=label, zorder=2 if cloud else 5,
+                   marker="*" if row["group"] == "adabert" else "o")
+        if not cloud or randoms <= 6:
+            ax.annotate(row["name"], (x, y), xytext=(6, 4), textcoords="offset points", fontsize=8)
     teacher = next((row for row in r["rows"] if row["group"] == "teacher"), None)
     if teacher is not None:
         ax.axhline(teacher["metric"], color=COLORS["teacher"], linestyle="--", linewidth=1,
@@ -41,7 +51,8 @@ def plot_pareto(r: dict, path: str | os.PathLike[str]) -> Path:
     ax.set_xscale("log")
     ax.set_xlabel(f"latency at batch 32, sequence {r['measurement']['seq_len']} (ms, median, log scale)")
     ax.set_ylabel(f"dev {r['metric']}")
-    ax.set_title(f"bertnas bench, {r['task']}: quality vs speed (point area ~ parameters)")
+    seeds = f"; mean ± se of {r['seeds']} seeds" if r.get("seeds", 1) > 1 else ""
+    ax.set_title(f"bertnas bench, {r['task']}: quality vs speed (point area ~ parameters{seeds})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return atomic_save_png(fig, path)

@@ -1,13 +1,24 @@
-"""bench.json's content and the one table of bench.md, with the comparisons the issue asks to state."""
+"""bench.json's content and the tables of bench.md, with the comparisons the issue asks to state.
+
+Every trained row ran ``--seeds`` seeds: its metric is the mean over them, with the sample standard deviation
+and the standard error (sd / sqrt(n)); each seed's values stay in the row's ``seeds``. A comparison pairs two
+rows by seed index (:func:`stats.paired_verdict`). Like for like: rows built fresh (random, hand-designed and
+other-task genotypes, small BERT, the truncated teacher) are compared with ``searched_fresh``, the searched
+genotype built and trained the same way; search rows (the ablations) with ``full``, which keeps its supernet's
+weights as they keep theirs.
+"""
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from typing import Any
 
 from ..config import RunConfig
 from ..data.examples import TaskSpec
 from ..measure.profile import hardware_info
+from .bins import CostBins
 from .settings import BenchSettings
+from .stats import paired_verdict, spread
 
 
 def _second_metric(spec: TaskSpec) -> str | None:
@@ -15,24 +26,106 @@ def _second_metric(spec: TaskSpec) -> str | None:
     return others[0] if others else None
 
 
-def assemble(spec: TaskSpec, records: list[dict], measured: dict[str, dict], cfg: RunConfig,
-             settings: BenchSettings, probe_seconds: float) -> dict[str, Any]:
-    """One entry per row (records in row order, measurements by name), the random-search summary and findings."""
-    h, second = spec.headline, _second_metric(spec)
-    rows = []
-    for rec in records:
-        m = measured[rec["name"]]
-        rows.append({
-            "name": rec["name"], "group": rec["group"], "label": rec["label"],
-            "metric": rec["dev"][h], "second_metric": rec["dev"].get(second) if second else None, "dev": rec["dev"],
-            "params": m["params"], "params_no_emb": m["params_no_emb"], "flops": m["flops"],
-            "latency_b1": m["latency_b1"], "latency_b32": m["latency_b32"],
+def _mean(values) -> float | None:
+    kept = [v for v in values if v is not None]
+    return statistics.fmean(kept) if kept else None
+
+
+# ----------------------------------------------------------------------------- rows
+def _seed_entry(rec: dict, m: dict, h: str, second: str | None) -> dict:
+    """One seed of a row: its metrics, architecture, size and speed."""
+    return {"seed": rec.get("seed"), "metric": rec["dev"][h], "second_metric": rec["dev"].get(second) if second else None,
+            "dev": rec["dev"], "architecture": rec.get("architecture", ""), "params": m["params"], "flops": m["flops"],
+            "latency_b1_ms": m["latency_b1"]["median_ms"], "latency_b32_ms": m["latency_b32"]["median_ms"],
             "search_seconds": rec.get("search_seconds"), "train_seconds": rec.get("train_seconds"),
-            "architecture": rec.get("architecture", ""),
-            **{k: rec[k] for k in ("retrain_epochs", "search_epochs", "retrain_lr") if k in rec},
-        })
+            **{k: rec[k] for k in ("cost", "bin") if k in rec}}
+
+
+def _row_entry(recs: list[dict], meas: list[dict], h: str, second: str | None) -> dict:
+    """A row over its seeds: mean, sd and se of the metrics; size and speed of seed index 0's model."""
+    seeds = [_seed_entry(r, m, h, second) for r, m in zip(recs, meas)]
+    first, m0 = recs[0], meas[0]
+    metric = spread([s["metric"] for s in seeds])
+    sec = spread([s["second_metric"] for s in seeds]) if second and seeds[0]["second_metric"] is not None else None
+    archs = list(dict.fromkeys(s["architecture"] for s in seeds))
+    numeric = [k for k, v in first["dev"].items() if isinstance(v, (int, float))]
+    entry = {
+        "name": first["name"], "group": first["group"], "label": first["label"], "kind": first.get("kind"),
+        "n_seeds": metric["n"], "metric": metric["mean"], "metric_sd": metric["sd"], "metric_se": metric["se"],
+        "second_metric": sec["mean"] if sec else None, "second_metric_se": sec["se"] if sec else None,
+        "dev": {k: statistics.fmean(r["dev"][k] for r in recs) for k in numeric},
+        "params": m0["params"], "params_no_emb": m0["params_no_emb"], "flops": m0["flops"],
+        "latency_b1": m0["latency_b1"], "latency_b32": m0["latency_b32"],
+        "search_seconds": _mean(s["search_seconds"] for s in seeds), "train_seconds": _mean(s["train_seconds"] for s in seeds),
+        "architecture": archs[0],
+        **{k: first[k] for k in ("retrain_epochs", "search_epochs", "retrain_lr", "cost", "bin") if k in first},
+        "seeds": seeds,
+    }
+    if len(archs) > 1:
+        entry["architectures"] = archs  # a search row may find another genotype with another seed
+    return entry
+
+
+# ----------------------------------------------------------------------------- random genotypes
+def _by_seed(rows: list[dict]) -> list[float]:
+    """Per seed index, the mean metric of ``rows`` (over the seed indices all of them ran)."""
+    n = min(r["n_seeds"] for r in rows)
+    return [statistics.fmean(r["seeds"][i]["metric"] for r in rows) for i in range(n)]
+
+
+def _random_summary(randoms: list[dict]) -> dict:
+    """Average (each genotype's value a mean over seeds), its per-seed values, median and best genotype."""
+    best = max(randoms, key=lambda r: r["metric"])
+    return {"n": len(randoms), "average": statistics.fmean(r["metric"] for r in randoms),
+            "average_by_seed": _by_seed(randoms), "median": statistics.median(r["metric"] for r in randoms),
+            "best": best["metric"], "best_row": best["name"]}
+
+
+def _versus(a: dict, b_values: list[float], b_mean: float) -> dict:
+    """Row ``a`` against per-seed values ``b_values`` (mean ``b_mean``): the paired verdict and the relative
+    improvement (a - b) / b."""
+    return {"row": a["name"], "metric": a["metric"], "against_metric": b_mean,
+            "relative": (a["metric"] - b_mean) / b_mean if b_mean else None,
+            **paired_verdict([s["metric"] for s in a["seeds"]], b_values)}
+
+
+def _bin_summaries(bins: CostBins, randoms: list[dict], ref: dict | None) -> list[dict]:
+    """Per cost bin: its random genotypes, their average and best, the seeds whose searched genotype lands in
+    it, and the reference row against the bin's average."""
+    out = []
+    for b in range(1, bins.count + 1):
+        low, high = bins.bounds(b)
+        members = [r for r in randoms if r.get("bin") == b]
+        entry: dict[str, Any] = {"bin": b, "low": low, "high": high, "rows": [r["name"] for r in members],
+                                 "searched_seeds": [s["seed"] for s in ref["seeds"] if s.get("bin") == b] if ref else []}
+        if members:
+            entry.update(_random_summary(members))
+            if ref is not None:
+                entry["versus"] = _versus(ref, entry["average_by_seed"], entry["average"])
+        out.append(entry)
+    return out
+
+
+def searched_bin(ref: dict) -> int | None:
+    """The cost bin most of the reference row's seeds land in (the cheapest of a tie)."""
+    counts = Counter(s["bin"] for s in ref["seeds"] if s.get("bin") is not None)
+    return min(counts, key=lambda b: (-counts[b], b)) if counts else None
+
+
+def _reference(by: dict[str, dict]) -> dict | None:
+    """The row genotype rows are compared with: ``searched_fresh`` (like for like), else ``full``."""
+    return by.get("searched_fresh") or by.get("full")
+
+
+# ----------------------------------------------------------------------------- bench.json
+def assemble(spec: TaskSpec, records: list[list[dict]], measured: dict[str, list[dict]], cfg: RunConfig,
+             settings: BenchSettings, probe_seconds: float, bins: CostBins | None = None) -> dict[str, Any]:
+    """One entry per row (records per row and seed index, in row order; measurements by row name), the
+    random-search summary, the per-bin summary, the comparisons and the findings."""
+    h, second = spec.headline, _second_metric(spec)
+    rows = [_row_entry(recs, measured[recs[0]["name"]], h, second) for recs in records]
     results: dict[str, Any] = {
-        "task": spec.name, "metric": h, "second_metric": second, "rows": rows,
+        "task": spec.name, "metric": h, "second_metric": second, "seeds": settings.seeds, "rows": rows,
         "teacher_probe_seconds": probe_seconds,
         "measurement": {"seq_len": cfg.eval_seq_len, "threads": cfg.latency_threads, "repeats": cfg.latency_repeats,
                         "statistic": "median, interquartile range", "interleaved": True, "device": "cpu"},
@@ -40,37 +133,64 @@ def assemble(spec: TaskSpec, records: list[dict], measured: dict[str, dict], cfg
         "hardware": hardware_info(),
     }
     if "bert_base" in measured:
-        b = measured["bert_base"]
+        b = measured["bert_base"][0]
         results["bert_base"] = {k: b[k] for k in ("params", "params_no_emb", "flops", "latency_b1", "latency_b32")}
     randoms = [r for r in rows if r["group"] == "random"]
+    ref = _reference({r["name"]: r for r in rows})
     if randoms:
-        best = max(randoms, key=lambda r: r["metric"])
-        results["random"] = {"n": len(randoms), "median": statistics.median(r["metric"] for r in randoms),
-                             "best": best["metric"], "best_row": best["name"]}
+        results["random"] = _random_summary(randoms)
+    if randoms and bins is not None:
+        results["bins"] = {**bins.to_dict(), "reference": ref["name"] if ref else None,
+                           "searched_bin": searched_bin(ref) if ref else None,
+                           "bins": _bin_summaries(bins, randoms, ref)}
+    results["comparisons"] = comparisons(results)
     results["findings"] = findings(results)
     return results
 
 
-def findings(r: dict) -> list[str]:
-    """Plain statements of the comparisons the bench exists for (searched vs random, hand-designed, ablations)."""
+def comparisons(r: dict) -> list[dict]:
+    """The comparisons the bench exists for, each paired over seeds: full against its genotype trained fresh;
+    the fresh searched genotype against random search (average, best, its cost bin's average) and the
+    hand-designed rows; full against the ablations that keep their search's weights."""
     by = {row["name"]: row for row in r["rows"]}
-    full = by.get("full")
-    if full is None:
-        return ["no full AdaBERT row in this bench: nothing to compare against"]
-    m, out = r["metric"], []
+    ref, full, out = _reference(by), by.get("full"), []
 
-    def versus(value: float, what: str) -> str:
-        diff = full["metric"] - value
-        verdict = "beats" if diff > 0 else "ties" if diff == 0 else "does NOT beat"
-        return f"AdaBERT ({full['metric']:.4f}) {verdict} {what} ({value:.4f}; {diff:+.4f} {m})"
+    def add(a: dict, what: str, against: str, b_values: list[float], b_mean: float) -> None:
+        out.append({**_versus(a, b_values, b_mean), "against": against, "what": what})
 
-    if "random" in r:
+    def seeds(row: dict) -> list[float]:
+        return [s["metric"] for s in row["seeds"]]
+
+    if full is not None and "searched_fresh" in by:
+        add(full, "its genotype trained fresh (searched_fresh)", "searched_fresh", seeds(by["searched_fresh"]),
+            by["searched_fresh"]["metric"])
+    if ref is not None and "random" in r:
         s = r["random"]
-        out.append(versus(s["median"], f"the random-search median of {s['n']}"))
-        out.append(versus(s["best"], f"the best random genotype ({s['best_row']})"))
+        add(ref, f"the random-search average of {s['n']}", "random_average", s["average_by_seed"], s["average"])
+        add(ref, f"the best random genotype ({s['best_row']})", s["best_row"], seeds(by[s["best_row"]]), s["best"])
+    if ref is not None and r.get("bins", {}).get("searched_bin"):
+        b = next(x for x in r["bins"]["bins"] if x["bin"] == r["bins"]["searched_bin"])
+        if "average" in b:
+            add(ref, f"the random average of its cost bin {b['bin']} ({b['n']} genotypes)", f"bin_{b['bin']}_average",
+                b["average_by_seed"], b["average"])
     for row in r["rows"]:
         if row["group"] in ("hand-designed", "ablation"):
-            out.append(versus(row["metric"], f"{row['label']} [{row['params'] / 1e6:.2f}M params]"))
+            a = full if row["kind"] == "search" else ref
+            if a is not None:
+                add(a, f"{row['label']} [{row['params'] / 1e6:.2f}M params]", row["name"], seeds(row), row["metric"])
+    return out
+
+
+def findings(r: dict) -> list[str]:
+    """The comparisons as plain sentences: means, the verdict, the paired difference and its standard error."""
+    if not r["comparisons"]:
+        return ["no AdaBERT row (full or searched_fresh) in this bench: nothing to compare against"]
+    m, out = r["metric"], []
+    for c in r["comparisons"]:
+        se = f" (se, {c['n']} seeds)" if c["se_diff"] is not None else ""
+        rel = f", relative {c['relative']:+.2%}" if c["relative"] is not None else ""
+        out.append(f"{c['row']} ({c['metric']:.4f}) vs {c['what']} ({c['against_metric']:.4f}): {c['verdict']}; "
+                   f"paired difference {_value(c['mean_diff'], c['se_diff'], signed=True)} {m}{se}{rel}")
     return out
 
 
@@ -88,35 +208,88 @@ def _s(x: float | None) -> str:
     return "-" if x is None else f"{x:.0f}"
 
 
+def _value(mean: float | None, se: float | None, signed: bool = False) -> str:
+    """"mean ± se" over seeds (the mean alone with one seed)."""
+    if mean is None:
+        return "-"
+    text = f"{mean:+.4f}" if signed else f"{mean:.4f}"
+    return text if se is None else f"{text} ± {se:.4f}"
+
+
+def _group(row: dict) -> str:
+    return f"{row['group']} (bin {row['bin']})" if row["group"] == "random" and row.get("bin") else row["group"]
+
+
+def _architecture(row: dict) -> str:
+    more = len(row.get("architectures", [])) - 1
+    return _code(row.get("architecture", "")) + (f" (+{more} other over seeds)" if more > 0 else "")
+
+
 def bench_table(r: dict) -> str:
-    """The Markdown table of every row, then the random-search summary and the findings."""
+    """The Markdown table of every row, then the random-search summary, the per-bin table and the findings."""
     m, second = r["metric"], r["second_metric"]
     meas = r["measurement"]
-    head = ["row", "group", f"dev {m}"] + ([f"dev {second}"] if second else []) + [
+    many = any(row["n_seeds"] > 1 for row in r["rows"])
+    over = " (mean ± se)" if many else ""
+    head = ["row", "group", f"dev {m}{over}"] + ([f"dev {second}{over}"] if second else []) + (
+        [f"{m} per seed"] if many else []) + [
         "params", "params w/o emb.", "GFLOPs (b1)", "latency b1 ms", "latency b32 ms", "search s", "train s",
         "architecture"]
-    lines = [f"Task {r['task']}: dev {m}; latency at sequence {meas['seq_len']}, {meas['threads']} threads, median "
-             f"(interquartile range) of {meas['repeats']} interleaved repeats, all models in one process.", "",
+    seeds = f"; trained rows: mean ± standard error over {r['seeds']} seeds" if many else ""
+    lines = [f"Task {r['task']}: dev {m}{seeds}; latency at sequence {meas['seq_len']}, {meas['threads']} threads, "
+             f"median (interquartile range) of {meas['repeats']} interleaved repeats, all models in one process.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 3) + "---|"]
 
-    def add(name: str, group: str, metric, sec, row: dict) -> None:
-        cells = [name, group, "-" if metric is None else f"{metric:.4f}"]
+    def add(name: str, group: str, row: dict) -> None:
+        cells = [name, group, _value(row.get("metric"), row.get("metric_se"))]
         if second:
-            cells.append("-" if sec is None else f"{sec:.4f}")
+            cells.append(_value(row.get("second_metric"), row.get("second_metric_se")))
+        if many:
+            cells.append(" / ".join(f"{s['metric']:.4f}" for s in row.get("seeds", [])) or "-")
         cells += [f"{row['params'] / 1e6:.2f}M", f"{row['params_no_emb'] / 1e6:.3f}M", f"{row['flops'] / 1e9:.3f}",
                   _ms(row["latency_b1"]), _ms(row["latency_b32"]), _s(row.get("search_seconds")),
-                  _s(row.get("train_seconds")), _code(row.get("architecture", ""))]
+                  _s(row.get("train_seconds")), _architecture(row)]
         lines.append("| " + " | ".join(cells) + " |")
 
     for row in r["rows"]:
-        add(row["name"], row["group"], row["metric"], row["second_metric"], row)
+        add(row["name"], _group(row), row)
     if "bert_base" in r:
-        add("bert_base", "reference", None, None, {**r["bert_base"], "architecture": "BERT-base size, random weights"})
+        add("bert_base", "reference", {**r["bert_base"], "architecture": "BERT-base size, random weights"})
     lines.append("")
     if "random" in r:
         s = r["random"]
-        lines.append(f"Random search ({s['n']} genotypes): median {m} {s['median']:.4f}, best {s['best']:.4f} "
-                     f"({s['best_row']}).")
+        lines.append(f"Random search ({s['n']} genotypes): average {m} {s['average']:.4f}, median {s['median']:.4f}, "
+                     f"best {s['best']:.4f} ({s['best_row']}).")
+    if "bins" in r:
+        lines += ["", *bins_table(r), ""]
     lines.append(f"Teacher knowledge + probes (shared by every row, run once): {r['teacher_probe_seconds']:.0f} s.")
     lines += [f"- {f}" for f in r["findings"]]
     return "\n".join(lines)
+
+
+def _range(low: float | None, high: float | None) -> str:
+    if low is None and high is None:
+        return "all"
+    return f"< {high:.4g}" if low is None else f">= {low:.4g}" if high is None else f"{low:.4g} - {high:.4g}"
+
+
+def bins_table(r: dict) -> list[str]:
+    """Per cost bin: the random genotypes' average and best, where the searched student lands, and the
+    reference row against the bin's average (relative improvement, paired difference over seeds, verdict)."""
+    b, m = r["bins"], r["metric"]
+    ref = b["reference"] or "searched"
+    lines = [f"Random genotypes by cost bin ({b['basis']}, {b['unit']}; {b['method']}). Relative = ({ref} - bin "
+             f"average) / bin average, Yang et al. (ICLR 2020); the paired difference is over seeds.", "",
+             f"| bin | cost ({b['unit']}) | random genotypes | average {m} | best random | {ref} here (seeds) "
+             f"| relative | paired difference ± se | verdict |", "|---|---|---|---:|---|---|---:|---:|---|"]
+    for x in b["bins"]:
+        here = ", ".join(str(s) for s in x["searched_seeds"]) or "-"
+        if "average" not in x:
+            lines.append(f"| {x['bin']} | {_range(x['low'], x['high'])} | none | - | - | {here} | - | - | - |")
+            continue
+        v = x.get("versus")
+        rel = f"{v['relative']:+.2%}" if v and v["relative"] is not None else "-"
+        diff = _value(v["mean_diff"], v["se_diff"], signed=True) if v else "-"
+        lines.append(f"| {x['bin']} | {_range(x['low'], x['high'])} | {', '.join(x['rows'])} | {x['average']:.4f} "
+                     f"| {x['best_row']} ({x['best']:.4f}) | {here} | {rel} | {diff} | {v['verdict'] if v else '-'} |")
+    return lines

@@ -1,8 +1,13 @@
 """The bench's rows as data: name, group, how the row is produced, and what it changes in the run settings.
 
 Kinds: ``teacher`` (measured only), ``search`` (AdaBERT's search + further training, possibly ablated),
-``fresh`` (a given genotype, built fresh and trained like the searched student), ``small_bert`` and
-``truncated`` (BERT-shaped students trained with the same distillation).
+``fresh`` (a given genotype, built fresh and trained by the same further-training recipe: random draws, the
+conv_3 stack, another task's genotype, and ``searched_fresh``, the genotype row ``full`` found for the same seed),
+``small_bert`` and ``truncated`` (BERT-shaped students trained with the same distillation).
+
+Like for like: the searched genotype is compared with random and hand-designed genotypes through
+``searched_fresh`` (same initialization, same training); ``full`` keeps the supernet's weights and is compared
+with the ablations, which keep theirs too.
 """
 from __future__ import annotations
 
@@ -23,22 +28,23 @@ class Row:
     overrides: dict = field(default_factory=dict)  # RunConfig changes for this row
     logits_only: bool = False  # distill the final logits only (no probe heads)
     genotype: Genotype | None = None  # fresh rows
+    genotype_of: str | None = None  # fresh rows whose genotype is this row's result for the same seed
 
     def config(self, cfg: RunConfig) -> RunConfig:
         return cfg.update(self.overrides, f"bench row {self.name}") if self.overrides else cfg
 
 
 _SEARCH_ROWS = {
-    "full": ("adabert", "AdaBERT (search + further training)", {}, False),
+    "full": ("adabert", "AdaBERT (search + further training, supernet weights kept)", {}, False),
     "no_kd": ("ablation", "ablation: no distillation (gamma = 0)", {"gamma": 0.0}, False),
     "logits_kd": ("ablation", "ablation: logits-only distillation", {}, True),
     "uniform_kd": ("ablation", "ablation: uniform probe weights", {"attentive_kd": False}, False),
     "no_efficiency": ("ablation", "ablation: no efficiency loss (beta = 0)", {"beta": 0.0}, False),
     "no_augment": ("ablation", "ablation: without augmentation", {"augment": 0}, False),
 }
-ROW_NAMES = ("teacher", "full", "random", "small_bert", "conv3_stack", "truncated_teacher", "no_kd", "logits_kd",
+ROW_NAMES = ("teacher", "full", "searched_fresh", "random", "small_bert", "conv3_stack", "truncated_teacher", "no_kd", "logits_kd",
              "uniform_kd", "no_efficiency", "no_augment", "other_task")
-"""Names ``--rows`` accepts; ``random`` stands for all ``--random-n`` random rows."""
+"""Names ``--rows`` accepts; ``random`` stands for all random rows (``--random-n`` and ``--random-per-bin``)."""
 
 
 def conv3_stack() -> Genotype:
@@ -46,7 +52,8 @@ def conv3_stack() -> Genotype:
     return Genotype(edges=tuple((n, s, "conv_3") for n in range(3) for s in (n, n + 1)), depth=3)
 
 
-def _wanted(selection: str, cfg: RunConfig, settings: BenchSettings) -> list[str]:
+def selected_names(selection: str, cfg: RunConfig, settings: BenchSettings) -> list[str]:
+    """Row names of ``--rows`` in the fixed order, teacher first; rows that cannot run fail here, before any work."""
     text = selection.strip().lower()
     if text == "default":  # every row that applies to these settings
         names = [n for n in ROW_NAMES if not (n == "no_augment" and not cfg.augment)
@@ -64,14 +71,17 @@ def _wanted(selection: str, cfg: RunConfig, settings: BenchSettings) -> list[str
     if "other_task" in names and not settings.genotype_from:
         raise BertnasError("bench row other_task needs --genotype-from OTHER_RUN/search/genotype.json "
                            "(or a genotype string) or drop the row")
+    if "searched_fresh" in names and "full" not in names:
+        raise BertnasError("bench row searched_fresh trains the genotype row full finds: add full to --rows")
     return ["teacher"] + [n for n in ROW_NAMES if n in names and n != "teacher"]  # fixed order, teacher first
 
 
 def resolve_rows(selection: str, cfg: RunConfig, settings: BenchSettings, random_genotypes: list[Genotype],
-                 other_genotype: Genotype | None) -> list[Row]:
-    """The rows to run, in a fixed order (the full method before the rows sized after it)."""
+                 other_genotype: Genotype | None, binned: list[list[Genotype]] = ()) -> list[Row]:
+    """The rows to run, in a fixed order (the full method before the rows sized or shaped after it).
+    ``binned[b - 1]`` holds the random genotypes drawn for cost bin b (rows ``random_b<b>_<j>``)."""
     rows: list[Row] = []
-    for name in _wanted(selection, cfg, settings):
+    for name in selected_names(selection, cfg, settings):
         if name == "teacher":
             rows.append(Row("teacher", "teacher", "teacher", "teacher"))
         elif name in _SEARCH_ROWS:
@@ -80,6 +90,11 @@ def resolve_rows(selection: str, cfg: RunConfig, settings: BenchSettings, random
         elif name == "random":
             rows += [Row(f"random_{i + 1}", "random", "fresh", f"random genotype {i + 1}", genotype=g)
                      for i, g in enumerate(random_genotypes)]
+            rows += [Row(f"random_b{b}_{j}", "random", "fresh", f"random genotype {j} of cost bin {b}", genotype=g)
+                     for b, drawn in enumerate(binned, 1) for j, g in enumerate(drawn, 1)]
+        elif name == "searched_fresh":
+            rows.append(Row(name, "adabert", "fresh", "AdaBERT's genotype, fresh (trained like the random rows)",
+                            genotype_of="full"))
         elif name == "conv3_stack":
             rows.append(Row(name, "hand-designed", "fresh", "conv_3 stack (K = 3)", genotype=conv3_stack()))
         elif name == "other_task":

@@ -4,8 +4,10 @@ side-by-side measurement of all models and the report.
 Layout of ``--out``::
 
     probe/                 a normal run directory holding only the probe stage: the teacher runs here, once
-    rows/<name>/           one run directory per row: config.json, tokenizer/ and probes/ copied from probe/
-                           (so every row reads the same cached knowledge key), search/, model/, bench-row.json
+    rows/<name>/           one run directory per row and seed: config.json, tokenizer/ and probes/ copied from
+    rows/<name>-s<i>/      probe/ (so every row reads the same cached knowledge key), search/, model/,
+                           bench-row.json; seed index i > 0 (``--seeds``, run seed = seed + i) gets its own
+                           directory, seed index 0 keeps the row's (benches from before ``--seeds`` resume as they are)
     bench.json, bench.md, pareto.png
 
 A row is done when its ``bench-row.json`` carries the key of its settings (the run settings that shape a model,
@@ -19,13 +21,15 @@ import contextlib
 import logging
 import shutil
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
 
 from ..adabert import pipeline
-from ..config import RunConfig
+from ..adabert.genotype import Genotype
+from ..config import SEED_MAX, RunConfig
+from ..errors import BertnasError
 from ..utils import atomic_dir, atomic_write_text, hash_obj, load_model_dir, read_json, read_weights, write_json
 from .rows import Row, resolve_rows
 from .settings import BenchSettings
@@ -46,12 +50,18 @@ def settings_key(cfg: RunConfig, groups: tuple[str, ...], extra: dict) -> str:
 
 @dataclass
 class _Shared:
-    """What every row reads: the probe run, its knowledge key, the records of rows already done."""
+    """What every row reads: the probe run, its knowledge key, the records of rows already done (per row, one
+    record per seed index)."""
 
     out: Path
     probe_dir: Path
     knowledge_key: str
-    records: dict
+    records: dict[str, list[dict]]
+
+
+def seed_dir(out: Path, name: str, index: int) -> Path:
+    """Run directory of seed index ``index`` of a row: ``rows/<name>`` for index 0, ``rows/<name>-s<index>``."""
+    return out / "rows" / (name if index == 0 else f"{name}-s{index}")
 
 
 # ----------------------------------------------------------------------------- the teacher, once
@@ -186,11 +196,23 @@ def _bert_row(row: Row, rcfg: RunConfig, row_dir: Path, key: str, model_fn) -> d
     return {**trained, "search_seconds": 0.0, "architecture": describe_bert(model.config), "model_type": "hf"}
 
 
-def _run_row(row: Row, cfg: RunConfig, settings: BenchSettings, shared: _Shared) -> dict:
+def _run_row(row: Row, cfg: RunConfig, settings: BenchSettings, shared: _Shared, index: int) -> dict:
+    """Seed index ``index`` of a row (run seed ``cfg.seed + index``): trained, or read back when already done."""
+    rcfg = row.config(cfg)
+    if index:
+        rcfg = rcfg.update({"seed": cfg.seed + index}, f"bench seed {index}")
+    if row.genotype_of:  # the genotype the source row found for this seed
+        row = replace(row, genotype=Genotype.from_dict(shared.records[row.genotype_of][index]["genotype"]))
+    record = _row_record(row, rcfg, settings, shared, index)
+    # how the row is presented comes from the row as defined now (a mark may predate a new label)
+    return {**record, "name": row.name, "group": row.group, "label": row.label, "kind": row.kind, "seed": rcfg.seed}
+
+
+def _row_record(row: Row, rcfg: RunConfig, settings: BenchSettings, shared: _Shared, index: int) -> dict:
     from ..measure.profile import count_params
 
-    row_dir = shared.out / "rows" / row.name
-    rcfg = row.config(cfg)
+    tag = row.name if settings.seeds == 1 else f"{row.name} (seed {rcfg.seed})"
+    row_dir = seed_dir(shared.out, row.name, index)
     extra: dict = {"row": row.name, "kind": row.kind, "logits_only": row.logits_only,
                    "genotype": str(row.genotype) if row.genotype else None, "knowledge": shared.knowledge_key}
     if row.kind == "truncated":
@@ -198,14 +220,14 @@ def _run_row(row: Row, cfg: RunConfig, settings: BenchSettings, shared: _Shared)
         extra["layers"] = settings.truncate_layers
     if row.kind == "small_bert":
         full = shared.records.get("full")
-        extra["target_params"] = full["params"] if full else None
+        extra["target_params"] = full[index]["params"] if full else None
         extra["hiddens"] = list(settings.small_bert_hiddens)
     key = settings_key(rcfg, _SHAPING_GROUPS, extra)
     mark = row_dir / ROW_MARK
     if rcfg.resume and mark.is_file() and read_json(mark).get("key") == key and (row_dir / "model").is_dir():
-        logger.info("bench row %s: already done for these settings, skipping", row.name)
+        logger.info("bench row %s: already done for these settings, skipping", tag)
         return read_json(mark)
-    logger.info("bench row %s: %s", row.name, row.label)
+    logger.info("bench row %s: %s", tag, row.label)
     _prepare_row_dir(rcfg, shared, row_dir)
     if row.kind == "search":
         search_key = settings_key(rcfg, _SHAPING_GROUPS[:-1], extra)
@@ -255,7 +277,24 @@ def _make_truncated(rcfg: RunConfig, inputs, settings: BenchSettings):
 
 
 # ----------------------------------------------------------------------------- measure all side by side
-def _measure(cfg: RunConfig, settings: BenchSettings, out: Path, records: dict, spec) -> dict:
+def _distinct_models(out: Path, records: dict[str, list[dict]]) -> tuple[dict[str, tuple[Path, str]], dict[str, list[str]]]:
+    """The model directories to measure, one per distinct architecture of a row (the seeds of one genotype share
+    its size and speed), and per row the measured name of each seed index."""
+    dirs: dict[str, tuple[Path, str]] = {}
+    which: dict[str, list[str]] = {}
+    for name, recs in records.items():
+        if name == "teacher":
+            continue
+        first: dict[str, str] = {}
+        for i, rec in enumerate(recs):
+            key = first.setdefault(rec["architecture"], seed_dir(out, name, i).name)
+            dirs.setdefault(key, (seed_dir(out, name, i) / "model", rec["model_type"]))
+            which.setdefault(name, []).append(key)
+    return dirs, which
+
+
+def _measure(cfg: RunConfig, settings: BenchSettings, out: Path, records: dict[str, list[dict]], spec) -> dict:
+    """``{row: [measurement per seed index]}`` (plus ``bert_base``), every model measured side by side."""
     from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
     from ..adabert.modeling import AdaBertForSequenceClassification
@@ -264,12 +303,11 @@ def _measure(cfg: RunConfig, settings: BenchSettings, out: Path, records: dict, 
 
     teacher = load_teacher(cfg.teacher, spec, "cpu", cfg.trust_remote_code, cfg.assume_label_order).model
     models = {"teacher": (teacher, teacher.config.vocab_size)}
-    for name, rec in records.items():
-        if name == "teacher":
-            continue
-        cls = AdaBertForSequenceClassification if rec["model_type"] == "adabert" else AutoModelForSequenceClassification
-        model = load_model_dir(cls, out / "rows" / name / "model", "bench")
-        models[name] = (model, model.config.vocab_size)
+    dirs, which = _distinct_models(out, records)
+    for key, (model_dir, model_type) in dirs.items():
+        cls = AdaBertForSequenceClassification if model_type == "adabert" else AutoModelForSequenceClassification
+        model = load_model_dir(cls, model_dir, "bench")
+        models[key] = (model, model.config.vocab_size)
     caps = {}
     if settings.bert_base:
         torch.manual_seed(0)
@@ -277,42 +315,81 @@ def _measure(cfg: RunConfig, settings: BenchSettings, out: Path, records: dict, 
         caps["bert_base"] = min(cfg.latency_repeats, max(3, cfg.latency_repeats // 4))
     logger.info("bench: measuring %d models side by side (seq %d, %d threads, %d interleaved repeats)...",
                 len(models), cfg.eval_seq_len, cfg.latency_threads, cfg.latency_repeats)
-    return measure_side_by_side(models, cfg.eval_seq_len, (1, 32), cfg.latency_threads, cfg.latency_repeats, caps,
-                                seed=cfg.seed)
+    measured = measure_side_by_side(models, cfg.eval_seq_len, (1, 32), cfg.latency_threads, cfg.latency_repeats,
+                                    caps, seed=cfg.seed)
+    result = {name: [measured[k] for k in keys] for name, keys in which.items()}
+    result["teacher"] = [measured["teacher"]]
+    if "bert_base" in measured:
+        result["bert_base"] = [measured["bert_base"]]
+    return result
+
+
+# ----------------------------------------------------------------------------- random genotypes and their costs
+def _random_draws(cfg: RunConfig, settings: BenchSettings, names: list[str]):
+    """(uniform draws, per-bin draws, cost, bins); cost and bins only when random rows are selected."""
+    from .bins import cost_bins, draw_per_bin, genotype_cost
+    from .students import random_genotypes
+
+    uniform = random_genotypes(settings.random_n, cfg.k_max, cfg.min_parametric, cfg.seed)
+    if "random" not in names:
+        return uniform, [], None, None
+    cost = genotype_cost(cfg)
+    bins = cost_bins(cost, settings.latency_bins, cfg.k_max, cfg.min_parametric, cfg.seed)
+    binned = (draw_per_bin(bins, cost, settings.random_per_bin, cfg.k_max, cfg.min_parametric, cfg.seed)
+              if settings.random_per_bin else [])
+    return uniform, binned, cost, bins
+
+
+def _attach_costs(records: dict[str, list[dict]], cost, bins) -> None:
+    """Every genotype row's seeds get their genotype's cost and cost bin (in memory: the marks stay as written)."""
+    for recs in records.values():
+        for rec in recs:
+            if rec.get("genotype"):
+                value = cost(Genotype.from_dict(rec["genotype"]))
+                rec.update(cost=round(value, 4), bin=bins.bin_of(value))
 
 
 # ----------------------------------------------------------------------------- the whole bench
 def run_bench(cfg: RunConfig, settings: BenchSettings, out: str | Path) -> dict:
-    """Every selected row, then the side-by-side measurement; writes bench.json, bench.md, pareto.png."""
+    """Every selected row (each seed, seed-major: all rows of seed index 0 first), then the side-by-side
+    measurement; writes bench.json, bench.md, pareto.png."""
     from ..utils import run_metadata
     from .plot import plot_pareto
     from .report import assemble, bench_table
-    from .students import load_genotype, random_genotypes
+    from .rows import selected_names
+    from .students import load_genotype
 
     out = Path(out)
     cfg.validate()
     settings.validate()
     cfg.require("teacher", "task")
+    if cfg.seed + settings.seeds - 1 > SEED_MAX:
+        raise BertnasError(f"--seed {cfg.seed} with --seeds {settings.seeds} runs past the largest seed {SEED_MAX}: "
+                           "pass a smaller --seed")
     other = load_genotype(settings.genotype_from) if settings.genotype_from else None
-    randoms = random_genotypes(settings.random_n, cfg.k_max, cfg.min_parametric, cfg.seed)
-    rows = resolve_rows(settings.rows, cfg, settings, randoms, other)  # bad row names fail before any work
+    names = selected_names(settings.rows, cfg, settings)  # bad row names fail before any work
+    uniform, binned, cost, bins = _random_draws(cfg, settings, names)
+    rows = resolve_rows(settings.rows, cfg, settings, uniform, other, binned)
     info, probe_seconds = probe_once(cfg, out)
     data = pipeline.load_data(cfg)
     spec = data.spec
-    shared = _Shared(out, out / "probe", info["knowledge_key"], {})
-    shared.records["teacher"] = {"name": "teacher", "group": "teacher", "label": "teacher", "kind": "teacher",
-                                 "dev": info["teacher_dev"], "search_seconds": None, "train_seconds": None,
-                                 "probe_seconds": probe_seconds, "model_type": "hf"}
-    for row in rows[1:]:
-        shared.records[row.name] = _run_row(row, cfg, settings, shared)
+    shared = _Shared(out, out / "probe", info["knowledge_key"], {r.name: [] for r in rows})
+    shared.records["teacher"] = [{"name": "teacher", "group": "teacher", "label": "teacher", "kind": "teacher",
+                                  "dev": info["teacher_dev"], "search_seconds": None, "train_seconds": None,
+                                  "probe_seconds": probe_seconds, "model_type": "hf", "seed": cfg.seed}]
+    for index in range(settings.seeds):
+        for row in rows[1:]:
+            shared.records[row.name].append(_run_row(row, cfg, settings, shared, index))
     from transformers import AutoConfig
 
     tconf = AutoConfig.from_pretrained(cfg.teacher, trust_remote_code=cfg.trust_remote_code)
     from .students import describe_bert
 
-    shared.records["teacher"]["architecture"] = describe_bert(tconf) + " (teacher)"
+    shared.records["teacher"][0]["architecture"] = describe_bert(tconf) + " (teacher)"
+    if bins is not None:
+        _attach_costs(shared.records, cost, bins)
     measured = _measure(cfg, settings, out, shared.records, spec)
-    results = assemble(spec, [shared.records[r.name] for r in rows], measured, cfg, settings, probe_seconds)
+    results = assemble(spec, [shared.records[r.name] for r in rows], measured, cfg, settings, probe_seconds, bins)
     results["metadata"] = run_metadata()
     write_json(out / "bench.json", results)
     atomic_write_text(out / "bench.md", bench_table(results) + "\n")

@@ -18,10 +18,19 @@ class BenchSettings:
     truncate_layers: int = 2  # the truncated-teacher row keeps the teacher's first N layers
     pretrained_lr: float = 1e-4  # learning rate of the teacher-initialized row (fresh rows use --retrain-lr)
     small_bert_hiddens: tuple[int, ...] = (128, 192, 256)  # small BERT: the hidden size closest in params wins
+    seeds: int = 1  # every trained row runs seeds cfg.seed, cfg.seed + 1, ... (one run directory each)
+    random_per_bin: int = 0  # besides the uniform draws: random genotypes drawn until each cost bin holds this many
+    latency_bins: int = 3  # cost bins (equal shares of the space) of the per-bin draws and the per-bin report
 
     def validate(self) -> "BenchSettings":
         if self.random_n < 0:
             raise BertnasError(f"--random-n must be >= 0, got {self.random_n}")
+        if self.seeds < 1:
+            raise BertnasError(f"--seeds must be >= 1 (1 = one run per row), got {self.seeds}")
+        if self.random_per_bin < 0:
+            raise BertnasError(f"--random-per-bin must be >= 0 (0 = off), got {self.random_per_bin}")
+        if self.latency_bins < 1:
+            raise BertnasError(f"--latency-bins must be >= 1, got {self.latency_bins}")
         if self.truncate_layers < 1:
             raise BertnasError(f"--truncate-layers must be >= 1, got {self.truncate_layers}")
         if not (self.pretrained_lr > 0 and math.isfinite(self.pretrained_lr)):

@@ -8,7 +8,9 @@ loop calls (``pooled_states`` for the per-layer distillation heads, ``classifier
 """
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -28,19 +30,23 @@ from ..adabert.objective import KDHeads, TargetScale
 
 
 # ----------------------------------------------------------------------------- genotypes
-def random_genotypes(n: int, k_max: int, min_parametric: int, seed: int) -> list[Genotype]:
-    """``n`` genotypes drawn uniformly from the search space: i.i.d. uniform op and depth logits pushed through
-    the search's own derivation (top-2 edges per node, strongest non-zero op, argmax depth, collapse guard), so
-    every edge pair, op and depth 1..K_max is equally likely and the rules match the searched student's."""
+def genotype_draws(k_max: int, min_parametric: int, seed: int) -> Iterator[Genotype]:
+    """Endless genotypes drawn uniformly from the search space: i.i.d. uniform op and depth logits pushed
+    through the search's own derivation (top-2 edges per node, strongest non-zero op, argmax depth, collapse
+    guard), so every edge pair, op and depth 1..K_max is equally likely and the rules match the searched
+    student's. ``seed`` seeds a generator of their own (the global torch state is left alone)."""
     from ..adabert.architecture import Architecture
 
     shape = Architecture(k_max).alpha.shape  # (edges, ops) as the search sees them
-    g = torch.Generator().manual_seed(seed * 1000 + 104729)
-    out = []
-    for _ in range(n):
+    g = torch.Generator().manual_seed(seed)
+    while True:
         alpha, depth = torch.rand(shape, generator=g), torch.rand(k_max, generator=g)
-        out.append(derive_genotype(alpha, depth, min_parametric)[0])
-    return out
+        yield derive_genotype(alpha, depth, min_parametric)[0]
+
+
+def random_genotypes(n: int, k_max: int, min_parametric: int, seed: int) -> list[Genotype]:
+    """The ``--random-n`` uniform draws of a run seed (see :func:`genotype_draws`)."""
+    return list(itertools.islice(genotype_draws(k_max, min_parametric, seed * 1000 + 104729), n))
 
 
 def load_genotype(source: str) -> Genotype:
