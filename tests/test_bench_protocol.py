@@ -31,7 +31,8 @@ def test_paired_verdict_needs_two_standard_errors():
     assert paired_verdict([0.9], [0.1])["verdict"] == "within noise (1 seed)"
     # a steady gap: the seed-to-seed noise both rows share cancels in the pairing
     v = paired_verdict([0.80, 0.70, 0.90], [0.79, 0.69, 0.89])
-    assert v["verdict"] == "beats" and v["mean_diff"] == pytest.approx(0.01) and v["se_diff"] == pytest.approx(0, abs=1e-9)
+    assert v["verdict"] == "beats" and v["mean_diff"] == pytest.approx(0.01)
+    assert v["se_diff"] == pytest.approx(0, abs=1e-9)
     assert paired_verdict([0.79, 0.69, 0.89], [0.80, 0.70, 0.90])["verdict"] == "below"
     # differences +0.02, -0.01, +0.02: mean 0.01, se 0.01 -> 1 se, within noise
     v = paired_verdict([0.82, 0.79, 0.82], [0.80, 0.80, 0.80])
@@ -60,6 +61,20 @@ def test_bins_hold_their_share_of_the_space_and_draws_fill_them():
     assert drawn == draw_per_bin(bins, cost, 2, cfg.k_max, cfg.min_parametric, seed=0)  # seeded
     depth = [statistics.fmean(g.depth for g in genotypes) for genotypes in drawn]
     assert depth[2] > depth[0]  # the costliest bin holds deeper students than the cheapest
+
+
+def test_with_a_latency_table_the_cost_is_the_predicted_latency(tmp_path):
+    from bertnas.adabert.searcher import latency_costs
+    from bertnas.bench.bins import genotype_cost
+    from bertnas.bench.students import random_genotypes
+
+    cfg = RunConfig(hidden_size=16, k_max=3, eval_seq_len=32, efficiency="latency", latency_table_batch=2,
+                    latency_repeats=2, latency_threads=1, cache_dir=str(tmp_path))
+    cost = genotype_cost(cfg)  # measures the tiny table once; the search would read the same cached table
+    assert cost.unit == "ms" and "predicted latency (batch 2, sequence 32)" == cost.basis
+    predict = latency_costs(cfg).predict
+    for g in random_genotypes(5, cfg.k_max, cfg.min_parametric, seed=0):
+        assert cost(g) == pytest.approx(predict(g)) and cost(g) > 0
 
 
 def test_a_bin_the_space_cannot_fill_is_logged_and_left_short(caplog):

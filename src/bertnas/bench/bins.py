@@ -94,7 +94,8 @@ def draw_per_bin(bins: CostBins, cost: GenotypeCost, per_bin: int, k_max: int, m
     at :data:`ATTEMPTS_PER_GENOTYPE` draws per genotype wanted; a bin left short is logged)."""
     held: list[list[Genotype]] = [[] for _ in range(bins.count)]
     draws = genotype_draws(k_max, min_parametric, seed * 1000 + 15485863)
-    for genotype in itertools.islice(draws, ATTEMPTS_PER_GENOTYPE * per_bin * bins.count):
+    attempts = ATTEMPTS_PER_GENOTYPE * per_bin * bins.count
+    for genotype in itertools.islice(draws, attempts):
         if all(len(h) >= per_bin for h in held):
             break
         slot = held[bins.bin_of(cost(genotype)) - 1]
@@ -103,5 +104,5 @@ def draw_per_bin(bins: CostBins, cost: GenotypeCost, per_bin: int, k_max: int, m
     for b, h in enumerate(held, 1):
         if len(h) < per_bin:
             logger.warning("bench: cost bin %d holds %d of %d random genotypes after %d draws (its genotypes are "
-                           "rare or few in the space)", b, len(h), per_bin, ATTEMPTS_PER_GENOTYPE * per_bin * bins.count)
+                           "rare or few in the space)", b, len(h), per_bin, attempts)
     return held

@@ -25,7 +25,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
                    help="seeds per trained row (run seed = --seed + i, one run directory each); rows report mean, "
                         "sd and standard error, comparisons pair seeds (default: 1)")
     b.add_argument("--random-per-bin", type=int, default=BenchSettings.random_per_bin,
-                   help="besides --random-n: random genotypes drawn until each cost bin holds this many (default: 0, off)")
+                   help="besides --random-n: random genotypes drawn until each cost bin holds this many "
+                        "(default: 0, off)")
     b.add_argument("--latency-bins", type=int, default=BenchSettings.latency_bins,
                    help="cost bins (equal shares of the space) of predicted latency with --efficiency latency, else "
                         "of the cells' FLOPs (default: 3)")

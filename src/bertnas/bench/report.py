@@ -34,8 +34,8 @@ def _mean(values) -> float | None:
 # ----------------------------------------------------------------------------- rows
 def _seed_entry(rec: dict, m: dict, h: str, second: str | None) -> dict:
     """One seed of a row: its metrics, architecture, size and speed."""
-    return {"seed": rec.get("seed"), "metric": rec["dev"][h], "second_metric": rec["dev"].get(second) if second else None,
-            "dev": rec["dev"], "architecture": rec.get("architecture", ""), "params": m["params"], "flops": m["flops"],
+    return {"seed": rec.get("seed"), "metric": rec["dev"][h],
+            "second_metric": rec["dev"].get(second) if second else None, "dev": rec["dev"], "architecture": rec.get("architecture", ""), "params": m["params"], "flops": m["flops"],
             "latency_b1_ms": m["latency_b1"]["median_ms"], "latency_b32_ms": m["latency_b32"]["median_ms"],
             "search_seconds": rec.get("search_seconds"), "train_seconds": rec.get("train_seconds"),
             **{k: rec[k] for k in ("cost", "bin") if k in rec}}
@@ -56,7 +56,8 @@ def _row_entry(recs: list[dict], meas: list[dict], h: str, second: str | None) -
         "dev": {k: statistics.fmean(r["dev"][k] for r in recs) for k in numeric},
         "params": m0["params"], "params_no_emb": m0["params_no_emb"], "flops": m0["flops"],
         "latency_b1": m0["latency_b1"], "latency_b32": m0["latency_b32"],
-        "search_seconds": _mean(s["search_seconds"] for s in seeds), "train_seconds": _mean(s["train_seconds"] for s in seeds),
+        "search_seconds": _mean(s["search_seconds"] for s in seeds),
+        "train_seconds": _mean(s["train_seconds"] for s in seeds),
         "architecture": archs[0],
         **{k: first[k] for k in ("retrain_epochs", "search_epochs", "retrain_lr", "cost", "bin") if k in first},
         "seeds": seeds,
@@ -96,8 +97,9 @@ def _bin_summaries(bins: CostBins, randoms: list[dict], ref: dict | None) -> lis
     for b in range(1, bins.count + 1):
         low, high = bins.bounds(b)
         members = [r for r in randoms if r.get("bin") == b]
+        here = [s["seed"] for s in ref["seeds"] if s.get("bin") == b] if ref else []
         entry: dict[str, Any] = {"bin": b, "low": low, "high": high, "rows": [r["name"] for r in members],
-                                 "searched_seeds": [s["seed"] for s in ref["seeds"] if s.get("bin") == b] if ref else []}
+                                 "searched_seeds": here}
         if members:
             entry.update(_random_summary(members))
             if ref is not None:

@@ -11,6 +11,7 @@ with the ablations, which keep theirs too.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..config import RunConfig
@@ -42,8 +43,8 @@ _SEARCH_ROWS = {
     "no_efficiency": ("ablation", "ablation: no efficiency loss (beta = 0)", {"beta": 0.0}, False),
     "no_augment": ("ablation", "ablation: without augmentation", {"augment": 0}, False),
 }
-ROW_NAMES = ("teacher", "full", "searched_fresh", "random", "small_bert", "conv3_stack", "truncated_teacher", "no_kd", "logits_kd",
-             "uniform_kd", "no_efficiency", "no_augment", "other_task")
+ROW_NAMES = ("teacher", "full", "searched_fresh", "random", "small_bert", "conv3_stack", "truncated_teacher", "no_kd",
+             "logits_kd", "uniform_kd", "no_efficiency", "no_augment", "other_task")
 """Names ``--rows`` accepts; ``random`` stands for all random rows (``--random-n`` and ``--random-per-bin``)."""
 
 
@@ -77,7 +78,7 @@ def selected_names(selection: str, cfg: RunConfig, settings: BenchSettings) -> l
 
 
 def resolve_rows(selection: str, cfg: RunConfig, settings: BenchSettings, random_genotypes: list[Genotype],
-                 other_genotype: Genotype | None, binned: list[list[Genotype]] = ()) -> list[Row]:
+                 other_genotype: Genotype | None, binned: Sequence[Sequence[Genotype]] = ()) -> list[Row]:
     """The rows to run, in a fixed order (the full method before the rows sized or shaped after it).
     ``binned[b - 1]`` holds the random genotypes drawn for cost bin b (rows ``random_b<b>_<j>``)."""
     rows: list[Row] = []

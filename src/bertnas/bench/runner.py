@@ -277,7 +277,8 @@ def _make_truncated(rcfg: RunConfig, inputs, settings: BenchSettings):
 
 
 # ----------------------------------------------------------------------------- measure all side by side
-def _distinct_models(out: Path, records: dict[str, list[dict]]) -> tuple[dict[str, tuple[Path, str]], dict[str, list[str]]]:
+def _distinct_models(out: Path, records: dict[str, list[dict]]
+                     ) -> tuple[dict[str, tuple[Path, str]], dict[str, list[str]]]:
     """The model directories to measure, one per distinct architecture of a row (the seeds of one genotype share
     its size and speed), and per row the measured name of each seed index."""
     dirs: dict[str, tuple[Path, str]] = {}
