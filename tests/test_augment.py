@@ -77,9 +77,9 @@ def test_augmented_run_aligns_targets(tmp_path, tiny_teacher, synthetic_files):
     assert info["augment_examples"] == 2 * n
     saved = json.loads((tmp_path / "run" / "probes" / "probes.json").read_text())
     assert saved["augment_key"] == info["augment_key"]
-    from bertnas.adabert.pipeline import _stage_inputs
+    from bertnas.adabert.pipeline import stage_inputs
 
-    inputs = _stage_inputs(cfg, tmp_path / "run")
+    inputs = stage_inputs(cfg, tmp_path / "run")
     assert len(inputs.train) == 3 * n and inputs.targets.teacher.shape[0] == 3 * n
     assert inputs.targets.probes.shape[1] == 3 * n
     teacher = load_teacher(str(tiny_teacher), inputs.spec)

@@ -41,6 +41,7 @@ class RunConfig:
     metric: str | None = _f(None, "headline metric (default: GLUE's for the task)", "data")
     max_seq_len: int = _f(128, "tokens per example (pairs together), longer inputs are truncated", "data")
     max_train_examples: int | None = _f(None, "use only the first N training examples (quick runs)", "data")
+    val_examples: int | None = _f(None, "training examples held out as a validation split: every choice a run makes (the further-training epoch kept, the derived architecture among --derive-candidates, architecture steps with --arch-data val) reads it, and the dev set is only reported. Default: a tenth of the training data, at most 5,000, none below 200 examples; 0 holds nothing out and makes those choices on dev (ours)", "data")
     # --- teacher ---
     teacher: str = _f("", "fine-tuned teacher: local directory or hub id (sequence classifier + tokenizer)", "teacher")
     trust_remote_code: bool = _f(False, "allow custom code in the teacher checkpoint (off: safe loading)", "teacher")
@@ -78,6 +79,10 @@ class RunConfig:
     attentive_kd: bool = _f(True, "weight distillation pairs by how well each teacher layer predicts the gold label", "search")
     min_parametric: int = _f(1, "collapse guard: parametric ops each node keeps at derivation (0 disables)", "search")
     search_max_examples: int | None = _f(None, "search on a random subset of N training examples", "search")
+    arch_data: str = _f("train", "what the architecture steps learn from: train (the weights' own batches, one level, as AdaBERT's code) or val (batches of the held-out validation split, DARTS' bilevel; needs a validation split, see --val-examples) (ours)", "search", choices=("train", "val"))
+    arch_entropy: float = _f(0.0, "weight of an entropy penalty on the op and depth distributions, ramped from 0 to this value over the architecture epochs; pushes the search to commit (0: off) (ours)", "search")
+    bn_recalibration: int = _f(0, "batches of training data that re-estimate the search network's BatchNorm statistics for a derived architecture before it is scored (each epoch's check, --derive-candidates) or handed to further training; the statistics the search kept are a blend over every sampled architecture (0: off) (ours)", "search")
+    derive_candidates: int = _f(1, "architectures drawn from the final distribution (the most likely first) and scored with the supernet's weights on the validation split; the best is kept (1: the most likely, as AdaBERT) (ours)", "search")
     efficiency: str = _f("params_flops", "what the efficiency loss prices: params_flops (AdaBERT's cost per op) or latency (this CPU's measured op latencies, a per-op table cached in the cache dir) (ours)", "search", choices=("params_flops", "latency"))
     latency_budget_ms: float | None = _f(None, "with --efficiency latency: predicted milliseconds (at the table's batch and sequence length) the student may take; only the expected latency above it is penalized (default: no budget, all latency is penalized)", "search")
     latency_table_batch: int = _f(32, "with --efficiency latency: batch size the op latencies are measured (and the budget meant) at", "search")
@@ -147,6 +152,14 @@ class RunConfig:
         for name in ["augment_replace_prob", "augment_edit_prob"]:
             if not 0 <= getattr(self, name) <= 1:
                 raise bad(name, "must be in [0, 1]")
+        if self.val_examples is not None and self.val_examples < 0:
+            raise bad("val_examples", "must be >= 0 (0 holds nothing out; unset for a tenth of the training data)")
+        if not 0 <= self.arch_entropy <= 100:
+            raise bad("arch_entropy", "must be in [0, 100] (0 turns the penalty off)")
+        if not 0 <= self.bn_recalibration <= 10000:
+            raise bad("bn_recalibration", "must be in [0, 10000] batches (0 turns it off)")
+        if not 1 <= self.derive_candidates <= 1000:
+            raise bad("derive_candidates", "must be in [1, 1000] (1 keeps the most likely architecture)")
         for name in ["max_train_examples", "search_max_examples", "teacher_token_budget"]:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise bad(name, "must be >= 1 (or unset for all)")

@@ -41,3 +41,9 @@ class Architecture(nn.Module):
 
     def depth_probs(self) -> torch.Tensor:
         return torch.softmax(self.depth_logits, -1)
+
+    def entropy(self) -> torch.Tensor:
+        """Mean entropy of the edges' op distributions plus the depth distribution's (``--arch-entropy``)."""
+        ops = -(self.op_probs() * torch.log_softmax(self.alpha, -1)).sum(-1).mean()
+        depth = -(self.depth_probs() * torch.log_softmax(self.depth_logits, -1)).sum()
+        return ops + depth

@@ -94,3 +94,23 @@ def derive_genotype(
     elif collapsed:
         report.warnings.append(f"nodes {collapsed} chose only parameter-free ops before the guard")
     return genotype, report
+
+
+DECIDED_RATIO = 2.0
+"""An edge is decided when its top op has at least twice the probability of the runner-up (issue #18's bar)."""
+
+
+def decisiveness(alpha: torch.Tensor, depth_logits: torch.Tensor) -> dict:
+    """How firmly the architecture weights choose: per edge the top op's probability over the runner-up's,
+    how many edges pass :data:`DECIDED_RATIO`, the spread of op probabilities and the likeliest depth's
+    probability. A flat search (every op near 1/10) leaves the derived genotype to tiny margins."""
+    probs = torch.softmax(alpha.detach().float().cpu(), -1)
+    top2 = probs.topk(2, -1).values
+    ratios = (top2[:, 0] / top2[:, 1].clamp_min(1e-12)).tolist()
+    depth = torch.softmax(depth_logits.detach().float().cpu(), -1)
+    return {
+        "edge_ratios": [round(r, 3) for r in ratios],
+        "edges_decided": int(sum(r >= DECIDED_RATIO for r in ratios)),
+        "op_prob_min": round(float(probs.min()), 4), "op_prob_max": round(float(probs.max()), 4),
+        "depth_max_prob": round(float(depth.max()), 4),
+    }

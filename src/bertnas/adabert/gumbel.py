@@ -14,11 +14,16 @@ def gumbel_softmax_st(logits: torch.Tensor, tau: float, generator: torch.Generat
     """
     if tau <= 0:
         raise ValueError(f"Gumbel temperature must be > 0, got {tau}")
-    uniform = torch.rand(logits.shape, generator=generator, dtype=torch.float32)
-    gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7))).to(logits.device, logits.dtype)
+    gumbel = gumbel_noise(logits.shape, generator).to(logits.device, logits.dtype)
     soft = torch.softmax((logits + gumbel) / tau, dim=-1)
     hard = torch.nn.functional.one_hot(soft.argmax(-1), soft.size(-1)).to(soft.dtype)
     return hard - soft.detach() + soft
+
+
+def gumbel_noise(shape: torch.Size | tuple[int, ...], generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard Gumbel noise (float32, on the CPU, from ``generator`` when given)."""
+    uniform = torch.rand(shape, generator=generator, dtype=torch.float32)
+    return -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
 
 
 def temperature(epoch: float, tau_max: float, tau_min: float, decay: float) -> float:

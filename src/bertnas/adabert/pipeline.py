@@ -55,7 +55,9 @@ from ..data.encode import Encoded, encode
 from ..data.examples import TaskData, TaskSpec
 from ..data.metrics import compute_metrics
 from ..data.readers import load_task
+from ..data.split import HoldOut, carve, take, validation_size
 from ..errors import BertnasError
+from .derive import decisiveness
 from ..training import distributed as ddp
 from ..utils import (atomic_dir, load_model_dir, read_json, read_weights, resolve_device, run_metadata, set_seed,
                     write_json)
@@ -134,7 +136,7 @@ def _knowledge(cfg: RunConfig, out: Path, data: TaskData):
 
 
 @dataclass
-class _StageInputs:
+class StageInputs:
     """What search and retraining read from a run directory (never the teacher itself)."""
 
     spec: TaskSpec
@@ -144,6 +146,12 @@ class _StageInputs:
     dev: Encoded
     targets: object
     device: torch.device
+    holdout: HoldOut  # the validation split carved from ``train`` (``--val-examples``), and what trains
+
+    @property
+    def val(self) -> Encoded | None:
+        """The held-out validation examples (None when nothing is held out: choices are made on dev)."""
+        return take(self.train, self.holdout.val) if self.holdout.active else None
 
 
 def _device(cfg: RunConfig) -> torch.device:
@@ -153,7 +161,7 @@ def _device(cfg: RunConfig) -> torch.device:
     return device
 
 
-def _stage_inputs(cfg: RunConfig, out: Path) -> _StageInputs:
+def stage_inputs(cfg: RunConfig, out: Path) -> StageInputs:
     from .objective import Targets
 
     device = _device(cfg)
@@ -174,10 +182,14 @@ def _stage_inputs(cfg: RunConfig, out: Path) -> _StageInputs:
         teacher_logits = torch.cat([teacher_logits, aug.teacher_logits])
         probe_logits = torch.cat([probe_logits, aug.probe_logits], 1)
         logger.info("training data: %d examples + %d teacher-labelled copies", len(data.train), len(aug.encoded))
-    return _StageInputs(
+    holdout = carve(len(data.train), len(train), validation_size(cfg.val_examples, len(data.train)), cfg.seed)
+    if holdout.active:
+        logger.info("validation split: %d of %d training examples held out (--val-examples); dev is only reported",
+                    len(holdout.val), len(data.train))
+    return StageInputs(
         spec=spec, tokenizer=tokenizer, knowledge=knowledge, train=train,
         dev=encode(tokenizer, data.dev, cfg.max_seq_len, spec.is_regression),
-        targets=Targets(teacher_logits, probe_logits, device), device=device,
+        targets=Targets(teacher_logits, probe_logits, device), device=device, holdout=holdout,
     )
 
 
@@ -240,10 +252,10 @@ def _probe(cfg: RunConfig, out: str | Path) -> dict:
 def search(cfg: RunConfig, out: str | Path) -> dict:
     """Search the architecture, derive the genotype, save the student with its searched weights."""
     from .plot import plot_architecture
-    from .searcher import build_supernet, finish_search, search as run_search
+    from .searcher import build_supernet, finish_search, rank_candidates, recalibrate_batchnorm, search as run_search
 
     out = Path(out)
-    inputs = _stage_inputs(cfg, out)
+    inputs = stage_inputs(cfg, out)
     spec, tokenizer, knowledge = inputs.spec, inputs.tokenizer, inputs.knowledge
     supernet = build_supernet(cfg, spec, knowledge.word_embeddings, knowledge.position_embeddings,
                               tokenizer.sep_token_id)
@@ -254,15 +266,31 @@ def search(cfg: RunConfig, out: str | Path) -> dict:
         from .costs import adabert_latency_table
 
         table = ddp.on_main(adabert_latency_table, cfg)
+    if cfg.derive_candidates > 1 and not inputs.holdout.active:
+        raise BertnasError("--derive-candidates scores architectures on the validation split: pass --val-examples N "
+                           "(N > 0) or --derive-candidates 1")
     arch, heads, history = run_search(cfg, spec, inputs.train, inputs.dev, inputs.targets, supernet, inputs.device, ckpt,
-                                      resume_key=_stage_key(cfg, "search") + knowledge.key, latency_table=table)
+                                      resume_key=_stage_key(cfg, "search") + knowledge.key, latency_table=table,
+                                      holdout=inputs.holdout)
+    chosen, candidates = None, None
+    if cfg.derive_candidates > 1:
+        from .objective import TargetScale
+
+        scale = TargetScale.of(inputs.train.labels, spec.is_regression)  # as the search and the student
+        *chosen, candidates = rank_candidates(cfg, spec, supernet, arch, inputs.val, inputs.device, scale,
+                                              inputs.train, inputs.holdout.train)
+        ops_w, _ = arch.genotype_weights(chosen[0])  # the student starts from statistics of its own architecture
+        recalibrate_batchnorm(supernet, ops_w, chosen[0].depth, inputs.train, inputs.holdout.train, cfg, inputs.device)
     result = finish_search(cfg, spec, supernet, arch, heads, history, tokenizer.pad_token_id or 0,
-                           tokenizer.sep_token_id, train_labels=inputs.train.labels, latency_table=table)
+                           tokenizer.sep_token_id, train_labels=inputs.train.labels, latency_table=table,
+                           chosen=tuple(chosen) if chosen else None)
     ddp.check_same("the derived architecture", str(result.genotype))
     summary = {
         "genotype": result.genotype.to_dict(), "genotype_str": str(result.genotype),
         "collapse": result.report.to_dict(), "op_probs": result.op_probs, "depth_probs": result.depth_probs,
         "op_costs": result.op_costs, "latency": result.latency, "search_seconds": round(time.perf_counter() - t0, 1),
+        "decisiveness": decisiveness(arch.alpha, arch.depth_logits), "candidates": candidates,
+        "val_examples": len(inputs.holdout.val),
         "history": history,
     }
 
@@ -292,7 +320,7 @@ def retrain(cfg: RunConfig, out: str | Path) -> dict:
     from .retrain import retrain as run_retrain
 
     out = Path(out)
-    inputs = _stage_inputs(cfg, out)
+    inputs = stage_inputs(cfg, out)
     spec, tokenizer = inputs.spec, inputs.tokenizer
     student = load_model_dir(AdaBertForSequenceClassification, out / "search" / "student", "search")
     heads = KDHeads(student.config.architecture.depth, student.config.hidden_size, spec.num_labels,
@@ -301,7 +329,8 @@ def retrain(cfg: RunConfig, out: str | Path) -> dict:
     t0 = time.perf_counter()
     ckpt = out / "checkpoints" / "retrain.pt"
     student, best, history = run_retrain(cfg, spec, student, heads, inputs.train, inputs.dev, inputs.targets,
-                                         inputs.device, ckpt, resume_key=_stage_key(cfg, "retrain") + inputs.knowledge.key)
+                                         inputs.device, ckpt, resume_key=_stage_key(cfg, "retrain") + inputs.knowledge.key,
+                                         val=inputs.val, train_subset=inputs.holdout.train)
     seconds = round(time.perf_counter() - t0, 1)
 
     def save() -> None:

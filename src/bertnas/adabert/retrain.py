@@ -1,4 +1,7 @@
-"""Train the derived student further on (1 - gamma) CE + gamma KD, keeping the best dev checkpoint.
+"""Train the derived student further on (1 - gamma) CE + gamma KD, keeping the best epoch's weights.
+
+The best epoch is chosen on the validation split carved from the training data (``data.split``) when there
+is one, else on dev; dev metrics are recorded for every epoch either way.
 
 Under torchrun each rank trains on its shard of every batch and gradients are averaged over ranks
 (``training.distributed``); every rank evaluates dev alike and so keeps the same best epoch."""
@@ -41,8 +44,12 @@ def retrain(
     device: torch.device,
     checkpoint: Path | None = None,
     resume_key: str = "",
+    val: Encoded | None = None,
+    train_subset: list[int] | None = None,
 ) -> tuple[AdaBertForSequenceClassification, dict[str, float], list[dict]]:
-    """Returns the student with its best-dev weights, those dev metrics, and per-epoch history.
+    """Returns the student with its best epoch's weights (best on ``val``, or on ``dev`` without one), that
+    epoch's dev metrics, and per-epoch history. ``train_subset``: the indices of ``train`` to train on (the
+    rest is the validation split).
 
     ``student`` needs ``pooled_states(ids, mask, types) -> (pooled views, states)``, ``classifier(pooled)`` (on
     the standardized scale for regression), ``config.target_mean/std`` and a forward that returns ``.logits``.
@@ -56,27 +63,40 @@ def retrain(
         return student(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
                        token_type_ids=b["token_type_ids"]).logits
 
+    def scores() -> dict:
+        """Dev metrics, and the validation split's when there is one (``choice``: what picks the epoch)."""
+        out = {"dev": evaluate(predict, dev, spec, device)}
+        if val is not None:
+            out["val"] = evaluate(predict, val, spec, device)
+        return out
+
+    def choice(s: dict) -> float:
+        return s["val" if val is not None else "dev"][spec.headline]
+
     student.eval()
-    best = {"metrics": evaluate(predict, dev, spec, device)}
-    logger.info("retrain: searched student before training, dev %s", best["metrics"])
+    first = scores()
+    best = {"metrics": first["dev"], "choice": choice(first)}
+    logger.info("retrain: searched student before training, %s", first)
     best["state"] = copy.deepcopy(student.state_dict())
     if cfg.retrain_epochs == 0:
-        return student, best["metrics"], [{"epoch": 0, "dev": best["metrics"]}]
+        return student, best["metrics"], [{"epoch": 0, **first}]
 
     words = student.get_input_embeddings().weight if freezes_words(cfg, spec) else None
     if words is not None:
         words.requires_grad_(False)
     params = [p for p in student.parameters() if p.requires_grad] + list(heads.parameters())
     opt = adamw(params, lr=cfg.retrain_lr, weight_decay=cfg.weight_decay)
-    total = num_batches(len(train), cfg.retrain_batch_size) * cfg.retrain_epochs
+    total = num_batches(len(train_subset) if train_subset is not None else len(train), cfg.retrain_batch_size) \
+        * cfg.retrain_epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / total))
     state = Resumable("retrain", checkpoint, cfg.resume, resume_key, student=student, heads=heads, opt=opt, sched=sched)
     ddp.broadcast_modules(student, heads)  # torchrun: every rank starts from rank 0's weights
     ddp.global_batchnorm(student)
     if state.restored:
-        best = {"state": state.extra["best_state"], "metrics": dict(state.extra["best_metrics"])}
+        best = {"state": state.extra["best_state"], "metrics": dict(state.extra["best_metrics"]),
+                "choice": float(state.extra.get("best_choice", state.extra["best_metrics"][spec.headline]))}
     else:
-        state.history = [{"epoch": 0, "dev": best["metrics"]}]
+        state.history = [{"epoch": 0, **first}]
 
     def step(_: int, batch: dict[str, torch.Tensor]) -> LossParts:
         with autocast(device, cfg.amp):
@@ -96,18 +116,19 @@ def retrain(
     def epoch_fn(epoch: int, shuffle_gen: torch.Generator, _: torch.Generator) -> dict:
         student.train(), heads.train()
         means = train_pass(train, cfg.retrain_batch_size, shuffle_gen, device, step,
-                           f"retrain {epoch + 1}/{cfg.retrain_epochs}")
+                           f"retrain {epoch + 1}/{cfg.retrain_epochs}", train_subset)
         student.eval()
-        metrics = evaluate(predict, dev, spec, device)
-        improved = metrics[spec.headline] > best["metrics"][spec.headline]
+        now = scores()
+        improved = choice(now) > best["choice"]
         if improved:
-            best.update(metrics=metrics, state=copy.deepcopy(student.state_dict()))
-        logger.info("retrain epoch %d/%d: loss %.4f, dev %s%s", epoch + 1, cfg.retrain_epochs, means["loss"], metrics,
-                    " (best)" if improved else "")
-        return {k: means[k] for k in ("loss", "ce", "kd")} | {"dev": metrics}
+            best.update(metrics=now["dev"], choice=choice(now), state=copy.deepcopy(student.state_dict()))
+        logger.info("retrain epoch %d/%d: loss %.4f, %s%s", epoch + 1, cfg.retrain_epochs, means["loss"], now,
+                    f" (best on {'val' if val is not None else 'dev'})" if improved else "")
+        return {k: means[k] for k in ("loss", "ce", "kd")} | now
 
     history = run_epochs(state, cfg.retrain_epochs, cfg.seed + 7919, epoch_fn,
-                         extra=lambda: {"best_state": best["state"], "best_metrics": best["metrics"]})
+                         extra=lambda: {"best_state": best["state"], "best_metrics": best["metrics"],
+                                        "best_choice": best["choice"]})
     student.load_state_dict(best["state"])
     if words is not None:
         words.requires_grad_(True)

@@ -16,14 +16,18 @@ Under torchrun each rank trains on its shard of every batch with the same Gumbel
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ..config import RunConfig
-from ..data.encode import Encoded, num_batches
+from ..data.encode import Encoded, batches, num_batches, to_device
+from ..data.split import HoldOut, take
 from ..data.examples import TaskSpec
+from ..errors import BertnasError
 from ..training import distributed as ddp
 from ..training.amp import autocast
 from ..training.evaluation import evaluate
@@ -33,9 +37,9 @@ from ..training.optim import adam, adamw
 from .architecture import Architecture
 from ..measure.latency_table import LatencyTable
 from .costs import TABLE_STAT, LatencyCosts, adabert_latency_table, efficiency_costs, efficiency_table
-from .derive import CollapseReport, derive_genotype
+from .derive import CollapseReport, decisiveness, derive_genotype
 from .genotype import Genotype
-from .gumbel import auto_decay, temperature
+from .gumbel import auto_decay, gumbel_noise, temperature
 from .modeling import AdaBertConfig, AdaBertForSequenceClassification
 from .objective import KDHeads, Targets, TargetScale, adabert_loss, depth_loss, efficiency_loss, latency_loss
 from .student import derive_student
@@ -94,6 +98,8 @@ class SearchObjective:
         self.cfg, self.spec, self.supernet, self.heads, self.arch = cfg, spec, supernet, heads, arch
         self.targets, self.costs, self.latency = targets, costs, latency
         self.depth_values = torch.arange(1, cfg.k_max + 1, dtype=torch.float32, device=costs.device)
+        self.entropy_weight = 0.0  # --arch-entropy, ramped by the search loop
+
 
     def __call__(self, batch: dict[str, torch.Tensor], ops_w: torch.Tensor, depth_w: torch.Tensor,
                  arch_step: bool, all_depths: bool | None = None) -> LossParts:
@@ -119,7 +125,10 @@ class SearchObjective:
                 eff = latency_loss(self.arch.op_probs(), self.latency, depth, cfg.latency_budget_ms)
             else:
                 eff = efficiency_loss(self.arch.op_probs(), self.costs, depth, cfg.k_max)
-        return adabert_loss(ce, kd, eff, cfg.gamma, cfg.beta)
+        parts = adabert_loss(ce, kd, eff, cfg.gamma, cfg.beta)
+        if arch_step and self.entropy_weight > 0:
+            parts.total = parts.total + self.entropy_weight * self.arch.entropy()
+        return parts
 
 
 def search(
@@ -133,11 +142,15 @@ def search(
     checkpoint: Path | None = None,
     resume_key: str = "",
     latency_table: LatencyTable | None = None,
+    holdout: HoldOut | None = None,
 ) -> tuple[Architecture, KDHeads, list[dict]]:
     """Run the search loop; returns the learned architecture weights, the heads and per-epoch history.
 
     With ``cfg.efficiency == "latency"`` the op latencies come from ``latency_table`` (default: measured on
-    this CPU, or read from the cache, :func:`~bertnas.adabert.costs.adabert_latency_table`)."""
+    this CPU, or read from the cache, :func:`~bertnas.adabert.costs.adabert_latency_table`). With a
+    ``holdout`` (``data.split``), the weights train on its training indices only, each epoch's derived
+    architecture is checked on its validation split (dev is only reported), and ``--arch-data val`` takes the
+    architecture steps on validation batches (bilevel)."""
     lat = latency_costs(cfg, latency_table)
     arch = Architecture(cfg.k_max).to(device)
     heads = KDHeads(cfg.k_max, cfg.hidden_size, spec.num_labels, pair=spec.pair).to(device)
@@ -154,23 +167,41 @@ def search(
     if warmup < cfg.search_warmup_epochs:
         logger.warning("search: %d warm-up epochs leave none of %d for the architecture; warming up for %d",
                        cfg.search_warmup_epochs, cfg.search_epochs, warmup)
-    subset = None
-    if cfg.search_max_examples and cfg.search_max_examples < len(train):
+    held = holdout is not None and holdout.active
+    pool = holdout.train if held else None
+    n_pool = len(pool) if pool is not None else len(train)
+    subset = pool
+    if cfg.search_max_examples and cfg.search_max_examples < n_pool:
         g = torch.Generator().manual_seed(cfg.seed)
-        subset = sorted(torch.randperm(len(train), generator=g)[: cfg.search_max_examples].tolist())
+        picked = torch.randperm(n_pool, generator=g)[: cfg.search_max_examples].tolist()
+        subset = sorted(pool[i] for i in picked) if pool is not None else sorted(picked)
     steps = num_batches(len(subset) if subset is not None else len(train), cfg.search_batch_size)
+    val = take(train, holdout.val) if held else None
+    bilevel = cfg.arch_data == "val"
+    if bilevel and not held:
+        raise BertnasError("--arch-data val needs a validation split: pass --val-examples N (N > 0) or --arch-data train")
+    if bilevel and cfg.search_step == "joint":
+        logger.info("search: --arch-data val takes the architecture steps on validation batches, so each step is "
+                    "a weight step on training data, then an architecture step (the joint step needs one batch)")
     state = Resumable("search", checkpoint, cfg.resume, resume_key, supernet=supernet, heads=heads, arch=arch,
                       w_opt=w_opt, a_opt=a_opt)
     ddp.broadcast_modules(supernet, heads, arch)  # torchrun: every rank starts from rank 0's weights
     ddp.global_batchnorm(supernet)  # torchrun: BatchNorm statistics of the whole batch, as in one process
 
+    arch_epochs = max(cfg.search_epochs - warmup, 1)
+
     def epoch_fn(epoch: int, shuffle_gen: torch.Generator, gumbel_gen: torch.Generator) -> dict:
         update_arch = epoch >= warmup
         tau = cfg.tau_max
+        signal = GradientSignal()
+        arch_batches = (_cycle(train, holdout.val, cfg.search_batch_size, cfg.seed * 1009 + epoch, device)
+                        if bilevel and update_arch else None)
 
         def update(params: list[torch.nn.Parameter], opt: torch.optim.Optimizer) -> None:
             """One optimizer step on gradients averaged over ranks (the same step on every rank), clipped at 5."""
             ddp.average_gradients(params)
+            if opt is a_opt:
+                signal.add(arch.alpha.grad, arch.depth_logits.grad)
             torch.nn.utils.clip_grad_norm_(params, 5.0)
             opt.step()
 
@@ -179,7 +210,8 @@ def search(
             tau = temperature(epoch + i / steps, cfg.tau_max, cfg.tau_min, decay)
             ops_w, depth_w = arch.sample(tau, gumbel_gen)
             arch_due = update_arch and i % cfg.arch_update_interval == 0
-            if arch_due and cfg.search_step == "joint":
+            objective.entropy_weight = cfg.arch_entropy * min(1.0, (epoch - warmup + i / steps) / arch_epochs)
+            if arch_due and cfg.search_step == "joint" and not bilevel:
                 return joint_step(batch, ops_w, depth_w)
             parts = objective(batch, ops_w.detach(), depth_w.detach(), arch_step=False)
             w_opt.zero_grad(set_to_none=True)
@@ -187,11 +219,20 @@ def search(
             update(weights, w_opt)
             if arch_due:
                 ops_w, depth_w = arch.sample(tau, gumbel_gen)
-                parts = objective(batch, ops_w, depth_w, arch_step=True)
-                grads = torch.autograd.grad(ddp.scale_loss(parts.total), arch_params, allow_unused=True)
+                if arch_batches is None:
+                    arch_parts = objective(batch, ops_w, depth_w, arch_step=True)
+                    grads = torch.autograd.grad(ddp.scale_loss(arch_parts.total), arch_params, allow_unused=True)
+                else:  # bilevel: the architecture learns from held-out batches
+                    local, share = ddp.shard(next(arch_batches))
+                    with ddp.sharded_step(share):
+                        arch_parts = objective(to_device(local, device), ops_w, depth_w, arch_step=True)
+                        grads = torch.autograd.grad(ddp.scale_loss(arch_parts.total), arch_params,
+                                                    allow_unused=True)
                 for p, g in zip(arch_params, grads):
                     p.grad = g
                 update(arch_params, a_opt)
+                if arch_batches is None:
+                    parts = arch_parts
             return parts
 
         def joint_step(batch: dict[str, torch.Tensor], ops_w: torch.Tensor, depth_w: torch.Tensor) -> LossParts:
@@ -213,6 +254,7 @@ def search(
         supernet.eval()
         genotype, report = derive_genotype(arch.alpha, arch.depth_logits, cfg.min_parametric)
         ops_g, _ = arch.genotype_weights(genotype)
+        recalibrate_batchnorm(supernet, ops_g, genotype.depth, train, subset, cfg, device)
 
         def predict(b: dict[str, torch.Tensor]) -> torch.Tensor:
             out = supernet(b["input_ids"], b["attention_mask"], b["token_type_ids"], ops_g, genotype.depth)
@@ -221,7 +263,10 @@ def search(
         dev_metrics = evaluate(predict, dev, spec, device)
         record = {"tau": round(tau, 4), "arch_updates": update_arch, **means, "dev_derived": dev_metrics,
                   "genotype": str(genotype), "parameter_free_mass": [round(x, 3) for x in report.parameter_free_mass],
-                  "depth_probs": [round(float(p), 3) for p in arch.depth_probs().detach()]}
+                  "depth_probs": [round(float(p), 3) for p in arch.depth_probs().detach()],
+                  "decisiveness": decisiveness(arch.alpha, arch.depth_logits), "arch_signal": signal.summary()}
+        if val is not None:
+            record["val_derived"] = evaluate(predict, val, spec, device)
         if lat is not None:
             record["predicted_latency_ms"] = round(lat.predict(genotype), 4)
         logger.info("search epoch %d/%d%s: loss %.4f, dev (derived arch) %s, genotype %s, depth probs %s%s",
@@ -236,14 +281,131 @@ def search(
     return arch, heads, history
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(supernet: AdaBertSupernet, ops_w: torch.Tensor, depth: int, data: Encoded,
+                          indices: list[int] | None, cfg: RunConfig, device: torch.device) -> None:
+    """Re-estimate every BatchNorm's running statistics for one architecture (``ops_w``, ``depth``) from
+    ``cfg.bn_recalibration`` training batches (SPOS' recalibration). During the search the running statistics
+    average over whichever ops were sampled upstream, so a fixed architecture evaluated with them sees
+    mis-scaled activations. Only BatchNorm runs in training mode (dropout stays off); the weights, the
+    training-mode behaviour and the random streams of the search are untouched. Every rank draws the same
+    batches whole, so the statistics stay identical under torchrun."""
+    n = cfg.bn_recalibration
+    norms = [m for m in supernet.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if n <= 0 or not norms:
+        return
+    was_training = supernet.training
+    supernet.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a plain average over the recalibration batches
+        m.train()
+    gen = torch.Generator().manual_seed(cfg.seed + 31)
+    ops_w = ops_w.to(device)
+    for i, b in enumerate(batches(data, cfg.search_batch_size, shuffle=True, generator=gen, subset=indices)):
+        if i >= n:
+            break
+        b = to_device(b, device)
+        with autocast(device, cfg.amp):
+            supernet(b["input_ids"], b["attention_mask"], b["token_type_ids"], ops_w, depth)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    supernet.train(was_training)
+
+
+def _cycle(data: Encoded, indices: list[int], batch_size: int, seed: int, device: torch.device):
+    """Endless shuffled batches of ``data[indices]`` (the held-out split for bilevel architecture steps); the
+    batches keep their indices into ``data``, so cached teacher targets are found."""
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        yield from batches(data, batch_size, shuffle=True, generator=gen, subset=indices)
+
+
+class GradientSignal:
+    """Signal-to-noise of the architecture gradients over one epoch: per logit |mean| / std over steps,
+    averaged. At the noise floor the steps are noise: Adam then moves the logits by a random walk and the op
+    distribution stays flat; a search that decides needs a signal that outlasts the noise."""
+
+    def __init__(self) -> None:
+        self.n, self.sums = 0, {}
+
+    def add(self, *grads: torch.Tensor | None) -> None:
+        self.n += 1
+        for name, g in zip(("ops", "depth"), grads):
+            if g is None:
+                g = torch.zeros(())
+            g = g.detach().float().cpu()
+            s1, s2 = self.sums.get(name, (0.0, 0.0))
+            self.sums[name] = (s1 + g, s2 + g * g)
+
+    def summary(self) -> dict:
+        """Per-logit |mean| / std over the epoch's steps, averaged, and ``noise_floor``: what pure noise gives
+        over as many steps (E|mean| / std of n Gaussian draws, sqrt(2 / (pi n))). A value at the floor means the
+        steps carried no direction the logits could follow."""
+        if self.n < 2:
+            return {"steps": self.n}
+        out = {"steps": self.n, "noise_floor": round(math.sqrt(2 / (math.pi * self.n)), 4)}
+        for name, (s1, s2) in self.sums.items():
+            mean = s1 / self.n
+            std = (s2 / self.n - mean * mean).clamp_min(0).sqrt()
+            out[f"{name}_snr"] = round(float((mean.abs() / std.clamp_min(1e-12)).mean()), 4)
+        return out
+
+
+def rank_candidates(cfg: RunConfig, spec: TaskSpec, supernet: AdaBertSupernet, arch: Architecture,
+                    val: Encoded, device: torch.device, scale: TargetScale | None = None,
+                    train: Encoded | None = None, train_indices: list[int] | None = None,
+                    ) -> tuple[Genotype, CollapseReport, list[dict]]:
+    """The architecture to keep: the most likely one and ``cfg.derive_candidates - 1`` more drawn from the final
+    distribution (Gumbel perturbations of the logits at tau_min), each scored on ``val`` with the supernet's
+    weights (BatchNorm statistics re-estimated per candidate on ``train[train_indices]`` with
+    ``--bn-recalibration``); the best headline metric wins (ties: the earlier, so the most likely). Returns it,
+    its collapse report and every candidate's score."""
+    gen = torch.Generator().manual_seed(cfg.seed + 7)
+    seen, scored = set(), []
+    scale = scale or TargetScale()
+    supernet.to(device).eval()
+    best = None
+    for i in range(cfg.derive_candidates * 4):  # draws may repeat: try a few times as many
+        if len(scored) >= cfg.derive_candidates:
+            break
+        if i == 0:
+            alpha, depth = arch.alpha, arch.depth_logits
+        else:
+            alpha = arch.alpha.detach() + cfg.tau_min * gumbel_noise(arch.alpha.shape, gen).to(arch.alpha)
+            depth = arch.depth_logits.detach() + cfg.tau_min * gumbel_noise(arch.depth_logits.shape, gen).to(alpha)
+        genotype, report = derive_genotype(alpha, depth, cfg.min_parametric)
+        if str(genotype) in seen:
+            continue
+        seen.add(str(genotype))
+        ops_g, _ = arch.genotype_weights(genotype)
+        if train is not None:
+            recalibrate_batchnorm(supernet, ops_g, genotype.depth, train, train_indices, cfg, device)
+
+        def predict(b: dict[str, torch.Tensor], g: Genotype = genotype, w: torch.Tensor = ops_g) -> torch.Tensor:
+            out = supernet(b["input_ids"], b["attention_mask"], b["token_type_ids"], w.to(device), g.depth)
+            return scale.invert(supernet.logits(out, g.depth).float())
+
+        with torch.no_grad():
+            metrics = evaluate(predict, val, spec, device)
+        scored.append({"genotype": str(genotype), "val": metrics, "most_likely": i == 0})
+        if best is None or metrics[spec.headline] > best[2][spec.headline]:
+            best = (genotype, report, metrics)
+    logger.info("derivation: %d candidate architectures scored on the validation split; kept %s (%s %.4f)",
+                len(scored), best[0], spec.headline, best[2][spec.headline])
+    return best[0], best[1], scored
+
+
 def finish_search(cfg: RunConfig, spec: TaskSpec, supernet: AdaBertSupernet, arch: Architecture, heads: KDHeads,
                   history: list[dict], pad_token_id: int, sep_token_id: int | None,
-                  train_labels: torch.Tensor | None = None, latency_table: LatencyTable | None = None) -> SearchResult:
+                  train_labels: torch.Tensor | None = None, latency_table: LatencyTable | None = None,
+                  chosen: tuple[Genotype, CollapseReport] | None = None) -> SearchResult:
     """Derive the genotype and build the student that keeps the searched weights (regression: pass the
     training labels, whose statistics the student maps its output back with). With ``--efficiency latency``
     the result also holds the student's predicted latency and whether it meets the budget."""
     supernet.cpu()
-    genotype, report = derive_genotype(arch.alpha, arch.depth_logits, cfg.min_parametric)
+    genotype, report = chosen or derive_genotype(arch.alpha, arch.depth_logits, cfg.min_parametric)
     config = student_config(cfg, spec, genotype, supernet, pad_token_id, sep_token_id,
                             TargetScale.of(train_labels, spec.is_regression) if train_labels is not None else None)
     student = derive_student(supernet, genotype, config)

@@ -104,7 +104,8 @@ def _train(rcfg: RunConfig, row_dir: Path, inputs, student, heads, key: str, sav
     t0 = time.perf_counter()
     ckpt = row_dir / "checkpoints" / "retrain.pt"
     student, best, history = run_retrain(rcfg, inputs.spec, student, heads, inputs.train, inputs.dev, inputs.targets,
-                                         inputs.device, ckpt, resume_key=key)
+                                         inputs.device, ckpt, resume_key=key, val=inputs.val,
+                                         train_subset=inputs.holdout.train)
     seconds = round(time.perf_counter() - t0, 1)
     with atomic_dir(row_dir / "model") as tmp:
         (save_model or student).cpu().save_pretrained(tmp)
@@ -156,7 +157,7 @@ def _search_row(row: Row, rcfg: RunConfig, row_dir: Path, key: str, search_key: 
     if row.logits_only:
         if read_weights(row_dir / "search" / "heads.safetensors", "search"):
             raise RuntimeError("logits-only search saved probe heads: the search loop changed, see _logits_only_search")
-        inputs = pipeline._stage_inputs(rcfg, row_dir)
+        inputs = pipeline.stage_inputs(rcfg, row_dir)
         student = load_model_dir(AdaBertForSequenceClassification, row_dir / "search" / "student", "search")
         heads = KDHeads(0, rcfg.hidden_size, inputs.spec.num_labels, pair=inputs.spec.pair)
         trained = _train(rcfg, row_dir, inputs, student, heads, key)
@@ -172,7 +173,7 @@ def _search_row(row: Row, rcfg: RunConfig, row_dir: Path, key: str, search_key: 
 def _fresh_row(row: Row, rcfg: RunConfig, row_dir: Path, key: str) -> dict:
     from .students import fresh_adabert
 
-    inputs = pipeline._stage_inputs(rcfg, row_dir)
+    inputs = pipeline.stage_inputs(rcfg, row_dir)
     tok = inputs.tokenizer
     student, heads = fresh_adabert(rcfg, inputs.spec, row.genotype, inputs.knowledge.word_embeddings,
                                    inputs.knowledge.position_embeddings, tok.pad_token_id or 0, tok.sep_token_id,
@@ -188,7 +189,7 @@ def _bert_row(row: Row, rcfg: RunConfig, row_dir: Path, key: str, model_fn) -> d
     from ..adabert.objective import KDHeads, TargetScale
     from .students import BertStudent, describe_bert
 
-    inputs = pipeline._stage_inputs(rcfg, row_dir)
+    inputs = pipeline.stage_inputs(rcfg, row_dir)
     model = model_fn(inputs)
     student = BertStudent(model, TargetScale.of(inputs.train.labels, inputs.spec.is_regression))
     heads = KDHeads(student.num_layers, model.config.hidden_size, inputs.spec.num_labels)  # one per layer
