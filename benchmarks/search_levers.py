@@ -25,8 +25,12 @@ import sys
 import time
 from pathlib import Path
 
+PINNED = ["--arch-data", "train", "--bn-recalibration", "0", "--derive-candidates", "1"]
+"""The search as it was before issue #18 (one level, the search's own BatchNorm statistics, the most likely
+architecture): every row starts from these and its lever's flags override them."""
+
 LEVERS: dict[str, tuple[list[str], str]] = {
-    "baseline": ([], "one level: architecture steps on the training batches (AdaBERT's code), arch lr 3e-3"),
+    "baseline": ([], "before #18: one level (architecture steps on the training batches, AdaBERT's code), arch lr 3e-3"),
     "bilevel": (["--arch-data", "val"], "architecture steps on held-out batches (DARTS' bilevel)"),
     "arch_lr_10x": (["--arch-lr", "3e-2"], "architecture learning rate 3e-2"),
     "entropy": (["--arch-entropy", "1"], "entropy penalty ramped 0 -> 1 over the architecture epochs"),
@@ -37,6 +41,10 @@ LEVERS: dict[str, tuple[list[str], str]] = {
     "lr_10x_entropy": (["--arch-lr", "3e-2", "--arch-entropy", "1"], "arch lr 3e-2 + entropy penalty"),
     "bn_recal": (["--bn-recalibration", "20"], "BatchNorm statistics re-estimated on 20 batches for the derived architecture"),
     "bn_recal_candidates": (["--bn-recalibration", "20", "--derive-candidates", "8"], "BatchNorm re-estimated + 8 candidates ranked"),
+    "bilevel_bn_candidates": (["--arch-data", "val", "--bn-recalibration", "20", "--derive-candidates", "8"],
+                              "bilevel + BatchNorm re-estimated + 8 candidates ranked (the new default)"),
+    "alternate_bn_candidates": (["--search-step", "alternate", "--bn-recalibration", "20", "--derive-candidates", "8"],
+                                "control for bilevel: the same two-pass step, architecture on training batches"),
     "small_batch": (["--search-batch-size", "16"], "batches of 16: 4x the architecture steps"),
     "small_batch_lr": (["--search-batch-size", "16", "--arch-lr", "1e-2"], "batches of 16, arch lr 1e-2"),
 }
@@ -132,7 +140,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     for name in names:
         for seed in [int(s) for s in args.seeds.split(",")]:
-            flags = [*common, *LEVERS[name][0], "--seed", str(seed)]
+            flags = [*PINNED, *common, *LEVERS[name][0], "--seed", str(seed)]
             results.setdefault(name, []).append(
                 {"seed": seed, **run_row(args.base, args.out / f"{name}-s{seed}", flags, args.out / "levers.log")})
     command = "python benchmarks/search_levers.py " + " ".join(sys.argv[1:])

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from .config import RunConfig
+from .data.split import validation_size
 from .data.encode import encode
 from .utils import _duration, recording_steps
 
@@ -122,7 +123,8 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
     estimates["probe"] = (teacher_seconds + probe_seconds,
                           ("teacher cached" if hit else f"teacher {n:,} train at {1 / (teacher_rate or 1e-9):,.0f}/s + dev {dev_seconds:.0f}s")
                           + (f", {n_aug:,} copies" if n_aug else "") + f", probes {probe_seconds:.0f}s")
-    total_train = n + n_aug
+    held = validation_size(cfg.val_examples, n)  # the validation split and its copies leave training
+    total_train = (n - held) + (n_aug * (n - held) // n if n else 0)
     n_search = min(cfg.search_max_examples or total_train, total_train)
     search_steps = math.ceil(n_search / cfg.search_batch_size)
     warm_step = clock.per_step("search 1/2")

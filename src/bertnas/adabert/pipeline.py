@@ -267,13 +267,13 @@ def search(cfg: RunConfig, out: str | Path) -> dict:
 
         table = ddp.on_main(adabert_latency_table, cfg)
     if cfg.derive_candidates > 1 and not inputs.holdout.active:
-        raise BertnasError("--derive-candidates scores architectures on the validation split: pass --val-examples N "
-                           "(N > 0) or --derive-candidates 1")
+        logger.info("no validation split (--val-examples): keeping the most likely architecture, not ranking %d "
+                    "candidates", cfg.derive_candidates)
     arch, heads, history = run_search(cfg, spec, inputs.train, inputs.dev, inputs.targets, supernet, inputs.device, ckpt,
                                       resume_key=_stage_key(cfg, "search") + knowledge.key, latency_table=table,
                                       holdout=inputs.holdout)
     chosen, candidates = None, None
-    if cfg.derive_candidates > 1:
+    if cfg.derive_candidates > 1 and inputs.holdout.active:
         from .objective import TargetScale
 
         scale = TargetScale.of(inputs.train.labels, spec.is_regression)  # as the search and the student

@@ -177,12 +177,12 @@ def search(
         subset = sorted(pool[i] for i in picked) if pool is not None else sorted(picked)
     steps = num_batches(len(subset) if subset is not None else len(train), cfg.search_batch_size)
     val = take(train, holdout.val) if held else None
-    bilevel = cfg.arch_data == "val"
+    bilevel = cfg.arch_data == "val" or (cfg.arch_data == "auto" and held)
     if bilevel and not held:
         raise BertnasError("--arch-data val needs a validation split: pass --val-examples N (N > 0) or --arch-data train")
     if bilevel and cfg.search_step == "joint":
-        logger.info("search: --arch-data val takes the architecture steps on validation batches, so each step is "
-                    "a weight step on training data, then an architecture step (the joint step needs one batch)")
+        logger.info("search: architecture steps on validation batches (--arch-data): each step is a weight step on "
+                    "training data, then an architecture step on held-out data")
     state = Resumable("search", checkpoint, cfg.resume, resume_key, supernet=supernet, heads=heads, arch=arch,
                       w_opt=w_opt, a_opt=a_opt)
     ddp.broadcast_modules(supernet, heads, arch)  # torchrun: every rank starts from rank 0's weights
