@@ -36,7 +36,7 @@ LEVERS: dict[str, tuple[list[str], str]] = {
     "entropy": (["--arch-entropy", "1"], "entropy penalty ramped 0 -> 1 over the architecture epochs"),
     "tau_low": (["--tau-max", "0.5", "--tau-min", "0.05"], "temperature 0.5 -> 0.05"),
     "all_ops": (["--no-sampled-only"], "every op runs on every edge (gradient to every op weight, not only the sampled one)"),
-    "candidates": (["--derive-candidates", "8"], "8 architectures from the final distribution ranked on the validation split"),
+    "candidates": (["--derive-candidates", "8"], "8 architectures drawn near the most likely one, ranked on the validation split"),
     "bilevel_lr_10x": (["--arch-data", "val", "--arch-lr", "3e-2"], "bilevel + arch lr 3e-2"),
     "lr_10x_entropy": (["--arch-lr", "3e-2", "--arch-entropy", "1"], "arch lr 3e-2 + entropy penalty"),
     "bn_recal": (["--bn-recalibration", "20"], "BatchNorm statistics re-estimated on 20 batches for the derived architecture"),

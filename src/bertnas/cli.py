@@ -19,7 +19,7 @@ from .config import RunConfig, load_config_file
 from .errors import BertnasError, first_line
 
 logger = logging.getLogger("bertnas")
-_GROUPS = ["data", "teacher", "probes", "space", "search", "retrain", "measure", "general"]
+_GROUPS = ["data", "split", "teacher", "probes", "space", "search", "retrain", "measure", "general"]
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, groups: list[str] = _GROUPS) -> None:

@@ -41,7 +41,7 @@ class RunConfig:
     metric: str | None = _f(None, "headline metric (default: GLUE's for the task)", "data")
     max_seq_len: int = _f(128, "tokens per example (pairs together), longer inputs are truncated", "data")
     max_train_examples: int | None = _f(None, "use only the first N training examples (quick runs)", "data")
-    val_examples: int | None = _f(None, "training examples held out as a validation split: every choice a run makes (the further-training epoch kept, the derived architecture among --derive-candidates, architecture steps with --arch-data val) reads it, and the dev set is only reported. Default: a tenth of the training data, at most 5,000, none below 200 examples; 0 holds nothing out and makes those choices on dev (ours)", "data")
+    val_examples: int | None = _f(None, "training examples held out as a validation split: every choice a run makes (the further-training epoch kept, the derived architecture among --derive-candidates, architecture steps with --arch-data val) reads it, and the dev set is only reported. Default: a tenth of the training data, at most 5,000, none below 200 examples; 0 holds nothing out: further training keeps the best dev epoch and the search is one-level, as before; pass --bn-recalibration 0 too for the old search exactly (ours)", "split")
     # --- teacher ---
     teacher: str = _f("", "fine-tuned teacher: local directory or hub id (sequence classifier + tokenizer)", "teacher")
     trust_remote_code: bool = _f(False, "allow custom code in the teacher checkpoint (off: safe loading)", "teacher")

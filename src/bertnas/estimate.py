@@ -97,7 +97,8 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
     biggest = max(cfg.search_batch_size, cfg.retrain_batch_size, min(cfg.teacher_batch_size, 64))
     small_n = min(n, SLICE_BATCHES * biggest)
     small = cfg.update({"max_train_examples": small_n, "search_epochs": 2, "retrain_epochs": 1,
-                        "search_max_examples": None, "resume": False})
+                        "search_max_examples": None, "resume": False,  # the slice holds out its share
+                        "val_examples": validation_size(cfg.val_examples, n) * small_n // max(n, 1)})
     timing: dict[str, float] = {}
     quiet = logging.getLogger("bertnas")
     level, quiet.level = quiet.level, logging.WARNING  # the slice's own stage logs would only confuse

@@ -212,6 +212,7 @@ def _probe(cfg: RunConfig, out: str | Path) -> dict:
     device = resolve_device(cfg.device)
     set_seed(cfg.seed)
     data = load_data(cfg)  # bad data fails here, before anything is written
+    validation_size(cfg.val_examples, len(data.train))  # so does a validation split that leaves too little
     teacher = load_teacher(cfg.teacher, data.spec, device, cfg.trust_remote_code, cfg.assume_label_order)
     _writable_cache(cfg.cache_dir)
     _, positions = teacher.embedding_tables()
@@ -441,8 +442,10 @@ def run(cfg: RunConfig, out: str | Path, onnx_latency: bool = True) -> dict:
     return evaluate(cfg, out, onnx_latency=onnx_latency)
 
 
-_STAGE_GROUPS = {"probe": {"data", "teacher", "probes"}, "search": {"data", "teacher", "probes", "space", "search"},
-                 "retrain": {"data", "teacher", "probes", "space", "search", "retrain"}}
+_STAGE_GROUPS = {"probe": {"data", "teacher", "probes"}, "search": {"data", "split", "teacher", "probes", "space", "search"},
+                 "retrain": {"data", "split", "teacher", "probes", "space", "search", "retrain"}}
+"""Setting groups whose values shape each stage's result (the validation split shapes search and training, not
+the teacher's knowledge or the probes)."""
 
 
 def _stage_key(cfg: RunConfig, stage: str) -> str:

@@ -357,8 +357,9 @@ def rank_candidates(cfg: RunConfig, spec: TaskSpec, supernet: AdaBertSupernet, a
                     val: Encoded, device: torch.device, scale: TargetScale | None = None,
                     train: Encoded | None = None, train_indices: list[int] | None = None,
                     ) -> tuple[Genotype, CollapseReport, list[dict]]:
-    """The architecture to keep: the most likely one and ``cfg.derive_candidates - 1`` more drawn from the final
-    distribution (Gumbel perturbations of the logits at tau_min), each scored on ``val`` with the supernet's
+    """The architecture to keep: the most likely one and ``cfg.derive_candidates - 1`` more drawn near it (Gumbel
+    perturbations of the logits scaled by tau_min, i.e. draws from softmax(alpha / tau_min), the final
+    distribution sharpened to the final temperature), each scored on ``val`` with the supernet's
     weights (BatchNorm statistics re-estimated per candidate on ``train[train_indices]`` with
     ``--bn-recalibration``); the best headline metric wins (ties: the earlier, so the most likely). Returns it,
     its collapse report and every candidate's score."""
@@ -392,9 +393,13 @@ def rank_candidates(cfg: RunConfig, spec: TaskSpec, supernet: AdaBertSupernet, a
         scored.append({"genotype": str(genotype), "val": metrics, "most_likely": i == 0})
         if best is None or metrics[spec.headline] > best[2][spec.headline]:
             best = (genotype, report, metrics)
+    if len(scored) < cfg.derive_candidates:
+        logger.warning("derivation: only %d distinct architectures in %d draws near the most likely one (the "
+                       "distribution is sharp); ranking those", len(scored), cfg.derive_candidates * 4)
     logger.info("derivation: %d candidate architectures scored on the validation split; kept %s (%s %.4f)",
                 len(scored), best[0], spec.headline, best[2][spec.headline])
-    return best[0], best[1], scored
+    _, report = derive_genotype(arch.alpha, arch.depth_logits, cfg.min_parametric)  # of the weights, not a draw
+    return best[0], report, scored
 
 
 def finish_search(cfg: RunConfig, spec: TaskSpec, supernet: AdaBertSupernet, arch: Architecture, heads: KDHeads,

@@ -36,7 +36,7 @@ from .settings import BenchSettings
 
 logger = logging.getLogger("bertnas")
 ROW_MARK = "bench-row.json"
-_SHAPING_GROUPS = ("data", "teacher", "probes", "space", "search", "retrain")
+_SHAPING_GROUPS = ("data", "split", "teacher", "probes", "space", "search", "retrain")  # retrain last: see search_key
 _NO_EFFECT = {"cache_dir", "teacher_batch_size", "teacher_token_budget", "trust_remote_code"}
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import BertnasError
 from .encode import Encoded
 
 AUTO_FRACTION = 0.1
@@ -23,7 +24,10 @@ def validation_size(requested: int | None, n_original: int) -> int:
     """How many training examples to hold out: ``requested`` (0 = none), or by default 10% of the training
     examples, at most 5,000 (SST-2: 5,000 of 67,349; MRPC: 366 of 3,668), none below 200 examples."""
     if requested is not None:
-        return min(requested, max(n_original - 1, 0))
+        if requested and requested * 2 > n_original:
+            raise BertnasError(f"--val-examples {requested} would leave {n_original - requested} of {n_original} "
+                               "training examples to train on: pass at most half of them (or 0 to hold none out)")
+        return requested
     if n_original < AUTO_MIN_TRAIN:
         return 0
     return min(AUTO_MAX, int(n_original * AUTO_FRACTION))
