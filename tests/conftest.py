@@ -45,3 +45,12 @@ def make_teacher(directory: Path, num_labels: int = 2, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_teacher(tmp_path_factory) -> Path:
     return make_teacher(tmp_path_factory.mktemp("teacher"))
+
+
+@pytest.fixture
+def one_thread():
+    """Small tensors: one thread is faster than two fighting over a shared CPU (``pytestmark`` in a test file)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -22,12 +22,7 @@ from bertnas.errors import BertnasError
 from bertnas.measure.latency_table import LatencyTable, table_key
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors (conftest.py)
 
 
 # ----------------------------------------------------------------------------- the table

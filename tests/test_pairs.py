@@ -21,12 +21,7 @@ from bertnas.data.examples import Examples, TaskSpec
 from bertnas.data.synthetic import build_tokenizer, generate_keyword
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors (conftest.py)
 
 
 def _accuracy(model, data) -> float:

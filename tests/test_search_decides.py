@@ -25,12 +25,7 @@ from bertnas.data.synthetic import build_tokenizer, generate_distance
 from bertnas.errors import BertnasError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors (conftest.py)
 
 
 # ----------------------------------------------------------------------------- the validation split

@@ -16,13 +16,7 @@ from bertnas.data.encode import encode
 from bertnas.data.synthetic import build_tokenizer, generate_distance
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread is faster than two fighting over a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors (conftest.py)
 
 
 def _distance_search(tmp_path, beta: float, epochs: int, warmup: int, step: str = "joint"):
