@@ -61,7 +61,7 @@ def test_arch_batches_come_from_the_validation_split_only(tmp_path):
     tok = build_tokenizer(tmp_path / "vocab")
     enc = encode(tok, data.train, 16)
     val = [3, 5, 8, 13, 21]
-    it = _cycle(enc, val, 2, seed=0, device=torch.device("cpu"))
+    it = _cycle(enc, val, 2, seed=0)
     seen = [int(i) for _ in range(12) for i in next(it)["index"]]
     assert set(seen) == set(val)  # cycles over the split, indices into the full training data
     sub = take(enc, val)

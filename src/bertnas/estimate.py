@@ -96,9 +96,10 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
 
     biggest = max(cfg.search_batch_size, cfg.retrain_batch_size, min(cfg.teacher_batch_size, 64))
     small_n = min(n, SLICE_BATCHES * biggest)
+    held = validation_size(cfg.val_examples, n)  # the validation split and its copies leave training
     small = cfg.update({"max_train_examples": small_n, "search_epochs": 2, "retrain_epochs": 1,
                         "search_max_examples": None, "resume": False,  # the slice holds out its share
-                        "val_examples": validation_size(cfg.val_examples, n) * small_n // max(n, 1)})
+                        "val_examples": held * small_n // max(n, 1)})
     timing: dict[str, float] = {}
     quiet = logging.getLogger("bertnas")
     level, quiet.level = quiet.level, logging.WARNING  # the slice's own stage logs would only confuse
@@ -124,7 +125,6 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
     estimates["probe"] = (teacher_seconds + probe_seconds,
                           ("teacher cached" if hit else f"teacher {n:,} train at {1 / (teacher_rate or 1e-9):,.0f}/s + dev {dev_seconds:.0f}s")
                           + (f", {n_aug:,} copies" if n_aug else "") + f", probes {probe_seconds:.0f}s")
-    held = validation_size(cfg.val_examples, n)  # the validation split and its copies leave training
     total_train = (n - held) + (n_aug * (n - held) // n if n else 0)
     n_search = min(cfg.search_max_examples or total_train, total_train)
     search_steps = math.ceil(n_search / cfg.search_batch_size)

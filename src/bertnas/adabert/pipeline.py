@@ -253,7 +253,7 @@ def _probe(cfg: RunConfig, out: str | Path) -> dict:
 def search(cfg: RunConfig, out: str | Path) -> dict:
     """Search the architecture, derive the genotype, save the student with its searched weights."""
     from .plot import plot_architecture
-    from .searcher import build_supernet, finish_search, rank_candidates, recalibrate_batchnorm, search as run_search
+    from .searcher import build_supernet, finish_search, rank_candidates, search as run_search
 
     out = Path(out)
     inputs = stage_inputs(cfg, out)
@@ -278,13 +278,12 @@ def search(cfg: RunConfig, out: str | Path) -> dict:
         from .objective import TargetScale
 
         scale = TargetScale.of(inputs.train.labels, spec.is_regression)  # as the search and the student
-        *chosen, candidates = rank_candidates(cfg, spec, supernet, arch, inputs.val, inputs.device, scale,
-                                              inputs.train, inputs.holdout.train)
-        ops_w, _ = arch.genotype_weights(chosen[0])  # the student starts from statistics of its own architecture
-        recalibrate_batchnorm(supernet, ops_w, chosen[0].depth, inputs.train, inputs.holdout.train, cfg, inputs.device)
+        genotype, report, candidates = rank_candidates(cfg, spec, supernet, arch, inputs.val, inputs.device, scale,
+                                                       inputs.train, inputs.holdout.train)
+        chosen = (genotype, report)
     result = finish_search(cfg, spec, supernet, arch, heads, history, tokenizer.pad_token_id or 0,
                            tokenizer.sep_token_id, train_labels=inputs.train.labels, latency_table=table,
-                           chosen=tuple(chosen) if chosen else None)
+                           chosen=chosen)
     ddp.check_same("the derived architecture", str(result.genotype))
     summary = {
         "genotype": result.genotype.to_dict(), "genotype_str": str(result.genotype),

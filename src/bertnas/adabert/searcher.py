@@ -100,7 +100,6 @@ class SearchObjective:
         self.depth_values = torch.arange(1, cfg.k_max + 1, dtype=torch.float32, device=costs.device)
         self.entropy_weight = 0.0  # --arch-entropy, ramped by the search loop
 
-
     def __call__(self, batch: dict[str, torch.Tensor], ops_w: torch.Tensor, depth_w: torch.Tensor,
                  arch_step: bool, all_depths: bool | None = None) -> LossParts:
         cfg = self.cfg
@@ -194,7 +193,7 @@ def search(
         update_arch = epoch >= warmup
         tau = cfg.tau_max
         signal = GradientSignal()
-        arch_batches = (_cycle(train, holdout.val, cfg.search_batch_size, cfg.seed * 1009 + epoch, device)
+        arch_batches = (_cycle(train, holdout.val, cfg.search_batch_size, cfg.seed * 1009 + epoch)
                         if bilevel and update_arch else None)
 
         def update(params: list[torch.nn.Parameter], opt: torch.optim.Optimizer) -> None:
@@ -253,13 +252,7 @@ def search(
         means = train_pass(train, cfg.search_batch_size, shuffle_gen, device, step, desc, subset)
         supernet.eval()
         genotype, report = derive_genotype(arch.alpha, arch.depth_logits, cfg.min_parametric)
-        ops_g, _ = arch.genotype_weights(genotype)
-        recalibrate_batchnorm(supernet, ops_g, genotype.depth, train, subset, cfg, device)
-
-        def predict(b: dict[str, torch.Tensor]) -> torch.Tensor:
-            out = supernet(b["input_ids"], b["attention_mask"], b["token_type_ids"], ops_g, genotype.depth)
-            return scale.invert(supernet.logits(out, genotype.depth).float())
-
+        predict = _derived_predictor(cfg, supernet, arch, genotype, scale, device, train, subset)
         dev_metrics = evaluate(predict, dev, spec, device)
         record = {"tau": round(tau, 4), "arch_updates": update_arch, **means, "dev_derived": dev_metrics,
                   "genotype": str(genotype), "parameter_free_mass": [round(x, 3) for x in report.parameter_free_mass],
@@ -314,7 +307,25 @@ def recalibrate_batchnorm(supernet: AdaBertSupernet, ops_w: torch.Tensor, depth:
     supernet.train(was_training)
 
 
-def _cycle(data: Encoded, indices: list[int], batch_size: int, seed: int, device: torch.device):
+def _derived_predictor(cfg: RunConfig, supernet: AdaBertSupernet, arch: Architecture, genotype: Genotype,
+                       scale: TargetScale, device: torch.device, train: Encoded | None,
+                       train_indices: list[int] | None):
+    """``predict(batch) -> logits`` of ``genotype`` run with the supernet's weights (on the original target
+    scale), after its BatchNorm statistics are re-estimated on ``train[train_indices]`` (``--bn-recalibration``;
+    skipped without ``train``)."""
+    ops_w, _ = arch.genotype_weights(genotype)
+    ops_w = ops_w.to(device)
+    if train is not None:
+        recalibrate_batchnorm(supernet, ops_w, genotype.depth, train, train_indices, cfg, device)
+
+    def predict(b: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = supernet(b["input_ids"], b["attention_mask"], b["token_type_ids"], ops_w, genotype.depth)
+        return scale.invert(supernet.logits(out, genotype.depth).float())
+
+    return predict
+
+
+def _cycle(data: Encoded, indices: list[int], batch_size: int, seed: int):
     """Endless shuffled batches of ``data[indices]`` (the held-out split for bilevel architecture steps); the
     batches keep their indices into ``data``, so cached teacher targets are found."""
     gen = torch.Generator().manual_seed(seed)
@@ -335,7 +346,7 @@ class GradientSignal:
         for name, g in zip(("ops", "depth"), grads):
             if g is None:
                 g = torch.zeros(())
-            g = g.detach().float().cpu()
+            g = g.detach().float()  # stays on its device: no host sync inside a step
             s1, s2 = self.sums.get(name, (0.0, 0.0))
             self.sums[name] = (s1 + g, s2 + g * g)
 
@@ -349,7 +360,7 @@ class GradientSignal:
         for name, (s1, s2) in self.sums.items():
             mean = s1 / self.n
             std = (s2 / self.n - mean * mean).clamp_min(0).sqrt()
-            out[f"{name}_snr"] = round(float((mean.abs() / std.clamp_min(1e-12)).mean()), 4)
+            out[f"{name}_snr"] = round(float((mean.abs() / std.clamp_min(1e-12)).mean().cpu()), 4)
         return out
 
 
@@ -361,8 +372,9 @@ def rank_candidates(cfg: RunConfig, spec: TaskSpec, supernet: AdaBertSupernet, a
     perturbations of the logits scaled by tau_min, i.e. draws from softmax(alpha / tau_min), the final
     distribution sharpened to the final temperature), each scored on ``val`` with the supernet's
     weights (BatchNorm statistics re-estimated per candidate on ``train[train_indices]`` with
-    ``--bn-recalibration``); the best headline metric wins (ties: the earlier, so the most likely). Returns it,
-    its collapse report and every candidate's score."""
+    ``--bn-recalibration``); the best headline metric wins (ties: the earlier, so the most likely). The supernet
+    is left with the winner's BatchNorm statistics, which the derived student copies. Returns the winner, the
+    collapse report of the weights and every candidate's score."""
     gen = torch.Generator().manual_seed(cfg.seed + 7)
     seen, scored = set(), []
     scale = scale or TargetScale()
@@ -380,14 +392,7 @@ def rank_candidates(cfg: RunConfig, spec: TaskSpec, supernet: AdaBertSupernet, a
         if str(genotype) in seen:
             continue
         seen.add(str(genotype))
-        ops_g, _ = arch.genotype_weights(genotype)
-        if train is not None:
-            recalibrate_batchnorm(supernet, ops_g, genotype.depth, train, train_indices, cfg, device)
-
-        def predict(b: dict[str, torch.Tensor], g: Genotype = genotype, w: torch.Tensor = ops_g) -> torch.Tensor:
-            out = supernet(b["input_ids"], b["attention_mask"], b["token_type_ids"], w.to(device), g.depth)
-            return scale.invert(supernet.logits(out, g.depth).float())
-
+        predict = _derived_predictor(cfg, supernet, arch, genotype, scale, device, train, train_indices)
         with torch.no_grad():
             metrics = evaluate(predict, val, spec, device)
         scored.append({"genotype": str(genotype), "val": metrics, "most_likely": i == 0})
@@ -398,6 +403,8 @@ def rank_candidates(cfg: RunConfig, spec: TaskSpec, supernet: AdaBertSupernet, a
                        "distribution is sharp); ranking those", len(scored), cfg.derive_candidates * 4)
     logger.info("derivation: %d candidate architectures scored on the validation split; kept %s (%s %.4f)",
                 len(scored), best[0], spec.headline, best[2][spec.headline])
+    if train is not None and str(best[0]) != scored[-1]["genotype"]:  # the last scored left its own statistics
+        _derived_predictor(cfg, supernet, arch, best[0], scale, device, train, train_indices)
     _, report = derive_genotype(arch.alpha, arch.depth_logits, cfg.min_parametric)  # of the weights, not a draw
     return best[0], report, scored
 
