@@ -148,6 +148,35 @@ def test_rank_candidates_keeps_the_best_on_the_validation_split(tmp_path):
     assert next(s for s in scored if s["val"]["accuracy"] == best) is kept  # ties go to the earlier candidate
 
 
+def _op_costs(k_max: int):
+    """A latency table where every op but skip/pool costs 1 ms, so a cell's price follows its parametric ops."""
+    from bertnas.adabert.costs import LatencyCosts
+    from bertnas.adabert.ops import PRIMITIVES
+
+    cheap = {"zero", "skip_connect", "max_pool_3", "avg_pool_3"}
+    return LatencyCosts({o: 0.0 if o in cheap else 1.0 for o in PRIMITIVES}, 0.5, 1.0, k_max, 16, 24, 1)
+
+
+def test_rank_candidates_keeps_only_architectures_within_the_latency_budget(tmp_path, caplog):
+    cfg, spec, train, dev, targets, net, holdout = _setup(tmp_path, derive_candidates=6, tau_min=1.0)
+    arch, _, _ = search(cfg, spec, train, dev, targets, net, torch.device("cpu"), holdout=holdout)
+    val, costs = take(train, holdout.val), _op_costs(cfg.k_max)
+    _, _, free = rank_candidates(cfg, spec, net, arch, val, torch.device("cpu"), costs=costs)
+    prices = sorted({s["predicted_ms"] for s in free})
+    assert len(prices) >= 2, free  # draws of different cost, or the budget below would not bind
+    budget = prices[0]
+    tight = cfg.update({"efficiency": "latency", "latency_budget_ms": budget}).validate()
+    genotype, _, scored = rank_candidates(tight, spec, net, arch, val, torch.device("cpu"), costs=costs)
+    assert scored and all(s["predicted_ms"] <= budget for s in scored), scored
+    assert costs.predict(genotype) <= budget
+    # a budget no draw meets: the cheapest draw, with a warning that names the fix
+    impossible = cfg.update({"efficiency": "latency", "latency_budget_ms": budget / 100}).validate()
+    with caplog.at_level("WARNING", logger="bertnas"):
+        genotype, _, scored = rank_candidates(impossible, spec, net, arch, val, torch.device("cpu"), costs=costs)
+    assert len(scored) == 1 and costs.predict(genotype) <= min(prices)  # more draws than the free ranking scored
+    assert "meets the latency budget" in caplog.text and "--latency-budget-ms" in caplog.text
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--val-examples", "-1"], "val_examples"), (["--arch-entropy", "-0.5"], "arch_entropy"),
     (["--derive-candidates", "0"], "derive_candidates"), (["--arch-data", "dev"], "arch.data"),

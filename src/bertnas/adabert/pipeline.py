@@ -278,8 +278,11 @@ def search(cfg: RunConfig, out: str | Path) -> dict:
         from .objective import TargetScale
 
         scale = TargetScale.of(inputs.train.labels, spec.is_regression)  # as the search and the student
+        from .searcher import latency_costs
+
         genotype, report, candidates = rank_candidates(cfg, spec, supernet, arch, inputs.val, inputs.device, scale,
-                                                       inputs.train, inputs.holdout.train)
+                                                       inputs.train, inputs.holdout.train,
+                                                       costs=latency_costs(cfg, table) if table is not None else None)
         chosen = (genotype, report)
     result = finish_search(cfg, spec, supernet, arch, heads, history, tokenizer.pad_token_id or 0,
                            tokenizer.sep_token_id, train_labels=inputs.train.labels, latency_table=table,

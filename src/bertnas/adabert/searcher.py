@@ -367,19 +367,32 @@ class GradientSignal:
 def rank_candidates(cfg: RunConfig, spec: TaskSpec, supernet: AdaBertSupernet, arch: Architecture,
                     val: Encoded, device: torch.device, scale: TargetScale | None = None,
                     train: Encoded | None = None, train_indices: list[int] | None = None,
-                    ) -> tuple[Genotype, CollapseReport, list[dict]]:
+                    costs: LatencyCosts | None = None) -> tuple[Genotype, CollapseReport, list[dict]]:
     """The architecture to keep: the most likely one and ``cfg.derive_candidates - 1`` more drawn near it (Gumbel
     perturbations of the logits scaled by tau_min, i.e. draws from softmax(alpha / tau_min), the final
     distribution sharpened to the final temperature), each scored on ``val`` with the supernet's
     weights (BatchNorm statistics re-estimated per candidate on ``train[train_indices]`` with
     ``--bn-recalibration``); the best headline metric wins (ties: the earlier, so the most likely). The supernet
     is left with the winner's BatchNorm statistics, which the derived student copies. Returns the winner, the
-    collapse report of the weights and every candidate's score."""
+    collapse report of the weights and every candidate's score.
+
+    With a latency budget (``costs`` and ``--latency-budget-ms``) only candidates predicted within it are scored
+    and can win, so the budget holds for the student handed back, not only for the expected cost the search
+    priced; when no draw meets it, the cheapest draw is kept, with a warning."""
     gen = torch.Generator().manual_seed(cfg.seed + 7)
-    seen, scored = set(), []
+    seen, scored, over_budget = set(), [], []
     scale = scale or TargetScale()
+    budget = cfg.latency_budget_ms if costs is not None else None
     supernet.to(device).eval()
     best = None
+
+    def score(genotype: Genotype, report: CollapseReport, predicted: float | None, most_likely: bool, best):
+        predict = _derived_predictor(cfg, supernet, arch, genotype, scale, device, train, train_indices)
+        with torch.no_grad():
+            metrics = evaluate(predict, val, spec, device)
+        scored.append({"genotype": str(genotype), "val": metrics, "most_likely": most_likely,
+                       **({"predicted_ms": round(predicted, 4)} if predicted is not None else {})})
+        return (genotype, report, metrics) if best is None or metrics[spec.headline] > best[2][spec.headline] else best
     for i in range(cfg.derive_candidates * 4):  # draws may repeat: try a few times as many
         if len(scored) >= cfg.derive_candidates:
             break
@@ -392,12 +405,20 @@ def rank_candidates(cfg: RunConfig, spec: TaskSpec, supernet: AdaBertSupernet, a
         if str(genotype) in seen:
             continue
         seen.add(str(genotype))
-        predict = _derived_predictor(cfg, supernet, arch, genotype, scale, device, train, train_indices)
-        with torch.no_grad():
-            metrics = evaluate(predict, val, spec, device)
-        scored.append({"genotype": str(genotype), "val": metrics, "most_likely": i == 0})
-        if best is None or metrics[spec.headline] > best[2][spec.headline]:
-            best = (genotype, report, metrics)
+        predicted = costs.predict(genotype) if costs is not None else None
+        if budget is not None and predicted > budget:
+            over_budget.append((predicted, i, genotype, report))
+            continue
+        best = score(genotype, report, predicted, i == 0, best)
+    if best is None:  # every draw over the budget: the cheapest of them
+        predicted, i, genotype, report = min(over_budget, key=lambda o: (o[0], o[1]))
+        logger.warning("derivation: none of %d architectures drawn meets the latency budget %g ms; keeping the "
+                       "cheapest (%.2f ms predicted): raise --beta or --latency-budget-ms, or search longer",
+                       len(over_budget), budget, predicted)
+        best = score(genotype, report, predicted, i == 0, best)
+    elif over_budget:
+        logger.info("derivation: %d architectures drawn over the latency budget %g ms left out", len(over_budget),
+                    budget)
     if len(scored) < cfg.derive_candidates:
         logger.warning("derivation: only %d distinct architectures in %d draws near the most likely one (the "
                        "distribution is sharp); ranking those", len(scored), cfg.derive_candidates * 4)

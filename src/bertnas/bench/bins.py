@@ -60,16 +60,17 @@ def genotype_cost(cfg: RunConfig) -> GenotypeCost:
 class CostBins:
     """``len(edges) + 1`` bins of genotype cost, numbered from 1 (cheapest)."""
 
-    edges: tuple[float, ...]  # inner edges, ascending; bin b holds edges[b-2] <= cost < edges[b-1]
+    edges: tuple[float, ...]  # inner edges, ascending; bin b holds edges[b-2] < cost <= edges[b-1]
     basis: str
     unit: str
+    method: str = f"quantiles of the cost of {REFERENCE_DRAWS} uniform draws; bin 1 is the cheapest"
 
     @property
     def count(self) -> int:
         return len(self.edges) + 1
 
     def bin_of(self, cost: float) -> int:
-        return bisect.bisect_right(self.edges, cost) + 1
+        return bisect.bisect_left(self.edges, cost) + 1  # a cost at an edge (a budget met exactly) is in the lower bin
 
     def bounds(self, b: int) -> tuple[float | None, float | None]:
         """(low, high) of bin ``b``; None where the bin is open."""
@@ -77,7 +78,7 @@ class CostBins:
 
     def to_dict(self) -> dict:
         return {"count": self.count, "edges": list(self.edges), "basis": self.basis, "unit": self.unit,
-                "method": f"quantiles of the cost of {REFERENCE_DRAWS} uniform draws; bin 1 is the cheapest"}
+                "method": self.method}
 
 
 def cost_bins(cost: GenotypeCost, count: int, k_max: int, min_parametric: int, seed: int) -> CostBins:
@@ -88,17 +89,28 @@ def cost_bins(cost: GenotypeCost, count: int, k_max: int, min_parametric: int, s
     return CostBins(tuple(edges), cost.basis, cost.unit)
 
 
+def budget_bins(cost: GenotypeCost, budgets_ms: tuple[float, ...]) -> CostBins:
+    """Bins whose edges are the latency budgets: bin b holds the genotypes between budget b - 1 and budget b,
+    the students a search under budget b competes with; the last bin (above every budget) is left undrawn."""
+    return CostBins(tuple(budgets_ms), cost.basis, cost.unit, method="edges at the latency budgets (--budgets-ms)")
+
+
 def draw_per_bin(bins: CostBins, cost: GenotypeCost, per_bin: int, k_max: int, min_parametric: int,
-                 seed: int) -> list[list[Genotype]]:
-    """Seeded uniform draws kept until every bin holds ``per_bin`` distinct genotypes (rejection sampling, capped
-    at :data:`ATTEMPTS_PER_GENOTYPE` draws per genotype wanted; a bin left short is logged)."""
-    held: list[list[Genotype]] = [[] for _ in range(bins.count)]
+                 seed: int, wanted: int | None = None) -> list[list[Genotype]]:
+    """Seeded uniform draws kept until each of the first ``wanted`` bins (default: all) holds ``per_bin``
+    distinct genotypes (rejection sampling, capped at :data:`ATTEMPTS_PER_GENOTYPE` draws per genotype wanted; a
+    bin left short is logged)."""
+    wanted = bins.count if wanted is None else wanted
+    held: list[list[Genotype]] = [[] for _ in range(wanted)]
     draws = genotype_draws(k_max, min_parametric, seed * 1000 + 15485863)
-    attempts = ATTEMPTS_PER_GENOTYPE * per_bin * bins.count
+    attempts = ATTEMPTS_PER_GENOTYPE * per_bin * wanted
     for genotype in itertools.islice(draws, attempts):
         if all(len(h) >= per_bin for h in held):
             break
-        slot = held[bins.bin_of(cost(genotype)) - 1]
+        b = bins.bin_of(cost(genotype))
+        if b > wanted:
+            continue
+        slot = held[b - 1]
         if len(slot) < per_bin and genotype not in slot:
             slot.append(genotype)
     for b, h in enumerate(held, 1):

@@ -30,8 +30,13 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--latency-bins", type=int, default=BenchSettings.latency_bins,
                    help="cost bins (equal shares of the space) of predicted latency with --efficiency latency, else "
                         "of the cells' FLOPs (default: 3)")
-    b.add_argument("--genotype-from", help="the other-task row: another run's search/genotype.json, its run directory, "
-                                           "or a genotype string")
+    b.add_argument("--budgets-ms",
+                   help="comma-separated latency budgets (predicted ms at --latency-table-batch; needs --efficiency "
+                        "latency): one search per budget (rows full_<B>ms, searched_fresh_<B>ms), and the budgets "
+                        "bin the random genotypes (bin b: between budget b-1 and b), e.g. 1.2,3,10")
+    b.add_argument("--genotype-from", help="the other-task row: another bench's directory (its searched genotype of "
+                                           "each seed), a run's search/genotype.json or run directory, or a genotype "
+                                           "string")
     b.add_argument("--bert-base", action=argparse.BooleanOptionalAction, default=True,
                    help="measure a BERT-base-sized model (random weights) as a latency reference (default: on)")
     b.add_argument("--truncate-layers", type=int, default=BenchSettings.truncate_layers,
@@ -43,6 +48,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_bench_command(args: argparse.Namespace) -> None:
     from ..cli import _resolve
+    from .settings import parse_budgets
     from .report import bench_table
     from .runner import run_bench
 
@@ -50,5 +56,6 @@ def run_bench_command(args: argparse.Namespace) -> None:
     settings = BenchSettings(rows=args.rows, random_n=args.random_n, genotype_from=args.genotype_from,
                              bert_base=args.bert_base, truncate_layers=args.truncate_layers,
                              pretrained_lr=args.pretrained_lr, seeds=args.seeds,
-                             random_per_bin=args.random_per_bin, latency_bins=args.latency_bins)
+                             random_per_bin=args.random_per_bin, latency_bins=args.latency_bins,
+                             budgets_ms=parse_budgets(args.budgets_ms))
     print(bench_table(run_bench(cfg, settings, args.out)))

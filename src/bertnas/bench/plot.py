@@ -1,4 +1,4 @@
-"""pareto.png: dev metric against latency at batch 32 for every row, point area by parameter count, with the
+"""pareto.png: dev metric against latency at batch 32 (batch 1 when ``--budgets-ms`` are at batch 1) for every row, point area by parameter count, with the
 teacher and a BERT-base-sized model as reference lines. Random genotypes form a cloud (small grey points, named
 only when few) under the searched points; with more than one seed every point carries an error bar of one
 standard error of its mean. Agg canvas on a standalone Figure (no display, no
@@ -24,8 +24,11 @@ def plot_pareto(r: dict, path: str | os.PathLike[str]) -> Path:
     biggest = max(row["params"] for row in r["rows"])
     randoms = sum(row["group"] == "random" for row in r["rows"])
     seen = set()
+    budgets = r["settings"]["bench"].get("budgets_ms") or ()
+    batch = 1 if budgets and r["settings"]["run"].get("latency_table_batch") == 1 else 32  # the budgets' batch
+    at = f"latency_b{batch}"
     for row in r["rows"]:
-        x, y = row["latency_b32"]["median_ms"], row["metric"]
+        x, y = row[at]["median_ms"], row["metric"]
         cloud = row["group"] == "random"
         size = 30 + (150 if cloud else 600) * row["params"] / biggest
         color = COLORS.get(row["group"], "#7d3c98")
@@ -43,13 +46,16 @@ def plot_pareto(r: dict, path: str | os.PathLike[str]) -> Path:
     if teacher is not None:
         ax.axhline(teacher["metric"], color=COLORS["teacher"], linestyle="--", linewidth=1,
                    label=f"teacher dev {r['metric']} ({teacher['metric']:.3f})")
-        ax.axvline(teacher["latency_b32"]["median_ms"], color=COLORS["teacher"], linestyle=":", linewidth=1,
+        ax.axvline(teacher[at]["median_ms"], color=COLORS["teacher"], linestyle=":", linewidth=1,
                    label="teacher latency")
     if "bert_base" in r:
-        ax.axvline(r["bert_base"]["latency_b32"]["median_ms"], color="#7d3c98", linestyle="-.", linewidth=1,
+        ax.axvline(r["bert_base"][at]["median_ms"], color="#7d3c98", linestyle="-.", linewidth=1,
                    label=f"BERT-base size ({r['bert_base']['params'] / 1e6:.0f}M) latency")
+    for i, budget in enumerate(budgets):  # predicted-latency budgets, drawn where measured latency would meet them
+        ax.axvline(budget, color=COLORS["adabert"], linestyle=(0, (2, 3)), linewidth=1,
+                   label="latency budgets (predicted)" if i == 0 else None)
     ax.set_xscale("log")
-    ax.set_xlabel(f"latency at batch 32, sequence {r['measurement']['seq_len']} (ms, median, log scale)")
+    ax.set_xlabel(f"latency at batch {batch}, sequence {r['measurement']['seq_len']} (ms, median, log scale)")
     ax.set_ylabel(f"dev {r['metric']}")
     seeds = f"; mean ± se of {r['seeds']} seeds" if r.get("seeds", 1) > 1 else ""
     ax.set_title(f"bertnas bench, {r['task']}: quality vs speed (point area ~ parameters{seeds})")

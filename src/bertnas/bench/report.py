@@ -17,7 +17,7 @@ from ..config import RunConfig
 from ..data.examples import TaskSpec
 from ..measure.profile import hardware_info
 from .bins import CostBins
-from .settings import BenchSettings
+from .settings import BenchSettings, budget_suffix
 from .stats import paired_verdict, spread
 
 
@@ -114,6 +114,30 @@ def searched_bin(ref: dict) -> int | None:
     return min(counts, key=lambda b: (-counts[b], b)) if counts else None
 
 
+def _budget_summaries(budgets: tuple[float, ...], bins: CostBins, randoms: list[dict], by: dict[str, dict]
+                      ) -> list[dict]:
+    """Per latency budget: its student's predicted cost per seed, whether every seed met the budget, the cost bin
+    it lands in, and (trained fresh, like for like) against that bin's random average and best random genotype."""
+    out = []
+    for budget in budgets:
+        full, fresh = by.get(f"full{budget_suffix(budget)}"), by.get(f"searched_fresh{budget_suffix(budget)}")
+        ref = fresh or full
+        if ref is None:
+            continue
+        costs = [s.get("cost") for s in ref["seeds"]]
+        entry: dict[str, Any] = {"budget_ms": budget, "full": full["name"] if full else None, "reference": ref["name"],
+                                 "predicted_ms": costs, "met": all(c is not None and c <= budget for c in costs),
+                                 "bin": searched_bin(ref)}
+        members = [r for r in randoms if r.get("bin") == entry["bin"]]
+        if members:
+            summary = _random_summary(members)
+            best = by[summary["best_row"]]
+            entry.update(random=summary, versus_average=_versus(ref, summary["average_by_seed"], summary["average"]),
+                         versus_best=_versus(ref, [x["metric"] for x in best["seeds"]], best["metric"]))
+        out.append(entry)
+    return out
+
+
 def _reference(by: dict[str, dict]) -> dict | None:
     """The row genotype rows are compared with: ``searched_fresh`` (like for like), else ``full``."""
     return by.get("searched_fresh") or by.get("full")
@@ -145,6 +169,8 @@ def assemble(spec: TaskSpec, records: list[list[dict]], measured: dict[str, list
         results["bins"] = {**bins.to_dict(), "reference": ref["name"] if ref else None,
                            "searched_bin": searched_bin(ref) if ref else None,
                            "bins": _bin_summaries(bins, randoms, ref)}
+    if settings.budgets_ms and bins is not None:
+        results["budgets"] = _budget_summaries(settings.budgets_ms, bins, randoms, {r["name"]: r for r in rows})
     results["comparisons"] = comparisons(results)
     results["findings"] = findings(results)
     return results
@@ -175,6 +201,16 @@ def comparisons(r: dict) -> list[dict]:
         if "average" in b:
             add(ref, f"the random average of its cost bin {b['bin']} ({b['n']} genotypes)", f"bin_{b['bin']}_average",
                 b["average_by_seed"], b["average"])
+    for b in r.get("budgets", []):
+        ref = by[b["reference"]]
+        if b["full"] and b["full"] != b["reference"]:
+            add(by[b["full"]], f"its genotype trained fresh ({b['reference']})", b["reference"], seeds(ref), ref["metric"])
+        if "random" in b:
+            s = b["random"]
+            add(ref, f"the random average of its cost bin {b['bin']} ({s['n']} genotypes)", f"bin_{b['bin']}_average",
+                s["average_by_seed"], s["average"])
+            add(ref, f"the best random genotype of its cost bin ({s['best_row']})", s["best_row"],
+                seeds(by[s["best_row"]]), s["best"])
     for row in r["rows"]:
         if row["group"] in ("hand-designed", "ablation"):
             a = full if row["kind"] == "search" else ref
@@ -264,6 +300,8 @@ def bench_table(r: dict) -> str:
                      f"best {s['best']:.4f} ({s['best_row']}).")
     if "bins" in r:
         lines += ["", *bins_table(r), ""]
+    if r.get("budgets"):
+        lines += [*budgets_table(r), ""]
     lines.append(f"Teacher knowledge + probes (shared by every row, run once): {r['teacher_probe_seconds']:.0f} s.")
     lines += [f"- {f}" for f in r["findings"]]
     return "\n".join(lines)
@@ -294,4 +332,29 @@ def bins_table(r: dict) -> list[str]:
         diff = _value(v["mean_diff"], v["se_diff"], signed=True) if v else "-"
         lines.append(f"| {x['bin']} | {_range(x['low'], x['high'])} | {', '.join(x['rows'])} | {x['average']:.4f} "
                      f"| {x['best_row']} ({x['best']:.4f}) | {here} | {rel} | {diff} | {v['verdict'] if v else '-'} |")
+    return lines
+
+
+def budgets_table(r: dict) -> list[str]:
+    """Per latency budget: the searched student's predicted cost, the bin it lands in, and against that bin's
+    random average and best random genotype (paired over seeds)."""
+    m, unit = r["metric"], r["bins"]["unit"]
+    lines = [f"Latency budgets (--budgets-ms; predicted {r['bins']['basis']}): one search per budget, its genotype "
+             "trained fresh like the random rows and compared with the random genotypes of the cost bin it lands in.",
+             "", f"| budget ({unit}) | student | predicted per seed | met | bin | {m} | bin average | vs bin average "
+             f"| best random of bin | vs best random |", "|---:|---|---|---|---:|---:|---:|---|---|---|"]
+    for b in r["budgets"]:
+        ref = next(x for x in r["rows"] if x["name"] == b["reference"])
+        cost = " / ".join("-" if c is None else f"{c:.2f}" for c in b["predicted_ms"])
+        value = _value(ref["metric"], ref.get("metric_se"))
+        if "random" in b:
+            va, vb, s = b["versus_average"], b["versus_best"], b["random"]
+            avg = f"{s['average']:.4f}"
+            vs_avg = f"{_value(va['mean_diff'], va['se_diff'], signed=True)}: {va['verdict']}"
+            best = f"{s['best_row']} ({s['best']:.4f})"
+            vs_best = f"{_value(vb['mean_diff'], vb['se_diff'], signed=True)}: {vb['verdict']}"
+        else:
+            avg = vs_avg = best = vs_best = "- (no random genotype in this bin)"
+        lines.append(f"| {b['budget_ms']:g} | {b['reference']} | {cost} | {'yes' if b['met'] else 'NO'} | "
+                     f"{b['bin'] or '-'} | {value} | {avg} | {vs_avg} | {best} | {vs_best} |")
     return lines

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from ..config import RunConfig
 from ..errors import BertnasError
 from ..adabert.genotype import Genotype
-from .settings import BenchSettings
+from .settings import BenchSettings, budget_suffix
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ class Row:
     logits_only: bool = False  # distill the final logits only (no probe heads)
     genotype: Genotype | None = None  # fresh rows
     genotype_of: str | None = None  # fresh rows whose genotype is this row's result for the same seed
+    genotypes: tuple[Genotype, ...] = ()  # fresh rows with one genotype per seed index (another bench's searches)
+    budget_ms: float | None = None  # rows of one latency budget (--budgets-ms)
 
     def config(self, cfg: RunConfig) -> RunConfig:
         return cfg.update(self.overrides, f"bench row {self.name}") if self.overrides else cfg
@@ -74,17 +76,32 @@ def selected_names(selection: str, cfg: RunConfig, settings: BenchSettings) -> l
                            "(or a genotype string) or drop the row")
     if "searched_fresh" in names and "full" not in names:
         raise BertnasError("bench row searched_fresh trains the genotype row full finds: add full to --rows")
+    if settings.budgets_ms:
+        if cfg.efficiency != "latency":
+            raise BertnasError("--budgets-ms are predicted milliseconds: add --efficiency latency (and "
+                               "--latency-table-batch 1 for budgets at batch 1)")
+        if cfg.latency_budget_ms is not None:
+            raise BertnasError("--budgets-ms sets each search's --latency-budget-ms: drop --latency-budget-ms")
+        if "full" not in names:
+            raise BertnasError("--budgets-ms gives each budget its own full row: add full to --rows")
     return ["teacher"] + [n for n in ROW_NAMES if n in names and n != "teacher"]  # fixed order, teacher first
 
 
 def resolve_rows(selection: str, cfg: RunConfig, settings: BenchSettings, random_genotypes: list[Genotype],
-                 other_genotype: Genotype | None, binned: Sequence[Sequence[Genotype]] = ()) -> list[Row]:
+                 other_genotype: Genotype | Sequence[Genotype] | None, binned: Sequence[Sequence[Genotype]] = ()
+                 ) -> list[Row]:
     """The rows to run, in a fixed order (the full method before the rows sized or shaped after it).
-    ``binned[b - 1]`` holds the random genotypes drawn for cost bin b (rows ``random_b<b>_<j>``)."""
+    ``binned[b - 1]`` holds the random genotypes drawn for cost bin b (rows ``random_b<b>_<j>``). With
+    ``--budgets-ms`` the rows full and searched_fresh become one pair per budget (``full_3ms``, ...).
+    ``other_genotype`` may be one genotype per seed index (another bench's searched genotypes)."""
     rows: list[Row] = []
     for name in selected_names(selection, cfg, settings):
         if name == "teacher":
             rows.append(Row("teacher", "teacher", "teacher", "teacher"))
+        elif name == "full" and settings.budgets_ms:  # one search per budget
+            group, label, _, _ = _SEARCH_ROWS[name]
+            rows += [Row(f"full{budget_suffix(b)}", group, "search", f"{label}, latency budget {b:g} ms",
+                         {"latency_budget_ms": b}, budget_ms=b) for b in settings.budgets_ms]
         elif name in _SEARCH_ROWS:
             group, label, overrides, logits_only = _SEARCH_ROWS[name]
             rows.append(Row(name, group, "search", label, overrides, logits_only))
@@ -94,13 +111,19 @@ def resolve_rows(selection: str, cfg: RunConfig, settings: BenchSettings, random
             rows += [Row(f"random_b{b}_{j}", "random", "fresh", f"random genotype {j} of cost bin {b}", genotype=g)
                      for b, drawn in enumerate(binned, 1) for j, g in enumerate(drawn, 1)]
         elif name == "searched_fresh":
-            rows.append(Row(name, "adabert", "fresh", "AdaBERT's genotype, fresh (trained like the random rows)",
-                            genotype_of="full"))
+            label = "AdaBERT's genotype, fresh (trained like the random rows)"
+            if settings.budgets_ms:
+                rows += [Row(f"{name}{budget_suffix(b)}", "adabert", "fresh", f"{label}, latency budget {b:g} ms",
+                             genotype_of=f"full{budget_suffix(b)}", budget_ms=b) for b in settings.budgets_ms]
+            else:
+                rows.append(Row(name, "adabert", "fresh", label, genotype_of="full"))
         elif name == "conv3_stack":
             rows.append(Row(name, "hand-designed", "fresh", "conv_3 stack (K = 3)", genotype=conv3_stack()))
         elif name == "other_task":
+            several = isinstance(other_genotype, (list, tuple))
             rows.append(Row(name, "ablation", "fresh", "ablation: architecture searched on another task",
-                            genotype=other_genotype))
+                            genotype=None if several else other_genotype,
+                            genotypes=tuple(other_genotype) if several else ()))
         elif name == "small_bert":
             rows.append(Row(name, "hand-designed", "small_bert", "small BERT (2 layers, fresh)"))
         elif name == "truncated_teacher":

@@ -204,6 +204,8 @@ def _run_row(row: Row, cfg: RunConfig, settings: BenchSettings, shared: _Shared,
         rcfg = rcfg.update({"seed": cfg.seed + index}, f"bench seed {index}")
     if row.genotype_of:  # the genotype the source row found for this seed
         row = replace(row, genotype=Genotype.from_dict(shared.records[row.genotype_of][index]["genotype"]))
+    elif row.genotypes:  # one genotype per seed index (another bench's searches)
+        row = replace(row, genotype=row.genotypes[index])
     record = _row_record(row, rcfg, settings, shared, index)
     # how the row is presented comes from the row as defined now (a mark may predate a new label)
     return {**record, "name": row.name, "group": row.group, "label": row.label, "kind": row.kind, "seed": rcfg.seed}
@@ -329,15 +331,20 @@ def _measure(cfg: RunConfig, settings: BenchSettings, out: Path, records: dict[s
 # ----------------------------------------------------------------------------- random genotypes and their costs
 def _random_draws(cfg: RunConfig, settings: BenchSettings, names: list[str]):
     """(uniform draws, per-bin draws, cost, bins); cost and bins only when random rows are selected."""
-    from .bins import cost_bins, draw_per_bin, genotype_cost
+    from .bins import budget_bins, cost_bins, draw_per_bin, genotype_cost
     from .students import random_genotypes
 
     uniform = random_genotypes(settings.random_n, cfg.k_max, cfg.min_parametric, cfg.seed)
     if "random" not in names:
         return uniform, [], None, None
     cost = genotype_cost(cfg)
-    bins = cost_bins(cost, settings.latency_bins, cfg.k_max, cfg.min_parametric, cfg.seed)
-    binned = (draw_per_bin(bins, cost, settings.random_per_bin, cfg.k_max, cfg.min_parametric, cfg.seed)
+    if settings.budgets_ms:  # bin b: between budget b - 1 and budget b; nothing is drawn above the last budget
+        bins = budget_bins(cost, settings.budgets_ms)
+        wanted = len(settings.budgets_ms)
+    else:
+        bins = cost_bins(cost, settings.latency_bins, cfg.k_max, cfg.min_parametric, cfg.seed)
+        wanted = bins.count
+    binned = (draw_per_bin(bins, cost, settings.random_per_bin, cfg.k_max, cfg.min_parametric, cfg.seed, wanted)
               if settings.random_per_bin else [])
     return uniform, binned, cost, bins
 
@@ -359,7 +366,7 @@ def run_bench(cfg: RunConfig, settings: BenchSettings, out: str | Path) -> dict:
     from .plot import plot_pareto
     from .report import assemble, bench_table
     from .rows import selected_names
-    from .students import load_genotype
+    from .students import bench_genotypes, load_genotype
 
     out = Path(out)
     cfg.validate()
@@ -368,7 +375,9 @@ def run_bench(cfg: RunConfig, settings: BenchSettings, out: str | Path) -> dict:
     if cfg.seed + settings.seeds - 1 > SEED_MAX:
         raise BertnasError(f"--seed {cfg.seed} with --seeds {settings.seeds} runs past the largest seed {SEED_MAX}: "
                            "pass a smaller --seed")
-    other = load_genotype(settings.genotype_from) if settings.genotype_from else None
+    other = None
+    if settings.genotype_from:  # another bench: its searched genotype of each seed; else one genotype for all
+        other = bench_genotypes(settings.genotype_from, settings.seeds) or load_genotype(settings.genotype_from)
     names = selected_names(settings.rows, cfg, settings)  # bad row names fail before any work
     uniform, binned, cost, bins = _random_draws(cfg, settings, names)
     rows = resolve_rows(settings.rows, cfg, settings, uniform, other, binned)

@@ -21,6 +21,7 @@ class BenchSettings:
     seeds: int = 1  # every trained row runs seeds cfg.seed, cfg.seed + 1, ... (one run directory each)
     random_per_bin: int = 0  # besides the uniform draws: random genotypes drawn until each cost bin holds this many
     latency_bins: int = 3  # cost bins (equal shares of the space) of the per-bin draws and the per-bin report
+    budgets_ms: tuple[float, ...] = ()  # one searched student per predicted-latency budget; the budgets bin the costs
 
     def validate(self) -> "BenchSettings":
         if self.random_n < 0:
@@ -31,6 +32,11 @@ class BenchSettings:
             raise BertnasError(f"--random-per-bin must be >= 0 (0 = off), got {self.random_per_bin}")
         if self.latency_bins < 1:
             raise BertnasError(f"--latency-bins must be >= 1, got {self.latency_bins}")
+        if self.budgets_ms:
+            if any(not (b > 0 and math.isfinite(b)) for b in self.budgets_ms):
+                raise BertnasError(f"--budgets-ms must be positive milliseconds, got {list(self.budgets_ms)}")
+            if list(self.budgets_ms) != sorted(set(self.budgets_ms)):
+                raise BertnasError(f"--budgets-ms must be distinct and ascending, e.g. 1.2,3,10; got {list(self.budgets_ms)}")
         if self.truncate_layers < 1:
             raise BertnasError(f"--truncate-layers must be >= 1, got {self.truncate_layers}")
         if not (self.pretrained_lr > 0 and math.isfinite(self.pretrained_lr)):
@@ -41,3 +47,18 @@ class BenchSettings:
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def parse_budgets(text: str | None) -> tuple[float, ...]:
+    """``"1.2,3,10"`` -> (1.2, 3.0, 10.0); a one-line error naming the flag otherwise."""
+    if not text:
+        return ()
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise BertnasError(f"--budgets-ms {text!r}: expected comma-separated milliseconds, e.g. 1.2,3,10") from None
+
+
+def budget_suffix(budget_ms: float) -> str:
+    """Row-name suffix of a budget's rows: ``full_3ms``, ``searched_fresh_1.2ms``."""
+    return f"_{budget_ms:g}ms"

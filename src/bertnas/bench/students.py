@@ -49,6 +49,23 @@ def random_genotypes(n: int, k_max: int, min_parametric: int, seed: int) -> list
     return list(itertools.islice(genotype_draws(k_max, min_parametric, seed * 1000 + 104729), n))
 
 
+def bench_genotypes(source: str, seeds: int) -> list[Genotype] | None:
+    """The genotypes another bench's row ``full`` found, one per seed index (None if ``source`` is not a bench
+    directory), so that the other-task row pairs seed with seed: the other task's search of seed i, trained here
+    with seed i."""
+    out = Path(source).expanduser()
+    if not (out / "rows" / "full" / "search" / "genotype.json").is_file():
+        return None
+    found = []
+    for i in range(seeds):
+        path = out / "rows" / ("full" if i == 0 else f"full-s{i}") / "search" / "genotype.json"
+        if not path.is_file():
+            raise BertnasError(f"--genotype-from {source}: that bench's row full has {i} finished seed(s), this bench "
+                               f"runs {seeds}: pass --seeds {i} or finish the other bench with --seeds {seeds}")
+        found.append(Genotype.from_dict(json.loads(path.read_text(encoding="utf-8"))["genotype"]))
+    return found
+
+
 def load_genotype(source: str) -> Genotype:
     """A genotype from a run directory, a ``search/genotype.json``, a model ``config.json`` or a genotype string."""
     path = Path(source).expanduser()
