@@ -49,9 +49,9 @@ from transformers import AutoModelForSequenceClassification
 from bertnas.measure.profile import profile_classifier
 m = AutoModelForSequenceClassification.from_pretrained(sys.argv[1], dtype=torch.float32)
 r = profile_classifier(m, m.config.vocab_size, (1, 32), seq_len=128, threads=1, repeats=20)
-from bertnas.measure.profile import _random_batch, measure_latency
+from bertnas.measure.profile import random_batch, measure_latency
 for b in (1, 32):  # the minimum too, the statistic of the latency table
-    batch = _random_batch(m.config.vocab_size, b, 128, torch.Generator().manual_seed(b), "cpu")
+    batch = random_batch(m.config.vocab_size, b, 128, torch.Generator().manual_seed(b), "cpu")
     r[f"min_ms_b{b}"] = measure_latency(lambda: m(**batch), repeats=20, threads=1)["min_ms"]
 json.dump(r, open(sys.argv[2], "w"), indent=2); print(r)
 PY

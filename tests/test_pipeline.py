@@ -109,14 +109,14 @@ def test_the_dev_metric_in_results_is_reproduced_by_the_saved_model(finished_run
 def test_single_stage_commands_keep_stage_marks_honest(finished_run):
     """Re-running a step by hand clears the marks of the steps after it, so `run` redoes them."""
     out, _ = finished_run
-    from bertnas.adabert.pipeline import _completed, load_run_config
+    from bertnas.adabert.pipeline import completed_stages, load_run_config
 
     cfg = load_run_config(out)
-    assert _completed(out, cfg) == {"probe", "search", "retrain"}
-    assert _completed(out, cfg.update({"beta": 1.0})) == {"probe"}  # search settings changed
+    assert completed_stages(out, cfg) == {"probe", "search", "retrain"}
+    assert completed_stages(out, cfg.update({"beta": 1.0})) == {"probe"}  # search settings changed
     proc = bertnas("search", "--out", str(out))  # the same settings, by hand
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert _completed(out, load_run_config(out)) == {"probe", "search"}  # retrain must run again
+    assert completed_stages(out, load_run_config(out)) == {"probe", "search"}  # retrain must run again
     assert "retrain" not in json.loads((out / "stages.json").read_text())
 
 

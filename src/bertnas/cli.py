@@ -1,7 +1,7 @@
 """Command line: ``bertnas run|probe|search|retrain|evaluate|demo|teacher finetune``.
 
-Flags come from :class:`bertnas.config.RunConfig` (one flag per field); ``--config FILE`` (YAML or JSON)
-sets the same keys. Precedence: defaults < saved run config (later stages) < config file < flags.
+Flags come from :class:`bertnas.config.RunConfig` (one flag per field, :mod:`bertnas.flags`); ``--config FILE``
+(YAML or JSON) sets the same keys. Precedence: defaults < saved run config (later stages) < config file < flags.
 User errors print one line ``bertnas: error: ...`` and exit 2, with no traceback.
 Under ``torchrun`` (``torchrun --nproc_per_node N -m bertnas run ...``) the AdaBERT stages run on every
 process and only rank 0 prints results and writes files.
@@ -11,67 +11,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import get_type_hints
 
-from .config import RunConfig, load_config_file
 from .errors import BertnasError, first_line
+from .flags import add_config_flags, resolve_config
 
 logger = logging.getLogger("bertnas")
-_GROUPS = ["data", "split", "teacher", "probes", "space", "search", "retrain", "measure", "general"]
-
-
-def _add_config_flags(parser: argparse.ArgumentParser, groups: list[str] = _GROUPS) -> None:
-    hints = get_type_hints(RunConfig)
-    sections = {g: parser.add_argument_group(f"{g} settings") for g in groups}
-    for f in fields(RunConfig):
-        group = f.metadata["group"]
-        if group not in sections:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        kind = str(hints[f.name])
-        default = f.default if f.default is not MISSING else None
-        help_text = f"{f.metadata['help']} (default: {default})"
-        if "bool" in kind:
-            sections[group].add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
-        else:
-            typ = int if "int" in kind else float if "float" in kind else str
-            choices = f.metadata.get("choices")
-            sections[group].add_argument(flag, type=typ, default=argparse.SUPPRESS, choices=choices,
-                                         metavar="{" + ",".join(choices) + "}" if choices else f.name.upper(),
-                                         help=help_text)
-
-
-def _explicit(args: argparse.Namespace) -> dict:
-    names = {f.name for f in fields(RunConfig)}
-    return {k: v for k, v in vars(args).items() if k in names}
-
-
-def _config_file(path: str) -> dict:
-    """``--config FILE`` read by :func:`load_config_file`, plus the checks it leaves to us: UTF-8 text and
-    setting names that are text (YAML allows numbers, booleans and null as keys)."""
-    try:
-        values = load_config_file(path)
-    except UnicodeDecodeError as exc:
-        raise BertnasError(f"config file {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
-    bad = [k for k in values if not isinstance(k, str)]
-    if bad:
-        raise BertnasError(f"config file {path}: setting names must be text, got {bad[0]!r}: use names like "
-                           "search_epochs or search-epochs")
-    return values
-
-
-def _resolve(args: argparse.Namespace, from_run_dir: bool) -> RunConfig:
-    from .adabert.pipeline import load_run_config
-
-    file_values = _config_file(args.config) if getattr(args, "config", None) else {}
-    if from_run_dir:
-        cfg = load_run_config(Path(args.out))
-    else:
-        cfg = RunConfig()
-    cfg = cfg.update(file_values, str(args.config) if file_values else "config")
-    return cfg.update(_explicit(args), "command line").validate()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--dry-run", action="store_true",
                            help="print data sizes, cache hits and the estimated time per stage (from a few timed "
                                 "steps on this machine), then exit without writing anything")
-        _add_config_flags(p)
+        add_config_flags(p)
 
     d = sub.add_parser("demo", help="the whole pipeline on the built-in synthetic task (no downloads)",
                        description="Train a tiny teacher on a synthetic task, then run every AdaBERT step.")
@@ -123,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--lr", type=float, default=5e-5)
     f.add_argument("--batch-size", type=int, default=32)
     f.add_argument("--config", help="YAML or JSON file of data settings")
-    _add_config_flags(f, ["data", "general"])
+    add_config_flags(f, ["data", "general"])
 
     from .bench.cli import add_bench_parser  # subcommands that live with their own code
     from .export.cli import add_export_parser
@@ -141,7 +86,7 @@ def _teacher_finetune(args: argparse.Namespace) -> None:
     from .teacher.loading import load_tokenizer
     from .utils import resolve_device
 
-    cfg = _resolve(args, from_run_dir=False)
+    cfg = resolve_config(args, from_run_dir=False)
     cfg.require("task")
     if args.epochs < 1 or args.lr <= 0 or args.batch_size < 1:
         raise BertnasError("--epochs and --batch-size must be >= 1 and --lr > 0")
@@ -215,13 +160,13 @@ def main(argv: list[str] | None = None) -> int:
         elif getattr(args, "dry_run", False):
             from .estimate import dry_run
 
-            cfg = _resolve(args, from_run_dir=args.command not in ("run", "probe"))
+            cfg = resolve_config(args, from_run_dir=args.command not in ("run", "probe"))
             stages = ("probe", "search", "retrain", "evaluate") if args.command == "run" else (args.command,)
             print(dry_run(cfg, args.out, stages))
         else:
             from .measure.report import probes_table, results_table
 
-            cfg = _resolve(args, from_run_dir=args.command not in ("run", "probe"))
+            cfg = resolve_config(args, from_run_dir=args.command not in ("run", "probe"))
             options = {"onnx_latency": args.onnx_latency} if args.command in ("run", "evaluate") else {}
             result = getattr(pipeline, args.command)(cfg, args.out, **options)
             if not ddp.is_main():  # torchrun: rank 0 writes and prints

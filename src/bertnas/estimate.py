@@ -20,7 +20,7 @@ import torch
 from .config import RunConfig
 from .data.split import validation_size
 from .data.encode import encode
-from .utils import _duration, recording_steps
+from .utils import format_duration, recording_steps
 
 SLICE_BATCHES = 8  # batches of the largest batch size in the timed slice
 
@@ -80,7 +80,7 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
     key = knowledge_key(teacher, data, cfg.max_seq_len, cfg.teacher_dtype)
     cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     hit = (cache / f"knowledge-{key}" / "meta.json").is_file()
-    done = pipeline._completed(out, cfg) if (out / "stages.json").is_file() and cfg.resume else set()
+    done = pipeline.completed_stages(out, cfg) if (out / "stages.json").is_file() and cfg.resume else set()
     del teacher
 
     lines = [
@@ -153,8 +153,8 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
         if stage in done:
             seconds, how = 0.0, "already done (skipped)"
         total += seconds
-        lines.append(f"| {stage} | {_duration(seconds)} | {how} |")
-    lines += [f"| total | {_duration(total)} | |", "",
+        lines.append(f"| {stage} | {format_duration(seconds)} | {how} |")
+    lines += [f"| total | {format_duration(total)} | |", "",
               f"Timed on {small_n} training examples on this machine ({torch.get_num_threads()} threads); the search "
               "estimate assumes the depths sampled early in a search, so a search that settles on a shallow model "
               f"ends sooner. Nothing was written to {out}."]

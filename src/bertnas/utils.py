@@ -244,7 +244,8 @@ def progress(iterable=None, *, total: int | None = None, desc: str = "", example
     return LogProgress(iterable, total=total, desc=desc, examples=examples, interval=interval)
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """``42s``, ``3m05s`` or ``2h07m``."""
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds}s"
@@ -301,9 +302,9 @@ class LogProgress:
         if self.examples and self.total:
             parts.append(f"{rate * self.examples / self.total:.0f} examples/s")
         parts += [f"{k} {v}" for k, v in self.postfix.items()]
-        parts.append(f"elapsed {_duration(elapsed)}")
+        parts.append(f"elapsed {format_duration(elapsed)}")
         if self.total and rate > 0:
-            parts.append(f"left {_duration((self.total - self.n) / rate)}")
+            parts.append(f"left {format_duration((self.total - self.n) / rate)}")
         return ", ".join(parts)
 
     def close(self) -> None:
@@ -314,4 +315,4 @@ class LogProgress:
             _STEP_RECORDS.append({"desc": self.desc, "steps": self.n, "seconds": time.monotonic() - self.start})
         if self.lines:  # only loops long enough to have reported say they are done
             self.lines = 0
-            logger.info("%s: done, %d steps in %s", self.desc, self.n, _duration(time.monotonic() - self.start))
+            logger.info("%s: done, %d steps in %s", self.desc, self.n, format_duration(time.monotonic() - self.start))

@@ -207,7 +207,7 @@ def _calibrate(table: LatencyTable, hidden: int, seq_len: int, batch: int, threa
     ``measured = scale * sum of parts`` (ops timed alone miss the model's glue and run with warmer caches)."""
     import random
 
-    from ..measure.profile import _random_batch, measure_latency
+    from ..measure.profile import random_batch, measure_latency
     from .genotype import NUM_INPUTS
     from .modeling import AdaBertConfig, AdaBertForSequenceClassification
 
@@ -223,7 +223,7 @@ def _calibrate(table: LatencyTable, hidden: int, seq_len: int, batch: int, threa
         model = AdaBertForSequenceClassification(AdaBertConfig(
             vocab_size=TABLE_VOCAB, max_position_embeddings=max(512, seq_len), hidden_size=hidden,
             genotype=genotype.to_dict(), num_labels=2)).eval()
-        inputs = _random_batch(TABLE_VOCAB, batch, seq_len, torch.Generator().manual_seed(depth), "cpu")
+        inputs = random_batch(TABLE_VOCAB, batch, seq_len, torch.Generator().manual_seed(depth), "cpu")
         timing = measure_latency(lambda: model(**inputs), repeats=repeats, threads=threads)
         measured.append(timing[f"{TABLE_STAT}_ms"])
         sums.append(parts[EMBEDDINGS] + parts[CLASSIFIER]

@@ -432,7 +432,7 @@ def run(cfg: RunConfig, out: str | Path, onnx_latency: bool = True) -> dict:
     out = Path(out)
     cfg.validate()
     _device(cfg)
-    done = ddp.on_main(_completed, out, cfg) if cfg.resume else set()  # rank 0 decides for all ranks
+    done = ddp.on_main(completed_stages, out, cfg) if cfg.resume else set()  # rank 0 decides for all ranks
     if done:  # the steps that follow read their settings from the run directory
         ddp.on_main(save_run_config, cfg, out)
     for name, fn in (("probe", probe), ("search", search), ("retrain", retrain)):
@@ -460,7 +460,9 @@ def _stage_key(cfg: RunConfig, stage: str) -> str:
     return hash_obj(keep)
 
 
-def _completed(out: Path, cfg: RunConfig) -> set[str]:
+def completed_stages(out: Path, cfg: RunConfig) -> set[str]:
+    """The stages of the run directory ``out`` done with the settings of ``cfg`` (``stages.json``), each only
+    if every stage before it is done too: what ``run`` skips."""
     path = out / "stages.json"
     if not path.is_file():
         return set()

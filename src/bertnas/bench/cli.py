@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import argparse
 
+from ..flags import add_config_flags, resolve_config
 from .rows import ROW_NAMES
 from .settings import BenchSettings
 
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
-    from ..cli import _add_config_flags
-
     text = "the searched student against random search, hand-designed students and ablations, side by side"
     p = sub.add_parser("bench", help=text, description=text + ". Writes bench.json, bench.md and pareto.png to --out.")
     p.add_argument("--out", required=True, help="bench directory (rows resume here)")
@@ -43,16 +42,15 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
                    help="layers the truncated-teacher row keeps (default: 2)")
     b.add_argument("--pretrained-lr", type=float, default=BenchSettings.pretrained_lr,
                    help="learning rate of the truncated-teacher row (fresh rows use --retrain-lr) (default: 1e-4)")
-    _add_config_flags(p)
+    add_config_flags(p)
 
 
 def run_bench_command(args: argparse.Namespace) -> None:
-    from ..cli import _resolve
     from .settings import parse_budgets
     from .report import bench_table
     from .runner import run_bench
 
-    cfg = _resolve(args, from_run_dir=False)
+    cfg = resolve_config(args, from_run_dir=False)
     settings = BenchSettings(rows=args.rows, random_n=args.random_n, genotype_from=args.genotype_from,
                              bert_base=args.bert_base, truncate_layers=args.truncate_layers,
                              pretrained_lr=args.pretrained_lr, seeds=args.seeds,

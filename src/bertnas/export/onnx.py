@@ -30,9 +30,9 @@ import torch
 from torch import nn
 
 from ..errors import BertnasError, first_line
-from ..measure.onnx_export import (INPUT_NAMES, OUTPUT_NAMES, LogitsOnly, export_model, require_onnx,  # noqa: F401
-                                   with_zero_token_types)
-from ..measure.onnx_latency import onnx_latency, ort_feed, ort_session, require_onnxruntime
+from ..measure.onnx_deps import require_onnx, require_onnxruntime
+from ..measure.onnx_export import INPUT_NAMES, OUTPUT_NAMES, LogitsOnly, export_model, with_zero_token_types  # noqa: F401
+from ..measure.onnx_latency import onnx_latency, ort_feed, ort_session
 
 logger = logging.getLogger("bertnas")
 

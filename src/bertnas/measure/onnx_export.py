@@ -24,8 +24,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from ..errors import BertnasError
-from .onnx_latency import INSTALL_HINT, require_onnxruntime
+from .onnx_deps import INSTALL_HINT, require_onnx
 
 logger = logging.getLogger("bertnas")
 
@@ -43,15 +42,6 @@ class LogitsOnly(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
-
-
-def require_onnx() -> None:
-    """onnx and onnxruntime, or a one-line error naming the extra that installs them."""
-    require_onnxruntime()
-    try:
-        import onnx  # noqa: F401
-    except ImportError as exc:
-        raise BertnasError(f"ONNX export needs onnx and onnxruntime: {INSTALL_HINT}") from exc
 
 
 def with_zero_token_types(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

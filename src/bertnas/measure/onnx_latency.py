@@ -1,6 +1,6 @@
 """onnxruntime latency of an exported classifier, measured the way :func:`profile_classifier` measures PyTorch.
 
-Same random inputs (:func:`bertnas.measure.profile._random_batch`, ids from ``[5, vocab_size)``, all-ones mask,
+Same random inputs (:func:`bertnas.measure.profile.random_batch`, ids from ``[5, vocab_size)``, all-ones mask,
 zero token types), same timer (:func:`measure_latency`: warm-up, median of repeats) and the same thread count
 (onnxruntime's intra-op pool pinned to ``threads``, one inter-op thread, sequential execution), so the two
 numbers sit side by side in ``export.json`` and ``results.json``.
@@ -18,20 +18,12 @@ from typing import Any, Iterable
 import torch
 
 from ..errors import BertnasError, first_line
-from .profile import _random_batch, measure_latency
+from .onnx_deps import require_onnx, require_onnxruntime
+from .onnx_export import INPUT_NAMES, export_model
+from .profile import measure_latency, random_batch
 
-INSTALL_HINT = 'pip install "bertnas[onnx]"'
 logger = logging.getLogger("bertnas")
 _missing_said = False
-
-
-def require_onnxruntime() -> Any:
-    """The ``onnxruntime`` module, or a one-line error naming the extra that installs it."""
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise BertnasError(f"ONNX export and onnxruntime latency need onnx and onnxruntime: {INSTALL_HINT}") from exc
-    return onnxruntime
 
 
 def ort_available() -> bool:
@@ -92,10 +84,10 @@ def onnx_latency(
     threads = int(threads or torch.get_num_threads())
     session = session or ort_session(path, threads)
     generator = torch.Generator().manual_seed(seed)
-    _random_batch(vocab_size, 1, seq_len, generator, "cpu")  # profile_classifier's FLOP batch: keep the stream aligned
+    random_batch(vocab_size, 1, seq_len, generator, "cpu")  # profile_classifier's FLOP batch: keep the stream aligned
     result: dict[str, Any] = {}
     for b in batch_sizes:
-        feed = ort_feed(session, _random_batch(vocab_size, b, seq_len, generator, "cpu"))
+        feed = ort_feed(session, random_batch(vocab_size, b, seq_len, generator, "cpu"))
         timing = measure_latency(lambda: session.run(None, feed), warmup=warmup, repeats=repeats)
         result[f"latency_ms_b{b}"] = timing["median_ms"]
     import onnxruntime
@@ -127,9 +119,6 @@ def model_onnx_latency(
     import numpy as np
 
     seed_for_check = 1
-
-    from .onnx_export import INPUT_NAMES, export_model, require_onnx
-
     try:
         require_onnx()
     except BertnasError as exc:
@@ -140,7 +129,7 @@ def model_onnx_latency(
     threads = int(threads or torch.get_num_threads())
     example = {k: example[k].cpu() for k in INPUT_NAMES}
     # checked on the real batch and on a batch of the timed shape, so a graph with a traced-in length fails here
-    timed = _random_batch(model.config.vocab_size, 2, seq_len, torch.Generator().manual_seed(seed_for_check), "cpu")
+    timed = random_batch(model.config.vocab_size, 2, seq_len, torch.Generator().manual_seed(seed_for_check), "cpu")
     checks = [example, {k: timed[k] for k in INPUT_NAMES}]
     with torch.inference_mode():
         refs = [model(**b).logits.float().numpy() for b in checks]

@@ -160,7 +160,9 @@ def measure_latency(
     }
 
 
-def _random_batch(vocab_size: int, batch: int, seq_len: int, generator: torch.Generator, device: str) -> dict:
+def random_batch(vocab_size: int, batch: int, seq_len: int, generator: torch.Generator, device: str) -> dict:
+    """A tokenizer-style batch of random ids from ``[5, vocab_size)`` (no special tokens), an all-ones mask and
+    zero token types: the inputs every latency measurement times."""
     ids = torch.randint(5, vocab_size, (batch, seq_len), generator=generator)
     return {
         "input_ids": ids.to(device),
@@ -198,10 +200,10 @@ def profile_classifier(
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     result: dict[str, Any] = {"params": count_params(model)}
-    result["flops"] = count_flops(model, **_random_batch(vocab_size, 1, seq_len, generator, device))
+    result["flops"] = count_flops(model, **random_batch(vocab_size, 1, seq_len, generator, device))
     used_threads = torch.get_num_threads() if threads is None else threads
     for b in batch_sizes:
-        batch = _random_batch(vocab_size, b, seq_len, generator, device)
+        batch = random_batch(vocab_size, b, seq_len, generator, device)
         timing = measure_latency(lambda: model(**batch), warmup=warmup, repeats=repeats, threads=threads)
         result[f"latency_ms_b{b}"] = timing["median_ms"]
         used_threads = timing["threads"]

@@ -21,7 +21,7 @@ from transformers import AutoModel
 
 from ..errors import BertnasError, first_line
 from ..teacher.knowledge import bf16_supported
-from ..teacher.loading import _check_source, load_tokenizer
+from ..teacher.loading import check_source, load_tokenizer
 from ..utils import atomic_dir, progress, write_json
 from .space import BlockPath, Supernet
 
@@ -31,7 +31,7 @@ CACHE_VERSION = 1
 
 def load_pretrained_teacher(name: str, trust_remote_code: bool = False):
     """A pre-trained BERT-family encoder (any head is dropped) and its tokenizer, in float32, eval mode."""
-    source = _check_source(name)
+    source = check_source(name)
     try:
         model = AutoModel.from_pretrained(source, dtype=torch.float32, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as exc:

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from ..data.corpus import read_corpus
 from ..errors import BertnasError
 from ..measure.latency_table import LatencyTable, measure_table
-from ..measure.profile import _random_batch, count_params, measure_latency
+from ..measure.profile import random_batch, count_params, measure_latency
 from ..teacher.knowledge import default_cache_dir
 from ..utils import atomic_dir, read_json, resolve_device, run_metadata, set_seed, write_json
 from .config import SupernetSettings
@@ -230,7 +230,7 @@ def _calibrate(table: LatencyTable, space: SpaceConfig, shape: TeacherShape, emb
             vocab_size=shape.vocab_size, max_position_embeddings=shape.max_positions, type_vocab_size=shape.type_vocab_size,
             hidden_size=shape.hidden, architecture=str(arch))).eval()
         for b in batch_sizes:
-            batch = _random_batch(shape.vocab_size, b, seq_len, torch.Generator().manual_seed(b), "cpu")
+            batch = random_batch(shape.vocab_size, b, seq_len, torch.Generator().manual_seed(b), "cpu")
             measured[b].append(measure_latency(lambda: model(**batch), warmup=3, repeats=repeats,
                                                threads=table.threads)[f"{table.stat}_ms"])
             sums[b].append(table.sum_of_parts(model_parts(arch, shape.hidden), seq_len, b))
@@ -246,7 +246,7 @@ def measure_model(model, vocab_size: int, seq_len: int, table: LatencyTable | No
     out = {"measured_stat": stat}
     model.eval()
     for b in (1, 32):
-        batch = _random_batch(vocab_size, b, seq_len, torch.Generator().manual_seed(b), "cpu")
+        batch = random_batch(vocab_size, b, seq_len, torch.Generator().manual_seed(b), "cpu")
         out[f"measured_ms_b{b}"] = measure_latency(lambda: model(**batch), warmup=3, repeats=repeats, threads=threads)[f"{stat}_ms"]
     return out
 

@@ -35,9 +35,9 @@ def new_bert(tokenizer, num_labels: int, layers: int = 2, hidden: int = 128, hea
 
 def load_pretrained_for_finetune(name: str, num_labels: int, trust_remote_code: bool = False):
     """A pre-trained checkpoint (any head) with a fresh classification head of ``num_labels``."""
-    from .loading import _check_source
+    from .loading import check_source
 
-    source = _check_source(name)
+    source = check_source(name)
     try:
         return AutoModelForSequenceClassification.from_pretrained(
             source, num_labels=num_labels, dtype=torch.float32, trust_remote_code=trust_remote_code,

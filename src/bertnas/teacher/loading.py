@@ -50,7 +50,9 @@ def _looks_local(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith("/") or "\\" in name
 
 
-def _check_source(name: str) -> str:
+def check_source(name: str) -> str:
+    """The teacher as ``from_pretrained`` takes it (an existing checkpoint directory or a hub id), or a one-line
+    error: nothing given, a file, a directory without config.json, a local-looking path that does not exist."""
     if not name:
         raise BertnasError("no teacher given: pass --teacher DIR_OR_HUB_ID (a fine-tuned sequence classifier)")
     path = Path(name).expanduser()
@@ -86,7 +88,7 @@ def load_teacher(
     assume_label_order: bool = False,
 ) -> Teacher:
     """Load a sequence-classification teacher and check it fits the task and its tokenizer."""
-    source = _check_source(name)
+    source = check_source(name)
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
