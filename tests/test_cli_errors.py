@@ -113,6 +113,19 @@ def test_missing_glue_dir(tmp_path, tiny_teacher):
     assert_clean_error(proc, "SST-2")
 
 
+def test_unknown_task_with_a_data_dir(files, tiny_teacher):
+    """A name that is no GLUE task with --data-dir (a typo, or the user's own data) is one line naming the GLUE
+    tasks, the closest name and --train-file/--dev-file, not a silent run of the folder as a custom task."""
+    data, tmp = files
+    proc = bertnas("run", "--teacher", str(tiny_teacher), "--task", "nosuchtask", "--data-dir", str(data),
+                   "--out", str(tmp / "out"), "--device", "cpu")
+    assert_clean_error(proc, "unknown task 'nosuchtask'", "sst2, mrpc", "--train-file", "--dev-file")
+    assert not (tmp / "out").exists()
+    proc = bertnas("probe", "--teacher", str(tiny_teacher), "--task", "mrcp", "--data-dir", str(data),
+                   "--out", str(tmp / "out"), "--device", "cpu")
+    assert_clean_error(proc, "did you mean 'mrpc'?", f"--train-file {data / 'train.tsv'}")
+
+
 def test_invalid_config_value(files, tiny_teacher):
     data, tmp = files
     assert_clean_error(_run(tiny_teacher, data / "train.tsv", data / "dev.tsv", tmp / "out", "--gamma", "2"),

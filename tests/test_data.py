@@ -272,8 +272,12 @@ def test_load_task(tmp_path):
     # GLUE data in the user's own files keeps the GLUE labels and metrics
     data = load_task("sst2", train_file=tmp_path / "SST-2" / "train.tsv", dev_file=tmp_path / "SST-2" / "dev.tsv")
     assert data.spec.labels == ["0", "1"] and data.train.labels == [1, 0]
-    # a custom task from a folder of train.tsv/dev.tsv
-    assert load_task("mytask", data_dir=tmp_path / "SST-2").spec.name == "mytask"
+    # a name that is no GLUE task does not read a folder as a custom task: it names the GLUE tasks and the fix
+    message = error_of(load_task, "mytask", data_dir=tmp_path / "SST-2")
+    assert "unknown task 'mytask'" in message and "sst2" in message and "--train-file" in message
+    assert "did you mean 'sst2'?" in error_of(load_task, "sst-3", data_dir=tmp_path / "SST-2")
+    assert load_task("mytask", train_file=tmp_path / "SST-2" / "train.tsv",
+                     dev_file=tmp_path / "SST-2" / "dev.tsv").spec.name == "mytask"
     assert load_task("synthetic-pair").spec.name == "synthetic-pair"
     assert "--data-dir" in error_of(load_task, "sst2")
     assert "--train-file" in error_of(load_task, "mytask")

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 from ..errors import BertnasError
 from .examples import Examples, TaskData, TaskSpec
 from .metrics import METRICS, REGRESSION_METRICS
-from .tasks import GLUE_DIR_NAMES, get_task, is_glue_task
+from .tasks import GLUE_DIR_NAMES, GLUE_TASKS, closest_task, get_task, is_glue_task
 
 # GLUE sentences can be long; the csv default (128 KiB) is enough for GLUE, but raise it for user files.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -436,8 +436,10 @@ def load_task(
 
     - GLUE task name + ``data_dir`` -> :func:`read_glue` (``columns`` may rename header columns / set ``metric``).
     - ``train_file`` + ``dev_file`` -> :func:`read_custom`; for a GLUE task name its labels and metrics are used.
-    - other name + ``data_dir`` -> ``data_dir/train.tsv`` and ``data_dir/dev.tsv`` via :func:`read_custom`.
-    - "synthetic-single" / "synthetic-pair" with no files -> freshly generated data (see :mod:`.synthetic`).
+    - "synthetic-single" / "synthetic-pair" + ``data_dir`` -> the folder :func:`~.synthetic.write_task` wrote
+      (``train.tsv``, ``dev.tsv``); with no files -> freshly generated data (see :mod:`.synthetic`).
+    - any other name + ``data_dir`` -> an error naming the GLUE tasks, the closest name and
+      ``--train-file``/``--dev-file`` (a mistyped GLUE name must not run silently as a custom task).
 
     ``columns``: text_column, text_pair_column, label_column, labels, metric.
     """
@@ -464,18 +466,20 @@ def load_task(
 
     if data_dir is not None:
         folder = Path(data_dir)
+        if not _is_synthetic(task):
+            raise _unknown_task_for_folder(task, folder)
         if not folder.is_dir():
             raise BertnasError(f"{folder}: directory not found: --data-dir must contain train.tsv and dev.tsv")
         train_file, dev_file = folder / "train.tsv", folder / "dev.tsv"
         for path in (train_file, dev_file):
             if not path.is_file():
                 raise BertnasError(f"{path}: file not found: --data-dir must contain train.tsv and dev.tsv")
-        if task.lower().startswith("synthetic") and "pair" in task.lower():  # as written by write_task
+        if "pair" in task.lower():  # as written by write_task
             columns.setdefault("text_column", "sentence1")
             columns.setdefault("text_pair_column", "sentence2")
         return read_custom(train_file, dev_file, task_name=task, **columns)
 
-    if not has_files and task.lower().startswith("synthetic"):
+    if not has_files and _is_synthetic(task):
         from .synthetic import generate  # local import: the generator is only needed here
 
         variant = task.lower().removeprefix("synthetic").lstrip("-_") or "single"
@@ -485,11 +489,24 @@ def load_task(
         missing = "--train-file" if train_file is None else "--dev-file"
         if not has_files:
             raise BertnasError(
-                f"no data for task {task!r}: it is not a GLUE task, so pass --train-file and --dev-file "
-                f"(or --data-dir with train.tsv and dev.tsv)"
+                f"no data for task {task!r}: it is not a GLUE task, so pass --train-file and --dev-file"
             )
         raise BertnasError(f"task {task!r}: {missing} is missing: custom tasks need both --train-file and --dev-file")
     return read_custom(train_file, dev_file, task_name=task, **columns)
+
+
+def _is_synthetic(task: str) -> bool:
+    return task.lower().startswith("synthetic")
+
+
+def _unknown_task_for_folder(task: str, folder: Path) -> BertnasError:
+    close = closest_task(task, ("synthetic-single", "synthetic-pair"))
+    hint = f" (did you mean {close!r}?)" if close else ""
+    return BertnasError(
+        f"unknown task {task!r}{hint}: --data-dir is for the GLUE tasks ({', '.join(GLUE_TASKS)}) and "
+        f"synthetic-single/synthetic-pair; for your own data pass --train-file {folder / 'train.tsv'} "
+        f"--dev-file {folder / 'dev.tsv'}"
+    )
 
 
 def _read_custom_as_glue(task: str, train_file: Any, dev_file: Any, columns: dict[str, Any]) -> TaskData:

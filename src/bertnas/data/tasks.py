@@ -5,6 +5,8 @@ without any per-task code, and predictions can be written back in the original v
 """
 from __future__ import annotations
 
+import difflib
+
 from ..errors import BertnasError
 from .examples import TaskSpec
 
@@ -46,6 +48,13 @@ def _normalize(name: str) -> str:
 def is_glue_task(name: str) -> bool:
     """True if ``name`` (any spelling accepted by :func:`get_task`) is a GLUE task."""
     return _normalize(name) in GLUE_TASKS
+
+
+def closest_task(name: str, others: tuple[str, ...] = ()) -> str | None:
+    """The GLUE task (or one of ``others``) spelled most like ``name``, when one is close (difflib), else None."""
+    candidates = {_normalize(n): n for n in (*GLUE_TASKS, *others)}
+    close = difflib.get_close_matches(_normalize(name), list(candidates), n=1, cutoff=0.6)
+    return candidates[close[0]] if close else None
 
 
 def get_task(name: str) -> TaskSpec:
