@@ -30,7 +30,7 @@ def _f(default: Any, help: str, group: str, **choices: Any) -> Any:
 @dataclass
 class RunConfig:
     # --- data ---
-    task: str = _f("", "GLUE task name (sst2, mrpc, cola, qqp, stsb, mnli, qnli, rte, wnli) or a name for custom files", "data")
+    task: str = _f("", "GLUE task name (sst2, mrpc, cola, qqp, stsb, mnli, qnli, rte, wnli) or a name for custom --train-file/--dev-file data", "data")
     data_dir: str | None = _f(None, "GLUE task folder with train.tsv and dev.tsv (e.g. glue_data/SST-2)", "data")
     train_file: str | None = _f(None, "custom training file (.tsv, .csv or .jsonl) instead of --data-dir", "data")
     dev_file: str | None = _f(None, "custom dev file, same format as --train-file", "data")
@@ -74,7 +74,7 @@ class RunConfig:
     tau_decay: float | None = _f(None, "temperature decay per epoch (code: 0.02); default reaches tau_min at the last epoch", "search")
     gamma: float = _f(0.8, "weight of distillation vs. cross-entropy", "search")
     beta: float = _f(4.0, "weight of the efficiency loss", "search")
-    search_step: str = _f("joint", "how a search step updates weights and architecture: joint (one sample, one forward over all depths, one backward for both; an architecture epoch of the SST-2 run took 60 s against 63-81 s alternating) or alternate (a weight step on the sampled depth, then a new sample and an architecture step); architecture steps on validation batches (--arch-data) always take the alternate form (ours)", "search", choices=("joint", "alternate"))
+    search_step: str = _f("joint", "how a search step updates weights and architecture: joint (one sample, one forward over all depths, one backward for both; timings in docs/design.md) or alternate (a weight step on the sampled depth, then a new sample and an architecture step); architecture steps on validation batches (--arch-data) always take the alternate form (ours)", "search", choices=("joint", "alternate"))
     temperature: float = _f(1.0, "distillation temperature T", "search")
     attentive_kd: bool = _f(True, "weight distillation pairs by how well each teacher layer predicts the gold label", "search")
     min_parametric: int = _f(1, "collapse guard: parametric ops each node keeps at derivation (0 disables)", "search")
@@ -93,7 +93,7 @@ class RunConfig:
     retrain_batch_size: int = _f(32, "retraining batch size", "retrain")
     retrain_lr: float = _f(1e-3, "retraining learning rate (AdamW, linear decay) (ours)", "retrain")
     weight_decay: float = _f(0.01, "AdamW weight decay", "retrain")
-    retrain_freeze_words: bool | None = _f(None, "keep the word-embedding table fixed during further training: it holds most of the student's parameters, and on small training sets it can memorize the examples instead of keeping the teacher's word similarities. Unset: on for sentence-pair tasks (MRPC, 3,668 pairs: dev F1 0.8508 frozen vs 0.8328 trained, accuracy 0.7868 vs 0.7598), off for single sentences (ours)", "retrain")
+    retrain_freeze_words: bool | None = _f(None, "keep the word-embedding table fixed during further training: it holds most of the student's parameters, and on small training sets it can memorize the examples instead of keeping the teacher's word similarities. Unset: on for sentence-pair tasks, off for single sentences (the measurements behind this: docs/design.md) (ours)", "retrain")
     # --- measurement ---
     eval_seq_len: int = _f(128, "sequence length for FLOPs and latency", "measure")
     latency_threads: int = _f(2, "torch threads for latency (same for student and teacher)", "measure")
@@ -102,7 +102,7 @@ class RunConfig:
     # --- general ---
     seed: int = _f(0, "random seed: the same seed gives the same result", "general")
     device: str = _f("auto", "auto, cpu, cuda, cuda:N", "general")
-    amp: bool = _f(False, "bfloat16 autocast for search and retraining, on CUDA and on CPU (on a 2-core AVX512-BF16 CPU: 1.19x search steps/s, retraining unchanged, dev accuracy within 0.2 points)", "general")
+    amp: bool = _f(False, "bfloat16 autocast for search and retraining, on CUDA and on CPU (what it gains and costs on CPU: docs/benchmarks.md, docs/results.md)", "general")
     resume: bool = _f(True, "continue a stage from its last checkpoint if one exists", "general")
 
     # ------------------------------------------------------------------
