@@ -186,13 +186,16 @@ def measure_latency_table(hidden: int, seq_len: int, batch: int, threads: int, r
     if not path.is_file():
         logger.info("measuring AdaBERT op latencies on this CPU (hidden %d, seq %d, batch %d, %d threads)...",
                     hidden, seq_len, batch, threads)
-    table, measured = cached_table(path, latency_specs(hidden, max(512, seq_len)), [seq_len], [batch],
-                                   threads=threads, repeats=repeats, stat=TABLE_STAT)
-    if measured or f"{seq_len}|{batch}" not in table.calibration:
-        scale = _calibrate(table, hidden, seq_len, batch, threads, repeats)
-        table.save(path)
-        logger.info("latency table calibrated on %d whole students: measured = %.3f x sum of parts",
-                    len(CALIBRATION_DEPTHS), scale)
+    # Measuring draws random inputs and reseeds torch; a cache hit draws nothing. The caller's random stream
+    # (the search initialises its distillation heads from it next) must not depend on which one happened.
+    with torch.random.fork_rng(devices=[]):
+        table, measured = cached_table(path, latency_specs(hidden, max(512, seq_len)), [seq_len], [batch],
+                                       threads=threads, repeats=repeats, stat=TABLE_STAT)
+        if measured or f"{seq_len}|{batch}" not in table.calibration:
+            scale = _calibrate(table, hidden, seq_len, batch, threads, repeats)
+            table.save(path)
+            logger.info("latency table calibrated on %d whole students: measured = %.3f x sum of parts",
+                        len(CALIBRATION_DEPTHS), scale)
     logger.info("latency table %s: %s", path, f"{measured} entries measured now" if measured else "reused")
     return table
 

@@ -68,7 +68,10 @@ class ProjectedEmbeddings(nn.Module):
         if position_ids is None:
             position_ids = torch.arange(input_ids.size(1), device=input_ids.device)[None].expand_as(input_ids)
         length = int(position_ids.max()) + 1 if position_ids.numel() else 1
-        x = self.word_proj(self.word_table[input_ids]) + self.positions(length)[position_ids]  # (B, L, C)
+        # F.embedding, not positions[position_ids]: the backward of advanced indexing accumulates with atomic
+        # adds on a multi-threaded CPU, so the position gradients (and the whole search) changed run to run;
+        # the embedding backward adds in a fixed order (tests/test_reproducible.py)
+        x = self.word_proj(self.word_table[input_ids]) + nn.functional.embedding(position_ids, self.positions(length))
         if self.match_embeddings is not None:
             x = x + self.match_embeddings(match)
         x = self.dropout(self.norm(x)) * mask[..., None]
