@@ -125,6 +125,18 @@ def test_measuring_the_latency_table_leaves_the_global_rng_alone(tmp_path):
     assert torch.equal(torch.rand(4), expected)
 
 
+def test_any_op_table_measurement_leaves_the_global_rng_alone():
+    """The generic table (NAS-BERT's latency stage measures through it too)."""
+    from bertnas.measure.latency_table import OpSpec, measure_table
+
+    spec = OpSpec("linear", 8, lambda: torch.nn.Linear(8, 8), lambda batch, seq_len: (torch.randn(batch, seq_len, 8),))
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    table = measure_table([spec], [4], [1], threads=1, warmup=1, repeats=1)
+    assert table.entries and torch.equal(torch.rand(3), expected)
+
+
 def _autograd_nodes(t: torch.Tensor) -> set[str]:
     seen, stack = set(), [t.grad_fn]
     while stack:

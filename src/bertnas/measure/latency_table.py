@@ -113,13 +113,14 @@ def measure_table(
     table = table or LatencyTable(stat=stat)
     jobs = [(s, n, b) for s in specs for n in seq_lens for b in batch_sizes
             if table_key(s.op, s.size, n, b) not in table.entries]
-    torch.manual_seed(0)
-    for spec, seq_len, batch in progress(jobs, desc="latency table"):
-        module = spec.build().eval()
-        args = spec.inputs(batch, seq_len)
-        timing = measure_latency(lambda: module(*args), warmup=warmup, repeats=repeats, threads=threads)
-        table.entries[table_key(spec.op, spec.size, seq_len, batch)] = timing[f"{stat}_ms"]
-        table.threads = timing["threads"]
+    with torch.random.fork_rng(devices=[]):  # a measurement (cache miss) leaves the caller's random state as a hit does
+        torch.manual_seed(0)
+        for spec, seq_len, batch in progress(jobs, desc="latency table"):
+            module = spec.build().eval()
+            args = spec.inputs(batch, seq_len)
+            timing = measure_latency(lambda: module(*args), warmup=warmup, repeats=repeats, threads=threads)
+            table.entries[table_key(spec.op, spec.size, seq_len, batch)] = timing[f"{stat}_ms"]
+            table.threads = timing["threads"]
     table.hardware = hardware_info()
     table.repeats = repeats
     return table
