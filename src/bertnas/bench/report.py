@@ -339,7 +339,7 @@ def budgets_table(r: dict) -> list[str]:
     """Per latency budget: the searched student's predicted cost, the bin it lands in, and against that bin's
     random average and best random genotype (paired over seeds)."""
     m, unit = r["metric"], r["bins"]["unit"]
-    lines = [f"Latency budgets (--budgets-ms; predicted {r['bins']['basis']}): one search per budget, its genotype "
+    lines = [f"Latency budgets (--budgets-ms, on the {r['bins']['basis']}): one search per budget, its genotype "
              "trained fresh like the random rows and compared with the random genotypes of the cost bin it lands in.",
              "", f"| budget ({unit}) | student | predicted per seed | met | bin | {m} | bin average | vs bin average "
              f"| best random of bin | vs best random |", "|---:|---|---|---|---:|---:|---:|---|---|---|"]
