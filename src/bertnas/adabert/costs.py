@@ -186,16 +186,13 @@ def measure_latency_table(hidden: int, seq_len: int, batch: int, threads: int, r
     if not path.is_file():
         logger.info("measuring AdaBERT op latencies on this CPU (hidden %d, seq %d, batch %d, %d threads)...",
                     hidden, seq_len, batch, threads)
-    # Measuring draws random inputs and reseeds torch; a cache hit draws nothing. The caller's random stream
-    # (the search initialises its distillation heads from it next) must not depend on which one happened.
-    with torch.random.fork_rng(devices=[]):
-        table, measured = cached_table(path, latency_specs(hidden, max(512, seq_len)), [seq_len], [batch],
-                                       threads=threads, repeats=repeats, stat=TABLE_STAT)
-        if measured or f"{seq_len}|{batch}" not in table.calibration:
-            scale = _calibrate(table, hidden, seq_len, batch, threads, repeats)
-            table.save(path)
-            logger.info("latency table calibrated on %d whole students: measured = %.3f x sum of parts",
-                        len(CALIBRATION_DEPTHS), scale)
+    table, measured = cached_table(path, latency_specs(hidden, max(512, seq_len)), [seq_len], [batch],
+                                   threads=threads, repeats=repeats, stat=TABLE_STAT)
+    if measured or f"{seq_len}|{batch}" not in table.calibration:
+        scale = _calibrate(table, hidden, seq_len, batch, threads, repeats)
+        table.save(path)
+        logger.info("latency table calibrated on %d whole students: measured = %.3f x sum of parts",
+                    len(CALIBRATION_DEPTHS), scale)
     logger.info("latency table %s: %s", path, f"{measured} entries measured now" if measured else "reused")
     return table
 
@@ -218,19 +215,22 @@ def _calibrate(table: LatencyTable, hidden: int, seq_len: int, batch: int, threa
     ops = [o for o in PRIMITIVES if o != "zero"]  # derivation never keeps zero
     parts = {o: table.get(o, hidden, seq_len, batch) for o in (*PRIMITIVES, CELL_OVERHEAD, EMBEDDINGS, CLASSIFIER)}
     sums, measured = [], []
-    torch.manual_seed(0)
-    for depth in CALIBRATION_DEPTHS:
-        edges = tuple(sorted((node, source, rng.choice(ops)) for node in range(NUM_NODES)
-                             for source in rng.sample(range(NUM_INPUTS + node), 2)))
-        genotype = Genotype(edges, depth)
-        model = AdaBertForSequenceClassification(AdaBertConfig(
-            vocab_size=TABLE_VOCAB, max_position_embeddings=max(512, seq_len), hidden_size=hidden,
-            genotype=genotype.to_dict(), num_labels=2)).eval()
-        inputs = random_batch(TABLE_VOCAB, batch, seq_len, torch.Generator().manual_seed(depth), "cpu")
-        timing = measure_latency(lambda: model(**inputs), repeats=repeats, threads=threads)
-        measured.append(timing[f"{TABLE_STAT}_ms"])
-        sums.append(parts[EMBEDDINGS] + parts[CLASSIFIER]
-                    + depth * (parts[CELL_OVERHEAD] + sum(parts[op] for _, _, op in edges)))
+    # measuring draws random inputs and reseeds torch, a cache hit draws nothing: the caller's random stream
+    # (the search initialises its distillation heads from it next) must not depend on which one happened
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        for depth in CALIBRATION_DEPTHS:
+            edges = tuple(sorted((node, source, rng.choice(ops)) for node in range(NUM_NODES)
+                                 for source in rng.sample(range(NUM_INPUTS + node), 2)))
+            genotype = Genotype(edges, depth)
+            model = AdaBertForSequenceClassification(AdaBertConfig(
+                vocab_size=TABLE_VOCAB, max_position_embeddings=max(512, seq_len), hidden_size=hidden,
+                genotype=genotype.to_dict(), num_labels=2)).eval()
+            inputs = random_batch(TABLE_VOCAB, batch, seq_len, torch.Generator().manual_seed(depth), "cpu")
+            timing = measure_latency(lambda: model(**inputs), repeats=repeats, threads=threads)
+            measured.append(timing[f"{TABLE_STAT}_ms"])
+            sums.append(parts[EMBEDDINGS] + parts[CLASSIFIER]
+                        + depth * (parts[CELL_OVERHEAD] + sum(parts[op] for _, _, op in edges)))
     scale, _ = table.calibrate(sums, measured, seq_len, batch, offset=False)
     return scale
 

@@ -253,7 +253,7 @@ def _probe(cfg: RunConfig, out: str | Path) -> dict:
 def search(cfg: RunConfig, out: str | Path) -> dict:
     """Search the architecture, derive the genotype, save the student with its searched weights."""
     from .plot import plot_architecture
-    from .searcher import build_supernet, finish_search, rank_candidates, search as run_search
+    from .searcher import build_supernet, finish_search, latency_costs, rank_candidates, search as run_search
 
     out = Path(out)
     inputs = stage_inputs(cfg, out)
@@ -278,11 +278,9 @@ def search(cfg: RunConfig, out: str | Path) -> dict:
         from .objective import TargetScale
 
         scale = TargetScale.of(inputs.train.labels, spec.is_regression)  # as the search and the student
-        from .searcher import latency_costs
-
         genotype, report, candidates = rank_candidates(cfg, spec, supernet, arch, inputs.val, inputs.device, scale,
                                                        inputs.train, inputs.holdout.train,
-                                                       costs=latency_costs(cfg, table) if table is not None else None)
+                                                       costs=latency_costs(cfg, table))  # None unless --efficiency latency
         chosen = (genotype, report)
     result = finish_search(cfg, spec, supernet, arch, heads, history, tokenizer.pad_token_id or 0,
                            tokenizer.sep_token_id, train_labels=inputs.train.labels, latency_table=table,

@@ -1,5 +1,6 @@
-"""pareto.png: dev metric against latency at batch 32 (batch 1 when ``--budgets-ms`` are at batch 1) for every row, point area by parameter count, with the
-teacher and a BERT-base-sized model as reference lines. Random genotypes form a cloud (small grey points, named
+"""pareto.png: dev metric against latency at batch 32 (batch 1 when ``--budgets-ms`` are at batch 1) for every
+row, point area by parameter count, with the teacher and a BERT-base-sized model (and the budgets) as reference
+lines. Random genotypes form a cloud (small grey points, named
 only when few) under the searched points; with more than one seed every point carries an error bar of one
 standard error of its mean. Agg canvas on a standalone Figure (no display, no
 pyplot state), written through a temp file and a rename (``utils.atomic_save_png``)."""

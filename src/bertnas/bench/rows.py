@@ -31,7 +31,6 @@ class Row:
     genotype: Genotype | None = None  # fresh rows
     genotype_of: str | None = None  # fresh rows whose genotype is this row's result for the same seed
     genotypes: tuple[Genotype, ...] = ()  # fresh rows with one genotype per seed index (another bench's searches)
-    budget_ms: float | None = None  # rows of one latency budget (--budgets-ms)
 
     def config(self, cfg: RunConfig) -> RunConfig:
         return cfg.update(self.overrides, f"bench row {self.name}") if self.overrides else cfg
@@ -101,7 +100,7 @@ def resolve_rows(selection: str, cfg: RunConfig, settings: BenchSettings, random
         elif name == "full" and settings.budgets_ms:  # one search per budget
             group, label, _, _ = _SEARCH_ROWS[name]
             rows += [Row(f"full{budget_suffix(b)}", group, "search", f"{label}, latency budget {b:g} ms",
-                         {"latency_budget_ms": b}, budget_ms=b) for b in settings.budgets_ms]
+                         {"latency_budget_ms": b}) for b in settings.budgets_ms]
         elif name in _SEARCH_ROWS:
             group, label, overrides, logits_only = _SEARCH_ROWS[name]
             rows.append(Row(name, group, "search", label, overrides, logits_only))
@@ -114,7 +113,7 @@ def resolve_rows(selection: str, cfg: RunConfig, settings: BenchSettings, random
             label = "AdaBERT's genotype, fresh (trained like the random rows)"
             if settings.budgets_ms:
                 rows += [Row(f"{name}{budget_suffix(b)}", "adabert", "fresh", f"{label}, latency budget {b:g} ms",
-                             genotype_of=f"full{budget_suffix(b)}", budget_ms=b) for b in settings.budgets_ms]
+                             genotype_of=f"full{budget_suffix(b)}") for b in settings.budgets_ms]
             else:
                 rows.append(Row(name, "adabert", "fresh", label, genotype_of="full"))
         elif name == "conv3_stack":
