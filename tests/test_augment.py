@@ -95,6 +95,17 @@ def test_augmented_run_aligns_targets(tmp_path, tiny_teacher, synthetic_files):
     # the same settings are a cache hit; the search stage trains on the union
     again = bertnas.probe(cfg, tmp_path / "run2")
     assert again["augment_key"] == info["augment_key"]
+    # fewer copies are the first copies of the cached set: no new teacher pass, the same rows
+    cache = tmp_path / "cache"
+    before = sorted(p.name for p in cache.glob("augment-*"))
+    fewer = bertnas.probe(cfg.update({"augment": 1}), tmp_path / "run1")
+    assert sorted(p.name for p in cache.glob("augment-*")) == before
+    assert fewer["augment_examples"] == n
+    one = stage_inputs(cfg.update({"augment": 1}), tmp_path / "run1")
+    assert len(one.train) == 2 * n
+    assert torch.equal(one.targets.teacher, inputs.targets.teacher[: 2 * n])
+    assert torch.equal(one.targets.probes, inputs.targets.probes[:, : 2 * n])
+    assert one.train.input_ids == inputs.train.input_ids[: 2 * n]
     tiny = {"hidden_size": 16, "k_max": 2, "search_epochs": 1, "retrain_epochs": 1}
     from bertnas.adabert.pipeline import search
 

@@ -93,6 +93,7 @@ class RunConfig:
     retrain_batch_size: int = _f(32, "retraining batch size", "retrain")
     retrain_lr: float = _f(1e-3, "retraining learning rate (AdamW, linear decay) (ours)", "retrain")
     weight_decay: float = _f(0.01, "AdamW weight decay", "retrain")
+    retrain_distill: str = _f("probes", "what further training distils: probes (each cell matched to a teacher layer's probe, as the search, and the last to the teacher's logits) or logits (the teacher's logits only) (ours; measured in docs/learning_curves.md)", "retrain", choices=("probes", "logits"))
     retrain_freeze_words: bool | None = _f(None, "keep the word-embedding table fixed during further training: it holds most of the student's parameters, and on small training sets it can memorize the examples instead of keeping the teacher's word similarities. Unset: on for sentence-pair tasks, off for single sentences (the measurements behind this: docs/design.md) (ours)", "retrain")
     # --- measurement ---
     eval_seq_len: int = _f(128, "sequence length for FLOPs and latency", "measure")

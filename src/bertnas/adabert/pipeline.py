@@ -177,7 +177,8 @@ def stage_inputs(cfg: RunConfig, out: Path) -> StageInputs:
         from ..data.encode import concat
         from ..teacher.augment import load_augmented
 
-        aug = load_augmented(info["augment_key"], cfg.cache_dir, spec.is_regression, train.pad_id)
+        aug = load_augmented(info["augment_key"], cfg.cache_dir, spec.is_regression, train.pad_id,
+                             limit=info.get("augment_examples"))  # the key may name a cached set with more copies
         train = concat(train, aug.encoded)
         teacher_logits = torch.cat([teacher_logits, aug.teacher_logits])
         probe_logits = torch.cat([probe_logits, aug.probe_logits], 1)

@@ -1,5 +1,7 @@
 """Train the derived student further on (1 - gamma) CE + gamma KD, keeping the best epoch's weights.
 
+KD is hierarchical as in the search (``--retrain-distill probes``) or on the teacher's logits alone (``logits``).
+
 The best epoch is chosen on the validation split carved from the training data (``data.split``) when there
 is one, else on dev; dev metrics are recorded for every epoch either way.
 
@@ -84,7 +86,8 @@ def retrain(
     words = student.get_input_embeddings().weight if freezes_words(cfg, spec) else None
     if words is not None:
         words.requires_grad_(False)
-    params = [p for p in student.parameters() if p.requires_grad] + list(heads.parameters())
+    params = [p for p in student.parameters() if p.requires_grad]
+    params += list(heads.parameters()) if cfg.retrain_distill == "probes" else []
     opt = adamw(params, lr=cfg.retrain_lr, weight_decay=cfg.weight_decay)
     total = num_batches(len(train_subset) if train_subset is not None else len(train), cfg.retrain_batch_size) \
         * cfg.retrain_epochs
@@ -102,7 +105,7 @@ def retrain(
         with autocast(device, cfg.amp):
             pooled, _ = student.pooled_states(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
             logits = student.classifier(pooled)  # on the standardized scale for regression
-            head_logits = heads(pooled[:-1])
+            head_logits = heads(pooled[:-1]) if cfg.retrain_distill == "probes" else []  # logits: final pairing only
         ce, kd = depth_loss(logits, head_logits, batch, targets, spec.is_regression, cfg.temperature, cfg.attentive_kd)
         parts = adabert_loss(ce, kd, None, cfg.gamma, cfg.beta)
         opt.zero_grad(set_to_none=True)

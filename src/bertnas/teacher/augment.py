@@ -174,12 +174,34 @@ class Augmented:
     key: str
 
 
-def augment_key(knowledge_key: str, settings: AugmentSettings, probe_tensors: dict[str, torch.Tensor]) -> str:
+def probes_hash(probe_tensors: dict[str, torch.Tensor]) -> str:
+    """A digest of the probes' weights: the copies' probe predictions depend on them."""
     h = hashlib.sha256()
     for name in ("weight", "bias", "mean", "std"):
         h.update(probe_tensors[name].detach().float().contiguous().numpy().tobytes())
-    return hash_obj({"knowledge": knowledge_key, "settings": settings.__dict__, "probes": h.hexdigest(),
+    return h.hexdigest()
+
+
+def augment_key(knowledge_key: str, settings: AugmentSettings, probe_tensors: dict[str, torch.Tensor]) -> str:
+    return hash_obj({"knowledge": knowledge_key, "settings": settings.__dict__, "probes": probes_hash(probe_tensors),
                      "pairs": "one decision per word"})[:24]
+
+
+def _cached_superset(cache: Path, knowledge_key: str, settings: AugmentSettings, probes: str) -> dict | None:
+    """The meta of a cached augmented set made with the same teacher knowledge, probes and settings but more
+    copies (the one with fewest), or None."""
+    found = []
+    for meta_path in cache.glob("augment-*/meta.json"):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            continue
+        other = dict(meta.get("settings", {}))
+        if (meta.get("knowledge_key") == knowledge_key and meta.get("probes") == probes
+                and other.pop("copies", 0) > settings.copies
+                and other == {k: v for k, v in settings.__dict__.items() if k != "copies"}):
+            found.append(meta)
+    return min(found, key=lambda m: m["settings"]["copies"]) if found else None
 
 
 def _save(directory: Path, enc: Encoded, logits: np.ndarray, meta: dict) -> None:
@@ -192,16 +214,21 @@ def _save(directory: Path, enc: Encoded, logits: np.ndarray, meta: dict) -> None
     atomic_write_text(directory / "meta.json", json.dumps(meta, indent=2))
 
 
-def load_augmented(key: str, cache_dir: str | Path | None, regression: bool, pad_id: int) -> Augmented:
-    """Read augmented examples and their teacher outputs from the cache (as recorded in probes.json)."""
+def load_augmented(key: str, cache_dir: str | Path | None, regression: bool, pad_id: int,
+                   limit: int | None = None) -> Augmented:
+    """Read augmented examples and their teacher outputs from the cache (as recorded in probes.json);
+    ``limit``: only the first that many (a cached set with more copies serves fewer: copies are copy-major)."""
     path = (Path(cache_dir) if cache_dir else default_cache_dir()) / f"augment-{key}"
     if not (path / "meta.json").is_file():
         raise BertnasError(f"augmented data {key} not in cache {path.parent}: run `bertnas probe` again (or pass the same --cache-dir)")
     offsets = np.load(path / "offsets.npy")
+    if limit is not None:
+        offsets = offsets[: limit + 1]
+    n = len(offsets) - 1
     ids = np.load(path / "input_ids.npy", mmap_mode="r")
     types = np.load(path / "token_type_ids.npy", mmap_mode="r")
-    logits = torch.from_numpy(np.load(path / "teacher_logits.npy"))
-    probes = torch.from_numpy(np.load(path / "probe_logits.npy", mmap_mode="c"))
+    logits = torch.from_numpy(np.load(path / "teacher_logits.npy")[:n])
+    probes = torch.from_numpy(np.load(path / "probe_logits.npy", mmap_mode="c")[:, :n])
     enc = Encoded(
         input_ids=[ids[offsets[i] : offsets[i + 1]].tolist() for i in range(len(offsets) - 1)],
         token_type_ids=[types[offsets[i] : offsets[i + 1]].tolist() for i in range(len(offsets) - 1)],
@@ -237,6 +264,11 @@ def label_augmented(
     if (final / "meta.json").is_file():
         logger.info("augmentation: cache hit %s", final)
         return load_augmented(key, cache, regression, train.pad_id)
+    bigger = _cached_superset(cache, knowledge_key, settings, probes_hash(probe_tensors))
+    if bigger is not None:  # copy c is seeded by (seed, c) alone: the first copies of a bigger set are these
+        logger.info("augmentation: cache hit, the first %d of %d copies in %s", settings.copies,
+                    bigger["settings"]["copies"], cache / f"augment-{bigger['key']}")
+        return load_augmented(bigger["key"], cache, regression, train.pad_id, limit=settings.copies * len(train))
     enc = augment_encoded(train, teacher.tokenizer, teacher.model.get_input_embeddings().weight.detach().cpu(), settings)
     n = len(enc)
     logger.info("augmentation: %d copies of %d examples = %d new examples, labelled by the teacher (%s)",
@@ -259,7 +291,7 @@ def label_augmented(
         probe_logits.flush()
         del probe_logits
         meta = {"key": key, "knowledge_key": knowledge_key, "settings": settings.__dict__, "n": n,
-                "n_original": len(train)}
+                "n_original": len(train), "probes": probes_hash(probe_tensors)}
         _save(tmp, enc, logits, meta)
         if final.exists():
             shutil.rmtree(final)
