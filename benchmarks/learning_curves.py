@@ -89,6 +89,7 @@ def main() -> None:
     ap.add_argument("--extra-search-epochs", default="3", help="seed 0 only: other search epochs (+ 0 copies)")
     ap.add_argument("--extra-copies", default="", help="seed 0 only: copies:epochs pairs beyond --copies, e.g. 8:3")
     ap.add_argument("--logits-only", action="store_true", help="seed 0: further training distilling logits only")
+    ap.add_argument("--core-only", action="store_true", help="only the every-seed pieces (the extras on a later call)")
     ap.add_argument("--set", action="append", default=[], help="extra run setting key=value (every piece)")
     ap.add_argument("--report", action="store_true", help="only write the report from the pieces done")
     args = ap.parse_args()
@@ -160,6 +161,8 @@ def main() -> None:
         s = search_piece(seed, args.subset, args.search_epochs)
         for c, e in zip(copies, epochs):
             retrain_piece(seed, s, c, e)
+    if args.core_only:
+        return
     e0 = epochs[copies.index(0)] if 0 in copies else 3
     for subset in [x for x in args.extra_subsets.split(",") if x]:  # seed 0: the search's knobs
         retrain_piece(seeds[0], search_piece(seeds[0], subset, args.search_epochs), 0, e0)
