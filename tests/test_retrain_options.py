@@ -65,3 +65,29 @@ def test_unset_the_word_table_is_kept_for_pairs_only(tmp_path, variant, setting,
     retrain(cfg, spec, result.student, result.heads, train, dev, targets, torch.device("cpu"))
     assert seen["cell"] > 0
     assert (seen["words"] == 0) == frozen, seen
+
+
+@pytest.mark.parametrize("distill,heads_train", [("probes", True), ("logits", False)])
+def test_retrain_distill_chooses_what_further_training_matches(tmp_path, distill, heads_train):
+    """``--retrain-distill logits`` matches the teacher's logits only: the per-cell distillation heads of a
+    3-cell student get no gradient (and are not in the optimizer); ``probes`` trains them with the cells."""
+    from bertnas.adabert.genotype import Genotype
+    from bertnas.bench.students import fresh_adabert
+
+    cfg, spec, _, train, dev, targets = _searched(tmp_path)
+    genotype = Genotype(edges=((0, 0, "conv_3"), (0, 1, "max_pool_3"), (1, 0, "skip_connect"), (1, 2, "dil_conv_5"),
+                               (2, 1, "conv_7"), (2, 3, "avg_pool_3")), depth=3)
+    g = torch.Generator().manual_seed(2)
+    tok_size = int(max(max(x) for x in train.input_ids)) + 1
+    student, heads = fresh_adabert(cfg, spec, genotype, torch.randn(tok_size, 8, generator=g),
+                                   torch.randn(64, 8, generator=g), 0, None, train.labels)
+    assert len(list(heads.parameters())) > 0
+    before = {n: t.clone() for n, t in heads.state_dict().items()}
+    seen = {"heads": 0}
+    for p in heads.parameters():
+        p.register_post_accumulate_grad_hook(lambda p: seen.__setitem__("heads", seen["heads"] + 1))
+    cfg = cfg.update({"retrain_distill": distill, "retrain_epochs": 1}, "test")
+    trained, _, history = retrain(cfg, spec, student, heads, train, dev, targets, torch.device("cpu"))
+    assert (seen["heads"] > 0) == heads_train
+    assert bool(_changed(before, heads.state_dict())) == heads_train
+    assert history[-1]["kd"] > 0  # the logits are distilled either way

@@ -105,6 +105,7 @@ class RunConfig:
     device: str = _f("auto", "auto, cpu, cuda, cuda:N", "general")
     amp: bool = _f(False, "bfloat16 autocast for search and retraining, on CUDA and on CPU (what it gains and costs on CPU: docs/benchmarks.md, docs/results.md)", "general")
     resume: bool = _f(True, "continue a stage from its last checkpoint if one exists", "general")
+    time_budget: str | None = _f(None, "wall time for the whole run, e.g. 20m, 2h or 1h30m: the run measures this machine's stage costs on a slice of the data, chooses teacher-labelled copies, search subset and epochs and further-training epochs to fit (the order of what buys the most accuracy per minute: docs/learning_curves.md; knobs you set yourself are kept), logs the plan, and holds the stages to it (`bertnas run` only; --dry-run prints the plan)", "general")
 
     # ------------------------------------------------------------------
     def validate(self) -> "RunConfig":
@@ -190,6 +191,14 @@ class RunConfig:
                 raise bad("latency_budget_ms", "must be > 0 milliseconds and at most 1e6 (or unset for no budget)")
             if self.efficiency != "latency":
                 raise bad("latency_budget_ms", "applies to measured latency only: add --efficiency latency, or drop the budget")
+        if self.time_budget is not None:
+            from .budget import parse_duration
+
+            try:
+                parse_duration(self.time_budget)
+            except BertnasError:
+                raise bad("time_budget", "must be a duration with units, e.g. 20m, 2h, 1h30m or 90s (more than 0, "
+                                         "at most 30 days)") from None
         if not 0 <= self.min_parametric <= 2:
             raise bad("min_parametric", "must be 0, 1 or 2 (each node keeps 2 edges)")
         for f in fields(self):  # the catch-all for a float setting without a tighter bound above

@@ -1,9 +1,11 @@
-"""``--dry-run``: what a run will read, what is cached already, and how long each stage will take here.
+"""``--dry-run`` and ``--time-budget``'s costs: how long each stage of a run will take on this machine.
 
-The estimate comes from running the real stages on a small slice of the training data in a temporary
-directory (teacher pass, probes, a warm-up and an architecture search epoch, a retraining epoch), with every
-progress loop timed (:func:`bertnas.utils.recording_steps`), then scaling each loop's time per step to the
-full run's step counts. Nothing is written to the run directory or to the knowledge cache.
+:func:`measure_costs` runs the real stages on a small slice of the training data in a temporary directory
+(teacher pass, probes, a few teacher-labelled copies, a warm-up and an architecture search epoch, a retraining
+epoch), with every progress loop timed (:func:`bertnas.utils.recording_steps`); :func:`predict` scales each
+loop's time per step to a full run's step counts, for any settings of the recipe's knobs (copies, search
+subset and epochs, further-training epochs), so that one measurement prices every candidate recipe. Nothing is
+written to the run directory or to the knowledge cache.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import math
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -63,6 +65,115 @@ def _teacher_latency_seconds(cfg: RunConfig) -> float:
     return seconds
 
 
+@dataclass
+class Costs:
+    """Per-unit costs of a run's stages on this machine, measured on a slice (:func:`measure_costs`)."""
+
+    n_train: int  # original training examples
+    held: int  # of them held out as the validation split (with --val-examples as measured)
+    teacher_cached: bool  # the teacher's knowledge of the full data is in the cache already
+    teacher_example_s: float  # teacher pass over training examples (features for the probes included)
+    teacher_dev_s: float  # teacher pass over dev (and its precision check)
+    copy_example_s: float  # labelling one teacher-labelled copy
+    probes_example_s: float  # probe training, per training example
+    encode_s: float  # tokenizing the training data: every stage that trains pays it once
+    search_warm_step_s: float
+    search_arch_step_s: float
+    search_epoch_s: float  # per search epoch beyond its steps (the derived model's dev/val check)
+    retrain_step_s: float
+    retrain_epoch_s: float  # per further-training epoch beyond its steps (dev/val evaluation)
+    evaluate_s: float  # the evaluate stage (mostly latency repeats)
+    measured_in_s: float  # what measuring took
+    threads: int
+
+    def to_dict(self) -> dict:
+        return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def measure_costs(cfg: RunConfig, cached: bool | None = None) -> Costs:
+    """Time the stages on a slice of ``cfg``'s training data (at least one teacher-labelled copy, so copies are
+    priced even when ``cfg.augment`` is 0); ``cached``: whether the full teacher pass is cached (None: look)."""
+    from .adabert import pipeline
+    from .teacher.knowledge import default_cache_dir, knowledge_key
+    from .teacher.loading import load_teacher
+
+    t_start = time.perf_counter()
+    cfg.require("teacher", "task")
+    data = pipeline.load_data(cfg)
+    spec = data.spec
+    teacher = load_teacher(cfg.teacher, spec, "cpu", cfg.trust_remote_code, cfg.assume_label_order)
+    t0 = time.perf_counter()
+    encode(teacher.tokenizer, data.train, cfg.max_seq_len, spec.is_regression)
+    encode_s = time.perf_counter() - t0
+    n = len(data.train)
+    if cached is None:
+        key = knowledge_key(teacher, data, cfg.max_seq_len, cfg.teacher_dtype)
+        cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+        cached = (cache / f"knowledge-{key}" / "meta.json").is_file()
+    del teacher
+    biggest = max(cfg.search_batch_size, cfg.retrain_batch_size, min(cfg.teacher_batch_size, 64))
+    small_n = min(n, SLICE_BATCHES * biggest)
+    held = validation_size(cfg.val_examples, n)  # the validation split and its copies leave training
+    small = cfg.update({"max_train_examples": small_n, "search_epochs": 2, "retrain_epochs": 1,
+                        "search_max_examples": None, "resume": False, "augment": 1,
+                        "val_examples": held * small_n // max(n, 1)})  # the slice holds out its share
+    timing: dict[str, float] = {}
+    quiet = logging.getLogger("bertnas")
+    level, quiet.level = quiet.level, logging.WARNING  # the slice's own stage logs would only confuse
+    try:
+        with tempfile.TemporaryDirectory(prefix="bertnas-dry-run-") as tmp, recording_steps() as records:
+            small = small.update({"cache_dir": str(Path(tmp) / "cache")})
+            run_dir = Path(tmp) / "run"
+            for stage in ("probe", "search", "retrain"):
+                t0 = time.perf_counter()
+                getattr(pipeline, stage)(small, run_dir)
+                timing[stage] = time.perf_counter() - t0
+    finally:
+        quiet.setLevel(level)
+    clock = _Clock(records)
+    teacher_rate = clock.per_example("teacher train", small_n) or 0.0
+    warm = clock.per_step("search 1/2") or 0.0
+    search_fixed = max(timing.get("search", 0.0) - clock.seconds("search"), 0.0) / 2
+    retrain_fixed = max(timing.get("retrain", 0.0) - clock.seconds("retrain"), 0.0)
+    return Costs(
+        n_train=n, held=held, teacher_cached=bool(cached), teacher_example_s=teacher_rate,
+        teacher_dev_s=clock.seconds("teacher dev"), copy_example_s=clock.per_example("teacher (augmented)", small_n) or teacher_rate,
+        probes_example_s=clock.seconds("probes") / small_n, encode_s=encode_s,
+        search_warm_step_s=warm, search_arch_step_s=clock.per_step("search 2/2") or warm,
+        search_epoch_s=max(search_fixed - encode_s * small_n / n, 0.0), retrain_step_s=clock.per_step("retrain") or 0.0,
+        retrain_epoch_s=max(retrain_fixed - encode_s * small_n / n, 0.0), evaluate_s=_teacher_latency_seconds(cfg),
+        measured_in_s=time.perf_counter() - t_start, threads=torch.get_num_threads())
+
+
+def predict(cfg: RunConfig, costs: Costs) -> dict[str, tuple[float, str]]:
+    """Seconds each stage of a run with ``cfg``'s settings will take, with how the figure was made."""
+    n, held = costs.n_train, costs.held
+    n_aug = n * cfg.augment
+    out: dict[str, tuple[float, str]] = {}
+    teacher_s = 0.0 if costs.teacher_cached else costs.teacher_dev_s + n * costs.teacher_example_s
+    probes_s = costs.probes_example_s * n
+    copies_s = n_aug * costs.copy_example_s
+    out["probe"] = (teacher_s + probes_s + copies_s,
+                    ("teacher cached" if costs.teacher_cached else
+                     f"teacher {n:,} train at {1 / max(costs.teacher_example_s, 1e-9):,.0f}/s + dev {costs.teacher_dev_s:.0f}s")
+                    + (f", {n_aug:,} copies {copies_s:.0f}s" if n_aug else "") + f", probes {probes_s:.0f}s")
+    total_train = (n - held) * (1 + cfg.augment)
+    n_search = min(cfg.search_max_examples or total_train, total_train)
+    search_steps = math.ceil(n_search / cfg.search_batch_size)
+    warmup = min(cfg.search_warmup_epochs, cfg.search_epochs - 1)
+    search_s = search_steps * (warmup * costs.search_warm_step_s + (cfg.search_epochs - warmup) * costs.search_arch_step_s)
+    search_s += cfg.search_epochs * costs.search_epoch_s + costs.encode_s * (1 + cfg.augment / 4)
+    out["search"] = (search_s, f"{cfg.search_epochs} epochs x {search_steps:,} steps (warm-up {costs.search_warm_step_s:.2f} "
+                               f"s/step, architecture {costs.search_arch_step_s:.2f} s/step)")
+    retrain_steps = math.ceil(total_train / cfg.retrain_batch_size)
+    retrain_s = cfg.retrain_epochs * (retrain_steps * costs.retrain_step_s + costs.retrain_epoch_s)
+    out["retrain"] = (retrain_s + costs.encode_s * (1 + cfg.augment / 4),
+                      f"{cfg.retrain_epochs} epochs x {retrain_steps:,} steps at {costs.retrain_step_s:.3f} s/step "
+                      "(for the depth the short search found)")
+    out["evaluate"] = (costs.evaluate_s, "mostly the latency repeats")
+    return out
+
+
 def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe", "search", "retrain", "evaluate")) -> str:
     """Time the stages on a slice and return a printable estimate; writes nothing to ``out`` or the cache."""
     from .adabert import pipeline
@@ -93,59 +204,14 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
     ]
     if done:
         lines.append(f"already done in {out} for these settings (would be skipped): {', '.join(sorted(done))}")
+    costs = measure_costs(cfg, cached=hit)
+    if cfg.time_budget:  # the plan a budgeted run would make, priced with the same measurement
+        from .budget import choose, parse_duration
 
-    biggest = max(cfg.search_batch_size, cfg.retrain_batch_size, min(cfg.teacher_batch_size, 64))
-    small_n = min(n, SLICE_BATCHES * biggest)
-    held = validation_size(cfg.val_examples, n)  # the validation split and its copies leave training
-    small = cfg.update({"max_train_examples": small_n, "search_epochs": 2, "retrain_epochs": 1,
-                        "search_max_examples": None, "resume": False,  # the slice holds out its share
-                        "val_examples": held * small_n // max(n, 1)})
-    timing: dict[str, float] = {}
-    quiet = logging.getLogger("bertnas")
-    level, quiet.level = quiet.level, logging.WARNING  # the slice's own stage logs would only confuse
-    with tempfile.TemporaryDirectory(prefix="bertnas-dry-run-") as tmp, recording_steps() as records:
-        small = small.update({"cache_dir": str(Path(tmp) / "cache")})
-        run_dir = Path(tmp) / "run"
-        for stage in ("probe", "search", "retrain"):
-            if stage == "retrain" and "retrain" not in stages:
-                break
-            t0 = time.perf_counter()
-            getattr(pipeline, stage)(small, run_dir)
-            timing[stage] = time.perf_counter() - t0
-    quiet.setLevel(level)
-    clock = _Clock(records)
-
-    estimates: dict[str, tuple[float, str]] = {}
-    teacher_rate = clock.per_example("teacher train", small_n)
-    aug_rate = clock.per_example("teacher (augmented)", small_n * cfg.augment) or teacher_rate
-    dev_seconds = clock.seconds("teacher dev")
-    probe_seconds = clock.seconds("probes") * n / small_n
-    teacher_seconds = 0.0 if hit else dev_seconds + n * (teacher_rate or 0.0)
-    teacher_seconds += n_aug * (aug_rate or 0.0)
-    estimates["probe"] = (teacher_seconds + probe_seconds,
-                          ("teacher cached" if hit else f"teacher {n:,} train at {1 / (teacher_rate or 1e-9):,.0f}/s + dev {dev_seconds:.0f}s")
-                          + (f", {n_aug:,} copies" if n_aug else "") + f", probes {probe_seconds:.0f}s")
-    total_train = (n - held) + (n_aug * (n - held) // n if n else 0)
-    n_search = min(cfg.search_max_examples or total_train, total_train)
-    search_steps = math.ceil(n_search / cfg.search_batch_size)
-    warm_step = clock.per_step("search 1/2")
-    arch_step = clock.per_step("search 2/2") or warm_step
-    warmup = min(getattr(cfg, "search_warmup_epochs", 0), cfg.search_epochs - 1)
-    search_loops = clock.seconds("search")
-    fixed = max(timing.get("search", 0.0) - search_loops, 0.0) / 2  # per epoch: evaluating the derived model on dev
-    search_seconds = search_steps * (warmup * (warm_step or 0) + (cfg.search_epochs - warmup) * (arch_step or 0))
-    search_seconds += cfg.search_epochs * fixed
-    estimates["search"] = (search_seconds, f"{cfg.search_epochs} epochs x {search_steps:,} steps "
-                                           f"(warm-up {warm_step or 0:.2f} s/step, architecture {arch_step or 0:.2f} s/step)")
-    retrain_steps = math.ceil(total_train / cfg.retrain_batch_size)
-    retrain_step = clock.per_step("retrain") or 0.0
-    fixed = max(timing.get("retrain", 0.0) - clock.seconds("retrain"), 0.0)
-    estimates["retrain"] = (cfg.retrain_epochs * (retrain_steps * retrain_step + fixed),
-                            f"{cfg.retrain_epochs} epochs x {retrain_steps:,} steps at {retrain_step:.3f} s/step "
-                            "(for the depth the short search found)")
-    if "evaluate" in stages:
-        estimates["evaluate"] = (_teacher_latency_seconds(cfg), "mostly the latency repeats")
-
+        plan = choose(cfg, costs, parse_duration(cfg.time_budget), costs.measured_in_s)
+        cfg = cfg.update(plan.settings)
+        lines.append(f"plan: {plan.describe()}")
+    estimates = predict(cfg, costs)
     lines += ["", "| stage | estimate | from |", "|---|---:|---|"]
     total = 0.0
     for stage in stages:
@@ -154,6 +220,7 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
             seconds, how = 0.0, "already done (skipped)"
         total += seconds
         lines.append(f"| {stage} | {format_duration(seconds)} | {how} |")
+    small_n = min(n, SLICE_BATCHES * max(cfg.search_batch_size, cfg.retrain_batch_size, min(cfg.teacher_batch_size, 64)))
     lines += [f"| total | {format_duration(total)} | |", "",
               f"Timed on {small_n} training examples on this machine ({torch.get_num_threads()} threads); the search "
               "estimate assumes the depths sampled early in a search, so a search that settles on a shallow model "

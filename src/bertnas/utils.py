@@ -244,6 +244,17 @@ def progress(iterable=None, *, total: int | None = None, desc: str = "", example
     return LogProgress(iterable, total=total, desc=desc, examples=examples, interval=interval)
 
 
+def process_age_s() -> float:
+    """Seconds since this process started (Linux: /proc; elsewhere 0): a wall-time budget counts start-up too."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        start = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(uptime - start, 0.0)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0
+
+
 def format_duration(seconds: float) -> str:
     """``42s``, ``3m05s`` or ``2h07m``."""
     seconds = int(round(seconds))

@@ -59,8 +59,8 @@ from ..data.split import HoldOut, carve, take, validation_size
 from ..errors import BertnasError
 from .derive import decisiveness
 from ..training import distributed as ddp
-from ..utils import (atomic_dir, load_model_dir, read_json, read_weights, resolve_device, run_metadata, set_seed,
-                    write_json)
+from ..utils import (atomic_dir, load_model_dir, process_age_s, read_json, read_weights, resolve_device, run_metadata,
+                    set_seed, write_json)
 
 logger = logging.getLogger("bertnas")
 STAGES = ("probe", "search", "retrain", "evaluate")
@@ -427,10 +427,22 @@ def _evaluate(cfg: RunConfig, out: str | Path, onnx_latency: bool = True) -> dic
 
 def run(cfg: RunConfig, out: str | Path, onnx_latency: bool = True) -> dict:
     """All stages in order; with ``resume`` a stage whose output exists for the same settings is skipped.
-    ``onnx_latency``: passed to :func:`evaluate`."""
+    ``onnx_latency``: passed to :func:`evaluate`. With ``cfg.time_budget`` the recipe's knobs come from a plan
+    (``bertnas.budget``) and the stages are held to the budget."""
     out = Path(out)
     cfg.validate()
     _device(cfg)
+    plan = None
+    if cfg.time_budget:
+        from ..budget import plan_run
+
+        if ddp.active():
+            raise BertnasError("--time-budget plans a run in one process: drop it under torchrun, or run without torchrun")
+        since = time.monotonic() - process_age_s()  # the budget counts from the command's start
+        plan = plan_run(cfg, out)
+        plan.spent_s += time.monotonic() - since  # start-up and planning (or reading the saved plan)
+        cfg = cfg.update(plan.settings)
+        logger.info("%s", plan.describe())
     done = ddp.on_main(completed_stages, out, cfg) if cfg.resume else set()  # rank 0 decides for all ranks
     if done:  # the steps that follow read their settings from the run directory
         ddp.on_main(save_run_config, cfg, out)
@@ -439,8 +451,39 @@ def run(cfg: RunConfig, out: str | Path, onnx_latency: bool = True) -> dict:
             logger.info("stage %s: already done for these settings, skipping (--no-resume to redo)", name)
             continue
         logger.info("stage %s", name)
-        fn(cfg, out)
-    return evaluate(cfg, out, onnx_latency=onnx_latency)
+        if plan is None:
+            fn(cfg, out)
+        else:
+            _budgeted(plan, name, lambda: fn(cfg, out), out)
+    if plan is None:
+        return evaluate(cfg, out, onnx_latency=onnx_latency)
+    results = _budgeted(plan, "evaluate", lambda: evaluate(cfg, out, onnx_latency=onnx_latency), out)
+    results["plan"] = {**plan.to_dict(), "within_budget": plan.spent_s <= plan.budget_s}
+    write_json(out / "results.json", results)
+    logger.info("time budget %.0f s: used %.0f s (%+.0f%%), predicted %.0f s", plan.budget_s, plan.spent_s,
+                100 * (plan.spent_s / plan.budget_s - 1), plan.predicted_total)
+    return results
+
+
+def _budgeted(plan, stage: str, fn, out: Path):
+    """Run one stage of a budgeted run under its deadline, and add its time to the plan's record.
+
+    Training stops where the budget less the predicted evaluation ends; the search, where that less half of
+    the predicted further training ends, so that a search that runs long leaves further training some time."""
+    from ..budget import save_plan
+    from ..training.loop import stop_at
+
+    left = plan.budget_s - plan.spent_s  # of the whole budget, at the start of this invocation's stage
+    now = time.monotonic()
+    train_end = now + left - plan.predicted.get("evaluate", 0.0)
+    deadline = {"search": train_end - plan.predicted.get("retrain", 0.0) / 2, "retrain": train_end}.get(stage)
+    with stop_at(deadline):
+        result = fn()
+    took = time.monotonic() - now
+    plan.stages_s[stage] = plan.stages_s.get(stage, 0.0) + took
+    plan.spent_s += took
+    save_plan(plan, out)
+    return result
 
 
 _STAGE_GROUPS = {"probe": {"data", "teacher", "probes"}, "search": {"data", "split", "teacher", "probes", "space", "search"},

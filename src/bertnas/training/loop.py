@@ -16,11 +16,12 @@ ranks, which may see no file, an older one or a half-written one (a filesystem n
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Protocol
+from typing import Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -86,6 +87,27 @@ def nonfinite_weights(modules: dict[str, object]) -> str | None:
                 if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
                     return f"{name}.{key}"
     return None
+
+
+_DEADLINE: float | None = None  # time.monotonic() at which training loops stop (``--time-budget``), or None
+
+
+@contextlib.contextmanager
+def stop_at(deadline: float | None) -> Iterator[None]:
+    """Inside the block, :func:`train_pass` stops after the step that crosses ``deadline`` (``time.monotonic()``)
+    and :func:`run_epochs` starts no new epoch after it: the stage ends early and keeps what it has, so a run
+    with ``--time-budget`` ends on time even when the plan's prediction was short. None: no limit."""
+    global _DEADLINE
+    previous, _DEADLINE = _DEADLINE, deadline
+    try:
+        yield
+    finally:
+        _DEADLINE = previous
+
+
+def past_deadline() -> bool:
+    """Whether the :func:`stop_at` deadline has passed (never outside one)."""
+    return _DEADLINE is not None and time.monotonic() >= _DEADLINE
 
 
 def epoch_generators(seed: int, epoch: int) -> tuple[torch.Generator, torch.Generator]:
@@ -157,6 +179,9 @@ def run_epochs(
     """Run ``epoch_fn(epoch, shuffle_gen, sample_gen) -> record`` for the epochs not done yet, checkpointing
     after each; returns the whole history (restored epochs included)."""
     for epoch in range(state.epoch, epochs):
+        if past_deadline():
+            logger.warning("stage %s: time budget reached, ending after %d of %d epochs", state.name, epoch, epochs)
+            break
         t0 = time.perf_counter()
         shuffle_gen, sample_gen = epoch_generators(seed, epoch)
         try:
@@ -191,7 +216,11 @@ def train_pass(
     steps = num_batches(len(subset) if subset is not None else len(data), batch_size)
     sums: dict[str, float] = {}
     bar = progress(batches(data, batch_size, shuffle=True, generator=generator, subset=subset), total=steps, desc=desc)
+    done = 0
     for i, batch in enumerate(bar):
+        if i and past_deadline():  # at least one step: the epoch's record has its means
+            logger.warning("%s: time budget reached, stopping after %d of %d steps", desc, i, steps)
+            break
         local, share = ddp.shard(batch)
         with ddp.sharded_step(share):
             parts = step(i, to_device(local, device))
@@ -200,4 +229,5 @@ def train_pass(
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + v
         bar.set_postfix(loss=f"{values['loss']:.3f}")
-    return {k: round(v / steps, 5) for k, v in sums.items()}
+        done += 1
+    return {k: round(v / max(done, 1), 5) for k, v in sums.items()}
