@@ -38,8 +38,8 @@ def _costs(n_train: int = 67349, **kw) -> Costs:
     """Costs of the size measured for SST-2 on this CPU (the test checks the choice, not the figures)."""
     base = dict(n_train=n_train, held=min(5000, n_train // 10), teacher_cached=False, teacher_example_s=1 / 750,
                 teacher_dev_s=8.0, copy_example_s=1 / 700, probes_example_s=1e-4, encode_s=4.0,
-                search_warm_step_s=0.09, search_arch_step_s=0.12, search_epoch_s=3.0, retrain_step_s=0.02,
-                retrain_epoch_s=3.0, evaluate_s=25.0, measured_in_s=30.0, threads=2)
+                search_warm_step_s=0.09, search_arch_step_s=0.12, retrain_step_s=0.02, eval_example_s=3e-4,
+                n_dev=872, evaluate_s=25.0, measured_in_s=30.0, threads=2)
     return Costs(**{**base, **kw})
 
 
@@ -70,19 +70,29 @@ def test_knobs_the_user_set_are_kept():
 
 
 def test_small_data_searches_on_all_of_it():
-    plan = choose(RunConfig(), _costs(n_train=3668), 3600)
-    assert plan.settings["search_max_examples"] is None
+    """The subset is compared with what the search draws from: the originals left for training and their copies."""
+    plan = choose(RunConfig(), _costs(n_train=2000), 3600)
     assert plan.rung == 0 and LADDER[0]["search_max_examples"] is not None
+    pool = (2000 - 200) * (1 + plan.settings["augment"])
+    assert (plan.settings["search_max_examples"] is None) == (pool <= LADDER[0]["search_max_examples"])
+    big = choose(RunConfig(), _costs(n_train=67349), 3600)
+    assert big.settings["search_max_examples"] == LADDER[big.rung]["search_max_examples"]
+
+
+def test_explicit_knobs_are_kept_even_at_their_default_values():
+    plan = choose(RunConfig(), _costs(), 3600, keep={"augment", "task"})  # --augment 0 given on the command line
+    assert plan.settings["augment"] == 0
 
 
 def test_a_deadline_ends_training_early_and_keeps_the_best(tmp_path):
-    """Past the deadline, the further training runs one step of its epoch and starts no other."""
+    """Past the deadline, further training still runs its first epoch in full (a model that never trained is no
+    result), then starts no other; the cut is recorded."""
     from bertnas.adabert.objective import Targets
     from bertnas.adabert.retrain import retrain
     from bertnas.adabert.searcher import build_supernet, finish_search, search
     from bertnas.data.encode import encode
     from bertnas.data.synthetic import build_tokenizer, generate
-    from bertnas.training.loop import past_deadline, stop_at
+    from bertnas.training.loop import deadline_cuts, past_deadline, stop_at
 
     data = generate("single", n_train=64, n_dev=16, seed=0)
     tok = build_tokenizer(tmp_path / "vocab")
@@ -100,8 +110,9 @@ def test_a_deadline_ends_training_early_and_keeps_the_best(tmp_path):
         assert past_deadline()
         _, best, history = retrain(cfg, data.spec, result.student, result.heads, train, dev, targets,
                                    torch.device("cpu"))
-    assert not past_deadline()  # the limit ends with the block
-    assert [h["epoch"] for h in history] == [0]  # no epoch started after the deadline
+        assert deadline_cuts() == ["retrain after epoch 1 of 4"]
+    assert not past_deadline() and deadline_cuts() == []  # the limit ends with the block
+    assert [h["epoch"] for h in history] == [0, 1]  # the first epoch in full (4 steps), no other
     with stop_at(None):
         _, _, full = retrain(cfg, data.spec, result.student, result.heads, train, dev, targets, torch.device("cpu"))
     assert [h["epoch"] for h in full] == [0, 1, 2, 3, 4]
@@ -162,7 +173,11 @@ def test_a_budgeted_run_plans_logs_applies_and_resumes(tmp_path, tiny_teacher, s
     again = _run(*common)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resuming the saved plan" in again.stderr and "already done for these settings" in again.stderr
-    assert json.loads((out / "plan.json").read_text())["spent_s"] > plan["spent_s"]
+    assert json.loads((out / "plan.json").read_text())["spent_s"] == plan["spent_s"]  # nothing trained: not charged
+    # a knob given on the command line is kept, even at its default value
+    kept = _run(*common, "--dry-run", "--augment", "0")
+    assert kept.returncode == 0, kept.stderr[-2000:]
+    assert "plan: time budget 20m00s: --augment 0," in kept.stdout
 
 
 def test_a_budget_too_short_is_one_line_and_writes_nothing(tmp_path, tiny_teacher, synthetic_files):
@@ -173,3 +188,28 @@ def test_a_budget_too_short_is_one_line_and_writes_nothing(tmp_path, tiny_teache
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("bertnas: error: --time-budget 1s is too short")
     assert "Traceback" not in proc.stderr and not (out / "plan.json").exists()
+
+
+def test_a_deadline_never_skips_the_searchs_architecture_epoch(tmp_path):
+    """Past the deadline, a search still runs its warm-up and one architecture epoch (an architecture that never
+    learned is an arbitrary one), then stops."""
+    from bertnas.adabert.objective import Targets
+    from bertnas.adabert.searcher import build_supernet, search
+    from bertnas.data.encode import encode
+    from bertnas.data.synthetic import build_tokenizer, generate
+    from bertnas.training.loop import deadline_cuts, stop_at
+
+    data = generate("single", n_train=64, n_dev=16, seed=0)
+    tok = build_tokenizer(tmp_path / "vocab")
+    train, dev = encode(tok, data.train, 32), encode(tok, data.dev, 32)
+    gold = torch.nn.functional.one_hot(train.labels, 2).float() * 6 - 3
+    targets = Targets(gold, gold[None].repeat(3, 1, 1), torch.device("cpu"))
+    cfg = RunConfig(hidden_size=16, k_max=2, search_batch_size=16, search_epochs=4, search_warmup_epochs=1,
+                    seed=0, bn_recalibration=0).validate()
+    g = torch.Generator().manual_seed(1)
+    net = build_supernet(cfg, data.spec, torch.randn(len(tok), 8, generator=g), torch.randn(64, 8, generator=g),
+                         tok.sep_token_id)
+    with stop_at(time.monotonic() - 1):
+        _, _, history = search(cfg, data.spec, train, dev, targets, net, torch.device("cpu"))
+        assert deadline_cuts() == ["search after epoch 2 of 4"]
+    assert len(history) == 2 and history[1]["arch_updates"] and not history[0]["arch_updates"]

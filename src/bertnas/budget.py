@@ -67,11 +67,12 @@ class Plan:
     settings: dict
     predicted: dict[str, float]
     costs: dict
-    rung: int | None  # index into LADDER (None: no rung fitted, the cheapest was taken)
+    rung: int  # index into LADDER
     key: str  # the user's settings the plan was made for
     planning_s: float = 0.0
     spent_s: float = 0.0  # wall time used so far, over every invocation of the run (start-up included)
     stages_s: dict[str, float] = field(default_factory=dict)
+    cut_short: list[str] = field(default_factory=list)  # loops the deadline ended early
 
     @property
     def predicted_total(self) -> float:
@@ -82,16 +83,17 @@ class Plan:
                 "predicted_s": {k: round(v, 1) for k, v in self.predicted.items()},
                 "predicted_total_s": round(self.predicted_total, 1), "planning_s": round(self.planning_s, 1),
                 "spent_s": round(self.spent_s, 1), "stages_s": {k: round(v, 1) for k, v in self.stages_s.items()},
-                "rung": self.rung, "key": self.key, "costs": self.costs}
+                "cut_short": self.cut_short, "rung": self.rung, "key": self.key, "costs": self.costs}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Plan":
         return cls(budget_s=d["budget_s"], settings=d["settings"], predicted=dict(d["predicted_s"]), costs=d["costs"],
                    rung=d["rung"], key=d["key"], planning_s=d["planning_s"], spent_s=d["spent_s"],
-                   stages_s=dict(d.get("stages_s", {})))
+                   stages_s=dict(d.get("stages_s", {})), cut_short=list(d.get("cut_short", [])))
 
     def describe(self) -> str:
-        knobs = ", ".join(f"--{k.replace('_', '-')} {'all' if v is None else v}" for k, v in self.settings.items())
+        knobs = ", ".join(f"--{k.replace('_', '-')} {v}" if v is not None else "search on every training example"
+                          for k, v in self.settings.items())
         stages = ", ".join(f"{k} {format_duration(v)}" for k, v in self.predicted.items())
         return (f"time budget {format_duration(self.budget_s)}: {knobs}; predicted {stages}, "
                 f"total {format_duration(self.predicted_total)} with planning")
@@ -101,23 +103,27 @@ def _user_key(cfg: RunConfig) -> str:
     return hash_obj({k: v for k, v in cfg.to_dict().items() if k not in ("resume",)})
 
 
-def fixed_knobs(cfg: RunConfig) -> dict:
-    """The knobs the user set away from their defaults: the plan keeps them."""
+def fixed_knobs(cfg: RunConfig, keep: set[str] | None = None) -> dict:
+    """The knobs the plan keeps: those named in ``keep`` (the CLI passes the settings given as flags or in
+    ``--config``), or without it those set away from their defaults (the Python API)."""
+    if keep is not None:
+        return {k: getattr(cfg, k) for k in KNOBS if k in keep}
     defaults = RunConfig()
     return {k: getattr(cfg, k) for k in KNOBS if getattr(cfg, k) != getattr(defaults, k)}
 
 
-def choose(cfg: RunConfig, costs, budget_s: float, planning_s: float = 0.0) -> Plan:
-    """The first rung of :data:`LADDER` (with the user's own knobs kept) whose predicted total fits
-    ``SAFETY`` x the budget; when none fits, an error naming the least budget that would."""
+def choose(cfg: RunConfig, costs, budget_s: float, planning_s: float = 0.0, keep: set[str] | None = None) -> Plan:
+    """The first rung of :data:`LADDER` (with the user's own knobs kept, :func:`fixed_knobs`) whose predicted
+    total fits ``SAFETY`` x the budget; when none fits, an error naming the least budget that would."""
     from .estimate import predict
 
-    fixed = fixed_knobs(cfg)
+    fixed = fixed_knobs(cfg, keep)
     tried, seen = [], set()
     for i, rung in enumerate(LADDER):
         knobs = {**rung, **fixed}
-        if knobs["search_max_examples"] is not None and knobs["search_max_examples"] >= costs.n_train:
-            knobs["search_max_examples"] = None  # the whole training set is smaller than the subset
+        pool = (costs.n_train - costs.held) * (1 + knobs["augment"])  # what the search draws its subset from
+        if knobs["search_max_examples"] is not None and knobs["search_max_examples"] >= pool:
+            knobs["search_max_examples"] = None  # the training pool is smaller than the subset: all of it
         sig = tuple(knobs[k] for k in KNOBS)
         if sig in seen:
             continue
@@ -133,23 +139,29 @@ def choose(cfg: RunConfig, costs, budget_s: float, planning_s: float = 0.0) -> P
                        f"{format_duration(math.ceil(least / SAFETY / 60) * 60)}, or use --max-train-examples")
 
 
-def plan_run(cfg: RunConfig, out: Path) -> Plan:
+def plan_run(cfg: RunConfig, out: Path, keep: set[str] | None = None) -> Plan:
     """The run's plan: the one saved in ``out/plan.json`` for the same settings (a resumed run keeps its plan
-    and the rest of its budget), else a new one from this machine's measured costs."""
+    and the rest of its budget), else a new one from this machine's measured costs, saved at once."""
     from .estimate import measure_costs
 
     budget_s = parse_duration(cfg.time_budget)
     path = out / "plan.json"
     if cfg.resume and path.is_file():
-        saved = Plan.from_dict(read_json(path))
-        if saved.key == _user_key(cfg):
+        try:
+            saved = Plan.from_dict(read_json(path))
+        except (KeyError, TypeError, ValueError, BertnasError):
+            logger.warning("time budget: %s cannot be read, planning again", path)
+            saved = None
+        if saved is not None and saved.key == _user_key(cfg):
             logger.info("time budget: resuming the saved plan, %s of %s used", format_duration(saved.spent_s),
                         format_duration(saved.budget_s))
             return saved
     t0 = time.perf_counter()
     logger.info("time budget %s: measuring this machine's stage costs on a slice of the data...", format_duration(budget_s))
     costs = measure_costs(cfg)
-    return choose(cfg, costs, budget_s, planning_s=time.perf_counter() - t0)
+    plan = choose(cfg, costs, budget_s, planning_s=time.perf_counter() - t0, keep=keep)
+    save_plan(plan, out)  # an interrupted run resumes this plan, with the time it used
+    return plan
 
 
 def save_plan(plan: Plan, out: Path) -> None:

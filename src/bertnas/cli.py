@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 from .errors import BertnasError, first_line
-from .flags import add_config_flags, resolve_config
+from .flags import add_config_flags, given_settings, resolve_config
+from .utils import process_age_s
 
 logger = logging.getLogger("bertnas")
 
@@ -162,12 +164,14 @@ def main(argv: list[str] | None = None) -> int:
 
             cfg = resolve_config(args, from_run_dir=args.command not in ("run", "probe"))
             stages = ("probe", "search", "retrain", "evaluate") if args.command == "run" else (args.command,)
-            print(dry_run(cfg, args.out, stages))
+            print(dry_run(cfg, args.out, stages, keep=given_settings(args)))
         else:
             from .measure.report import probes_table, results_table
 
             cfg = resolve_config(args, from_run_dir=args.command not in ("run", "probe"))
             options = {"onnx_latency": args.onnx_latency} if args.command in ("run", "evaluate") else {}
+            if args.command == "run" and cfg.time_budget:  # the budget counts from the command's start
+                options.update(started_at=time.monotonic() - process_age_s(), keep=given_settings(args))
             result = getattr(pipeline, args.command)(cfg, args.out, **options)
             if not ddp.is_main():  # torchrun: rank 0 writes and prints
                 succeeded = True

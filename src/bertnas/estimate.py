@@ -79,9 +79,9 @@ class Costs:
     encode_s: float  # tokenizing the training data: every stage that trains pays it once
     search_warm_step_s: float
     search_arch_step_s: float
-    search_epoch_s: float  # per search epoch beyond its steps (the derived model's dev/val check)
     retrain_step_s: float
-    retrain_epoch_s: float  # per further-training epoch beyond its steps (dev/val evaluation)
+    eval_example_s: float  # scoring one dev or validation example with a student (each epoch's check)
+    n_dev: int
     evaluate_s: float  # the evaluate stage (mostly latency repeats)
     measured_in_s: float  # what measuring took
     threads: int
@@ -133,15 +133,17 @@ def measure_costs(cfg: RunConfig, cached: bool | None = None) -> Costs:
     clock = _Clock(records)
     teacher_rate = clock.per_example("teacher train", small_n) or 0.0
     warm = clock.per_step("search 1/2") or 0.0
-    search_fixed = max(timing.get("search", 0.0) - clock.seconds("search"), 0.0) / 2
-    retrain_fixed = max(timing.get("retrain", 0.0) - clock.seconds("retrain"), 0.0)
+    # further training's time outside its loop: loading, scoring dev + validation before and after its epoch,
+    # saving; all of it is charged to the scoring (an over- rather than an underestimate)
+    retrain_fixed = max(timing.get("retrain", 0.0) - clock.seconds("retrain") - encode_s * small_n / n, 0.0)
+    scored = 2 * (len(data.dev) + (small.val_examples or 0))
     return Costs(
         n_train=n, held=held, teacher_cached=bool(cached), teacher_example_s=teacher_rate,
         teacher_dev_s=clock.seconds("teacher dev"), copy_example_s=clock.per_example("teacher (augmented)", small_n) or teacher_rate,
         probes_example_s=clock.seconds("probes") / small_n, encode_s=encode_s,
         search_warm_step_s=warm, search_arch_step_s=clock.per_step("search 2/2") or warm,
-        search_epoch_s=max(search_fixed - encode_s * small_n / n, 0.0), retrain_step_s=clock.per_step("retrain") or 0.0,
-        retrain_epoch_s=max(retrain_fixed - encode_s * small_n / n, 0.0), evaluate_s=_teacher_latency_seconds(cfg),
+        retrain_step_s=clock.per_step("retrain") or 0.0, eval_example_s=retrain_fixed / max(scored, 1),
+        n_dev=len(data.dev), evaluate_s=_teacher_latency_seconds(cfg),
         measured_in_s=time.perf_counter() - t_start, threads=torch.get_num_threads())
 
 
@@ -162,11 +164,15 @@ def predict(cfg: RunConfig, costs: Costs) -> dict[str, tuple[float, str]]:
     search_steps = math.ceil(n_search / cfg.search_batch_size)
     warmup = min(cfg.search_warmup_epochs, cfg.search_epochs - 1)
     search_s = search_steps * (warmup * costs.search_warm_step_s + (cfg.search_epochs - warmup) * costs.search_arch_step_s)
-    search_s += cfg.search_epochs * costs.search_epoch_s + costs.encode_s * (1 + cfg.augment / 4)
+    checks = cfg.search_epochs * (costs.n_dev + held) * costs.eval_example_s  # each epoch's derived architecture
+    if held and cfg.derive_candidates > 1:  # candidates: BatchNorm recalibration, then scoring on validation
+        checks += cfg.derive_candidates * (held * costs.eval_example_s + cfg.bn_recalibration * costs.search_warm_step_s / 3)
+    search_s += checks + costs.encode_s * (1 + cfg.augment / 4)
     out["search"] = (search_s, f"{cfg.search_epochs} epochs x {search_steps:,} steps (warm-up {costs.search_warm_step_s:.2f} "
                                f"s/step, architecture {costs.search_arch_step_s:.2f} s/step)")
     retrain_steps = math.ceil(total_train / cfg.retrain_batch_size)
-    retrain_s = cfg.retrain_epochs * (retrain_steps * costs.retrain_step_s + costs.retrain_epoch_s)
+    retrain_s = cfg.retrain_epochs * retrain_steps * costs.retrain_step_s
+    retrain_s += (cfg.retrain_epochs + 1) * (costs.n_dev + held) * costs.eval_example_s  # scored before and after each
     out["retrain"] = (retrain_s + costs.encode_s * (1 + cfg.augment / 4),
                       f"{cfg.retrain_epochs} epochs x {retrain_steps:,} steps at {costs.retrain_step_s:.3f} s/step "
                       "(for the depth the short search found)")
@@ -174,8 +180,11 @@ def predict(cfg: RunConfig, costs: Costs) -> dict[str, tuple[float, str]]:
     return out
 
 
-def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe", "search", "retrain", "evaluate")) -> str:
-    """Time the stages on a slice and return a printable estimate; writes nothing to ``out`` or the cache."""
+def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe", "search", "retrain", "evaluate"),
+            keep: set[str] | None = None) -> str:
+    """Time the stages on a slice and return a printable estimate; writes nothing to ``out`` or the cache. With
+    ``cfg.time_budget`` and the whole run's stages, the plan a budgeted run would make (``keep``: as
+    :func:`bertnas.budget.choose`)."""
     from .adabert import pipeline
     from .teacher.knowledge import default_cache_dir, knowledge_key
     from .teacher.loading import load_teacher
@@ -205,10 +214,10 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
     if done:
         lines.append(f"already done in {out} for these settings (would be skipped): {', '.join(sorted(done))}")
     costs = measure_costs(cfg, cached=hit)
-    if cfg.time_budget:  # the plan a budgeted run would make, priced with the same measurement
+    if cfg.time_budget and len(stages) == 4:  # the plan a budgeted run would make, priced with the same measurement
         from .budget import choose, parse_duration
 
-        plan = choose(cfg, costs, parse_duration(cfg.time_budget), costs.measured_in_s)
+        plan = choose(cfg, costs, parse_duration(cfg.time_budget), costs.measured_in_s, keep)
         cfg = cfg.update(plan.settings)
         lines.append(f"plan: {plan.describe()}")
     estimates = predict(cfg, costs)

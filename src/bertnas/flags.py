@@ -46,6 +46,14 @@ def explicit_settings(args: argparse.Namespace) -> dict:
     return {k: v for k, v in vars(args).items() if k in names}
 
 
+def given_settings(args: argparse.Namespace) -> set[str]:
+    """The names of the settings the user gave, as flags or in ``--config``: what a plan must not change."""
+    names = set(explicit_settings(args))
+    if getattr(args, "config", None):
+        names |= {str(k).replace("-", "_") for k in read_config_file(args.config)}
+    return names
+
+
 def read_config_file(path: str) -> dict:
     """``--config FILE`` read by :func:`load_config_file`, plus the checks it leaves to us: UTF-8 text and
     setting names that are text (YAML allows numbers, booleans and null as keys)."""

@@ -59,8 +59,8 @@ from ..data.split import HoldOut, carve, take, validation_size
 from ..errors import BertnasError
 from .derive import decisiveness
 from ..training import distributed as ddp
-from ..utils import (atomic_dir, load_model_dir, process_age_s, read_json, read_weights, resolve_device, run_metadata,
-                    set_seed, write_json)
+from ..utils import (atomic_dir, load_model_dir, read_json, read_weights, resolve_device, run_metadata, set_seed,
+                    write_json)
 
 logger = logging.getLogger("bertnas")
 STAGES = ("probe", "search", "retrain", "evaluate")
@@ -425,25 +425,30 @@ def _evaluate(cfg: RunConfig, out: str | Path, onnx_latency: bool = True) -> dic
     return results
 
 
-def run(cfg: RunConfig, out: str | Path, onnx_latency: bool = True) -> dict:
+def run(cfg: RunConfig, out: str | Path, onnx_latency: bool = True, started_at: float | None = None,
+        keep: set[str] | None = None) -> dict:
     """All stages in order; with ``resume`` a stage whose output exists for the same settings is skipped.
     ``onnx_latency``: passed to :func:`evaluate`. With ``cfg.time_budget`` the recipe's knobs come from a plan
-    (``bertnas.budget``) and the stages are held to the budget."""
+    (``bertnas.budget``) and the stages are held to the budget, counted from ``started_at`` (``time.monotonic()``;
+    default: now; the CLI passes its own start); ``keep``: the knobs the user set, which the plan keeps (default:
+    those that differ from their defaults)."""
+    since = time.monotonic() if started_at is None else started_at
     out = Path(out)
     cfg.validate()
     _device(cfg)
     plan = None
     if cfg.time_budget:
-        from ..budget import plan_run
+        from ..budget import plan_run, save_plan
 
         if ddp.active():
             raise BertnasError("--time-budget plans a run in one process: drop it under torchrun, or run without torchrun")
-        since = time.monotonic() - process_age_s()  # the budget counts from the command's start
-        plan = plan_run(cfg, out)
-        plan.spent_s += time.monotonic() - since  # start-up and planning (or reading the saved plan)
+        plan = plan_run(cfg, out, keep)
         cfg = cfg.update(plan.settings)
         logger.info("%s", plan.describe())
     done = ddp.on_main(completed_stages, out, cfg) if cfg.resume else set()  # rank 0 decides for all ranks
+    if plan is not None and not {"probe", "search", "retrain"} <= done:  # start-up and planning count
+        plan.spent_s += time.monotonic() - since
+        save_plan(plan, out)
     if done:  # the steps that follow read their settings from the run directory
         ddp.on_main(save_run_config, cfg, out)
     for name, fn in (("probe", probe), ("search", search), ("retrain", retrain)):
@@ -454,10 +459,13 @@ def run(cfg: RunConfig, out: str | Path, onnx_latency: bool = True) -> dict:
         if plan is None:
             fn(cfg, out)
         else:
-            _budgeted(plan, name, lambda: fn(cfg, out), out)
+            _budgeted(plan, name, lambda: fn(cfg, out), out, cfg)
     if plan is None:
         return evaluate(cfg, out, onnx_latency=onnx_latency)
-    results = _budgeted(plan, "evaluate", lambda: evaluate(cfg, out, onnx_latency=onnx_latency), out)
+    if {"probe", "search", "retrain"} <= done:  # a finished run measured again: its budget's record stays
+        results = evaluate(cfg, out, onnx_latency=onnx_latency)
+    else:
+        results = _budgeted(plan, "evaluate", lambda: evaluate(cfg, out, onnx_latency=onnx_latency), out, cfg)
     results["plan"] = {**plan.to_dict(), "within_budget": plan.spent_s <= plan.budget_s}
     write_json(out / "results.json", results)
     logger.info("time budget %.0f s: used %.0f s (%+.0f%%), predicted %.0f s", plan.budget_s, plan.spent_s,
@@ -465,24 +473,34 @@ def run(cfg: RunConfig, out: str | Path, onnx_latency: bool = True) -> dict:
     return results
 
 
-def _budgeted(plan, stage: str, fn, out: Path):
-    """Run one stage of a budgeted run under its deadline, and add its time to the plan's record.
+def _budgeted(plan, stage: str, fn, out: Path, cfg: RunConfig):
+    """Run one stage of a budgeted run under its deadline, and add its time to the plan's record (also when the
+    stage fails or is interrupted, so a resumed run has only the rest of its budget).
 
     Training stops where the budget less the predicted evaluation ends; the search, where that less half of
-    the predicted further training ends, so that a search that runs long leaves further training some time."""
+    the predicted further training ends, so that a search that runs long leaves further training some time. A
+    stage the deadline cut short is recorded in the plan (``cut_short``) and not marked done for its settings:
+    a later run with the same settings does it again in full."""
     from ..budget import save_plan
-    from ..training.loop import stop_at
+    from ..training.loop import deadline_cuts, stop_at
 
-    left = plan.budget_s - plan.spent_s  # of the whole budget, at the start of this invocation's stage
+    left = plan.budget_s - plan.spent_s  # of the whole budget, at the start of this stage
     now = time.monotonic()
     train_end = now + left - plan.predicted.get("evaluate", 0.0)
     deadline = {"search": train_end - plan.predicted.get("retrain", 0.0) / 2, "retrain": train_end}.get(stage)
-    with stop_at(deadline):
-        result = fn()
-    took = time.monotonic() - now
-    plan.stages_s[stage] = plan.stages_s.get(stage, 0.0) + took
-    plan.spent_s += took
-    save_plan(plan, out)
+    cuts: list[str] = []
+    try:
+        with stop_at(deadline):
+            result = fn()
+            cuts = deadline_cuts()
+    finally:
+        took = time.monotonic() - now
+        plan.stages_s[stage] = plan.stages_s.get(stage, 0.0) + took
+        plan.spent_s += took
+        if cuts:
+            plan.cut_short += cuts
+            _unmark(out, stage)
+        save_plan(plan, out)
     return result
 
 
@@ -515,6 +533,15 @@ def completed_stages(out: Path, cfg: RunConfig) -> set[str]:
             break
         done.add(stage)
     return done
+
+
+def _unmark(out: Path, stage: str) -> None:
+    """Forget that ``stage`` is done (a stage the time budget cut short is not the full stage of its settings)."""
+    path = out / "stages.json"
+    if path.is_file():
+        marks = read_json(path)
+        if marks.pop(stage, None) is not None:
+            write_json(path, marks)
 
 
 def _mark(out: Path, stage: str, cfg: RunConfig) -> None:

@@ -270,7 +270,8 @@ def search(
             logger.warning("search epoch %d: %s", epoch + 1, w)
         return record
 
-    history = run_epochs(state, cfg.search_epochs, cfg.seed, epoch_fn)
+    history = run_epochs(state, cfg.search_epochs, cfg.seed, epoch_fn,  # a deadline never skips the first
+                         min_epochs=min(cfg.search_warmup_epochs + 1, cfg.search_epochs))  # architecture epoch
     return arch, heads, history
 
 

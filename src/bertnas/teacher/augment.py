@@ -187,23 +187,6 @@ def augment_key(knowledge_key: str, settings: AugmentSettings, probe_tensors: di
                      "pairs": "one decision per word"})[:24]
 
 
-def _cached_superset(cache: Path, knowledge_key: str, settings: AugmentSettings, probes: str) -> dict | None:
-    """The meta of a cached augmented set made with the same teacher knowledge, probes and settings but more
-    copies (the one with fewest), or None."""
-    found = []
-    for meta_path in cache.glob("augment-*/meta.json"):
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError):
-            continue
-        other = dict(meta.get("settings", {}))
-        if (meta.get("knowledge_key") == knowledge_key and meta.get("probes") == probes
-                and other.pop("copies", 0) > settings.copies
-                and other == {k: v for k, v in settings.__dict__.items() if k != "copies"}):
-            found.append(meta)
-    return min(found, key=lambda m: m["settings"]["copies"]) if found else None
-
-
 def _save(directory: Path, enc: Encoded, logits: np.ndarray, meta: dict) -> None:
     """Write the copies' ids (concatenated, with offsets) and logits; probe logits are already on disk."""
     lengths = np.array([len(x) for x in enc.input_ids], dtype=np.int64)
@@ -217,7 +200,9 @@ def _save(directory: Path, enc: Encoded, logits: np.ndarray, meta: dict) -> None
 def load_augmented(key: str, cache_dir: str | Path | None, regression: bool, pad_id: int,
                    limit: int | None = None) -> Augmented:
     """Read augmented examples and their teacher outputs from the cache (as recorded in probes.json);
-    ``limit``: only the first that many (a cached set with more copies serves fewer: copies are copy-major)."""
+    ``limit``: only the first that many (copies are copy-major, and copy c is seeded by (seed, c) alone, so the
+    first k copies of a bigger set have the ids of a k-copy set; their teacher outputs match it up to the batching
+    of the teacher pass, so a run never takes them from a bigger set by itself: the learning-curve study does)."""
     path = (Path(cache_dir) if cache_dir else default_cache_dir()) / f"augment-{key}"
     if not (path / "meta.json").is_file():
         raise BertnasError(f"augmented data {key} not in cache {path.parent}: run `bertnas probe` again (or pass the same --cache-dir)")
@@ -264,11 +249,6 @@ def label_augmented(
     if (final / "meta.json").is_file():
         logger.info("augmentation: cache hit %s", final)
         return load_augmented(key, cache, regression, train.pad_id)
-    bigger = _cached_superset(cache, knowledge_key, settings, probes_hash(probe_tensors))
-    if bigger is not None:  # copy c is seeded by (seed, c) alone: the first copies of a bigger set are these
-        logger.info("augmentation: cache hit, the first %d of %d copies in %s", settings.copies,
-                    bigger["settings"]["copies"], cache / f"augment-{bigger['key']}")
-        return load_augmented(bigger["key"], cache, regression, train.pad_id, limit=settings.copies * len(train))
     enc = augment_encoded(train, teacher.tokenizer, teacher.model.get_input_embeddings().weight.detach().cpu(), settings)
     n = len(enc)
     logger.info("augmentation: %d copies of %d examples = %d new examples, labelled by the teacher (%s)",

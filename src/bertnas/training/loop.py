@@ -90,15 +90,34 @@ def nonfinite_weights(modules: dict[str, object]) -> str | None:
 
 
 _DEADLINE: float | None = None  # time.monotonic() at which training loops stop (``--time-budget``), or None
+_CUT: list[str] = []  # what the deadline cut short inside the current stop_at block
 
 
 @contextlib.contextmanager
 def stop_at(deadline: float | None) -> Iterator[None]:
     """Inside the block, :func:`train_pass` stops after the step that crosses ``deadline`` (``time.monotonic()``)
     and :func:`run_epochs` starts no new epoch after it: the stage ends early and keeps what it has, so a run
-    with ``--time-budget`` ends on time even when the plan's prediction was short. None: no limit."""
+    with ``--time-budget`` ends on time even when the plan's prediction was short. A stage's ``min_epochs`` run
+    in full regardless (a search's architecture epoch, further training's first). None: no limit."""
+    _CUT.clear()
     global _DEADLINE
     previous, _DEADLINE = _DEADLINE, deadline
+    try:
+        yield
+    finally:
+        _DEADLINE = previous
+
+
+def deadline_cuts() -> list[str]:
+    """The loops the current :func:`stop_at` deadline cut short so far (empty when none, or outside one)."""
+    return list(_CUT) if _DEADLINE is not None else []
+
+
+@contextlib.contextmanager
+def _no_deadline() -> Iterator[None]:
+    """An epoch that must run in full (``run_epochs``' ``min_epochs``): no deadline inside it."""
+    global _DEADLINE
+    previous, _DEADLINE = _DEADLINE, None
     try:
         yield
     finally:
@@ -175,17 +194,21 @@ def run_epochs(
     seed: int,
     epoch_fn: Callable[[int, torch.Generator, torch.Generator], dict],
     extra: Callable[[], dict] = dict,
+    min_epochs: int = 1,
 ) -> list[dict]:
     """Run ``epoch_fn(epoch, shuffle_gen, sample_gen) -> record`` for the epochs not done yet, checkpointing
-    after each; returns the whole history (restored epochs included)."""
+    after each; returns the whole history (restored epochs included). The first ``min_epochs`` run in full even
+    past a :func:`stop_at` deadline."""
     for epoch in range(state.epoch, epochs):
-        if past_deadline():
+        if epoch >= min_epochs and past_deadline():
             logger.warning("stage %s: time budget reached, ending after %d of %d epochs", state.name, epoch, epochs)
+            _CUT.append(f"{state.name} after epoch {epoch} of {epochs}")
             break
         t0 = time.perf_counter()
         shuffle_gen, sample_gen = epoch_generators(seed, epoch)
         try:
-            record = epoch_fn(epoch, shuffle_gen, sample_gen)
+            with _no_deadline() if epoch < min_epochs else contextlib.nullcontext():
+                record = epoch_fn(epoch, shuffle_gen, sample_gen)
             ddp.check_in_sync(state.stateful, f"stage {state.name}, epoch {epoch + 1}")
             history = [*state.history, {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 1), **record}]
             done, state.epoch, state.history = state.epoch, epoch + 1, history
@@ -220,6 +243,7 @@ def train_pass(
     for i, batch in enumerate(bar):
         if i and past_deadline():  # at least one step: the epoch's record has its means
             logger.warning("%s: time budget reached, stopping after %d of %d steps", desc, i, steps)
+            _CUT.append(f"{desc} after step {i} of {steps}")
             break
         local, share = ddp.shard(batch)
         with ddp.sharded_step(share):
