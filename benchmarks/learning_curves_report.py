@@ -116,6 +116,7 @@ def plot(data: dict, table: list[dict], path: Path, yardstick_min: float | None)
             label="Pareto front")
     ax.axhline(data["teacher"][h], color="gray", linestyle="--", label=f"teacher {data['teacher'][h]:.3f}")
     if yardstick_min:
+        ax.set_xlim(right=max(ax.get_xlim()[1], 3 * yardstick_min * 1.08))
         for k in (1, 3):
             ax.axvline(k * yardstick_min, color="gray", linestyle=":", alpha=0.7)
             ax.text(k * yardstick_min, ax.get_ylim()[0], f" {k} teacher epoch{'s' if k > 1 else ''}", fontsize=8,

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from bertnas.budget import LADDER, SAFETY, choose, fixed_knobs, parse_duration
+from bertnas.budget import LADDERS, SAFETY, choose, fixed_knobs, parse_duration
 from bertnas.config import RunConfig
 from bertnas.errors import BertnasError
 from bertnas.estimate import Costs, predict
@@ -39,7 +39,7 @@ def _costs(n_train: int = 67349, **kw) -> Costs:
     base = dict(n_train=n_train, held=min(5000, n_train // 10), teacher_cached=False, teacher_example_s=1 / 750,
                 teacher_dev_s=8.0, copy_example_s=1 / 700, probes_example_s=1e-4, encode_s=4.0,
                 search_warm_step_s=0.09, search_arch_step_s=0.12, retrain_step_s=0.02, eval_example_s=3e-4,
-                n_dev=872, evaluate_s=25.0, measured_in_s=30.0, threads=2)
+                n_dev=872, pair=False, evaluate_s=25.0, measured_in_s=30.0, threads=2)
     return Costs(**{**base, **kw})
 
 
@@ -72,11 +72,12 @@ def test_knobs_the_user_set_are_kept():
 def test_small_data_searches_on_all_of_it():
     """The subset is compared with what the search draws from: the originals left for training and their copies."""
     plan = choose(RunConfig(), _costs(n_train=2000), 3600)
-    assert plan.rung == 0 and LADDER[0]["search_max_examples"] is not None
+    ladder = LADDERS["single"]
+    assert plan.rung == 0 and ladder[0]["search_max_examples"] is not None
     pool = (2000 - 200) * (1 + plan.settings["augment"])
-    assert (plan.settings["search_max_examples"] is None) == (pool <= LADDER[0]["search_max_examples"])
+    assert (plan.settings["search_max_examples"] is None) == (pool <= ladder[0]["search_max_examples"])
     big = choose(RunConfig(), _costs(n_train=67349), 3600)
-    assert big.settings["search_max_examples"] == LADDER[big.rung]["search_max_examples"]
+    assert big.settings["search_max_examples"] == ladder[big.rung]["search_max_examples"]
 
 
 def test_explicit_knobs_are_kept_even_at_their_default_values():

@@ -1,7 +1,7 @@
 """``--time-budget``: spend a wall-time budget on the recipe knobs that buy the most accuracy per minute.
 
 The plan: measure this machine's per-stage costs on a slice of the data (:func:`bertnas.estimate.measure_costs`),
-price every rung of :data:`LADDER` with them (:func:`bertnas.estimate.predict`), and take the first rung, in
+price every rung of the task kind's ladder (:data:`LADDERS`) with them (:func:`bertnas.estimate.predict`), and take the first rung, in
 order of measured accuracy, whose predicted wall time fits the budget. The ladder's order comes from the
 learning-curve study (docs/learning_curves.md: dev metric against minutes for copies, search subset and epochs,
 further-training epochs). While the run trains, :func:`bertnas.training.loop.stop_at` holds it to the budget
@@ -28,18 +28,20 @@ logger = logging.getLogger("bertnas")
 KNOBS = ("augment", "search_max_examples", "search_epochs", "retrain_epochs")
 """The settings a plan chooses; a knob the user set to something other than its default is kept as set."""
 
-LADDER: tuple[dict, ...] = (
-    # most accurate first (docs/learning_curves.md); search_max_examples None = all training examples
-    {"augment": 8, "search_max_examples": 20000, "search_epochs": 2, "retrain_epochs": 3},
-    {"augment": 4, "search_max_examples": 20000, "search_epochs": 2, "retrain_epochs": 3},
-    {"augment": 4, "search_max_examples": 20000, "search_epochs": 2, "retrain_epochs": 2},
-    {"augment": 2, "search_max_examples": 20000, "search_epochs": 2, "retrain_epochs": 3},
-    {"augment": 2, "search_max_examples": 20000, "search_epochs": 2, "retrain_epochs": 2},
-    {"augment": 0, "search_max_examples": 20000, "search_epochs": 2, "retrain_epochs": 3},
-    {"augment": 0, "search_max_examples": 20000, "search_epochs": 2, "retrain_epochs": 2},
-    {"augment": 0, "search_max_examples": 5000, "search_epochs": 2, "retrain_epochs": 2},
-    {"augment": 0, "search_max_examples": 5000, "search_epochs": 2, "retrain_epochs": 1},
-)
+def _rung(augment: int, retrain_epochs: int, search_max_examples: int | None = 20000, search_epochs: int = 2) -> dict:
+    return {"augment": augment, "search_max_examples": search_max_examples, "search_epochs": search_epochs,
+            "retrain_epochs": retrain_epochs}
+
+
+LADDERS: dict[str, tuple[dict, ...]] = {
+    # Most accurate first: the learning-curve study's Pareto recipes (docs/learning_curves.md), each a
+    # (copies, search subset x epochs, further-training epochs) that no quicker recipe beat on dev. The top rung
+    # (8 copies, 3 epochs) is from docs/results.md (one run, 0.9 points below the SST-2 teacher), beyond the study.
+    "single": (_rung(8, 3), _rung(4, 2), _rung(2, 2), _rung(0, 3), _rung(0, 2), _rung(0, 2, 5000), _rung(0, 1, 5000)),
+    "pair": (_rung(8, 3), _rung(4, 2), _rung(2, 2), _rung(0, 3), _rung(0, 2), _rung(0, 2, 5000), _rung(0, 1, 5000)),
+}
+"""The recipes a plan chooses from, for single-sentence and sentence-pair tasks; search_max_examples None =
+every training example."""
 
 SAFETY = 0.92
 """The plan's predicted total may use this share of the budget: the rest absorbs what the slice mispredicts."""
@@ -67,7 +69,7 @@ class Plan:
     settings: dict
     predicted: dict[str, float]
     costs: dict
-    rung: int  # index into LADDER
+    rung: int  # index into the task kind's ladder (LADDERS)
     key: str  # the user's settings the plan was made for
     planning_s: float = 0.0
     spent_s: float = 0.0  # wall time used so far, over every invocation of the run (start-up included)
@@ -113,13 +115,14 @@ def fixed_knobs(cfg: RunConfig, keep: set[str] | None = None) -> dict:
 
 
 def choose(cfg: RunConfig, costs, budget_s: float, planning_s: float = 0.0, keep: set[str] | None = None) -> Plan:
-    """The first rung of :data:`LADDER` (with the user's own knobs kept, :func:`fixed_knobs`) whose predicted
-    total fits ``SAFETY`` x the budget; when none fits, an error naming the least budget that would."""
+    """The first rung of the task kind's ladder (:data:`LADDERS`, with the user's own knobs kept,
+    :func:`fixed_knobs`) whose predicted total fits ``SAFETY`` x the budget; when none fits, an error naming the
+    least budget that would."""
     from .estimate import predict
 
     fixed = fixed_knobs(cfg, keep)
     tried, seen = [], set()
-    for i, rung in enumerate(LADDER):
+    for i, rung in enumerate(LADDERS["pair" if costs.pair else "single"]):
         knobs = {**rung, **fixed}
         pool = (costs.n_train - costs.held) * (1 + knobs["augment"])  # what the search draws its subset from
         if knobs["search_max_examples"] is not None and knobs["search_max_examples"] >= pool:

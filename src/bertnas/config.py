@@ -62,7 +62,7 @@ class RunConfig:
     dropout: float = _f(0.1, "dropout on embeddings and before the classifier", "space")
     pair_match: bool = _f(True, "sentence pairs: mark every token whose word piece also occurs in the other sentence with a learned vector (the exact-match input of DrQA-style readers); off leaves the comparison to the cells and the pair head (ours)", "space")
     # --- search ---
-    search_epochs: int = _f(3, "search epochs (paper: 80 on GPU; CPU runs use few)", "search")
+    search_epochs: int = _f(2, "search epochs, the first --search-warmup-epochs of them weight-only (paper: 80 on GPU). Default 2 on --search-max-examples 20,000: the recipe that was best at about one teacher fine-tuning epoch of wall time (docs/learning_curves.md) (ours)", "search")
     search_batch_size: int = _f(64, "search batch size", "search")
     search_lr: float = _f(2e-3, "weight learning rate during search (AdamW) (ours)", "search")
     arch_lr: float = _f(3e-3, "architecture-weight learning rate (Adam) (ours)", "search")
@@ -78,7 +78,7 @@ class RunConfig:
     temperature: float = _f(1.0, "distillation temperature T", "search")
     attentive_kd: bool = _f(True, "weight distillation pairs by how well each teacher layer predicts the gold label", "search")
     min_parametric: int = _f(1, "collapse guard: parametric ops each node keeps at derivation (0 disables)", "search")
-    search_max_examples: int | None = _f(None, "search on a random subset of N training examples", "search")
+    search_max_examples: int | None = _f(20000, "search on a random subset of N training examples (copies included; 0 or unset: all). Default 20,000: on SST-2 a search on all 62,349 for 3 epochs took 3x as long and its student scored no better (docs/learning_curves.md) (ours)", "search")
     arch_data: str = _f("auto", "what the architecture steps learn from: val (batches of the held-out validation split, DARTS' bilevel), train (the weights' own batches, one level, as AdaBERT's code), or auto: val when there is a validation split (--val-examples), else train (ours)", "search", choices=("auto", "val", "train"))
     arch_entropy: float = _f(0.0, "weight of an entropy penalty on the op and depth distributions, ramped from 0 to this value over the architecture epochs; pushes the search to commit (0: off) (ours)", "search")
     bn_recalibration: int = _f(20, "batches of training data that re-estimate the search network's BatchNorm statistics for a derived architecture before it is scored (each epoch's check, --derive-candidates) or handed to further training; the statistics the search kept are a blend over every sampled architecture (0: off) (ours)", "search")
@@ -162,9 +162,11 @@ class RunConfig:
             raise bad("bn_recalibration", "must be in [0, 10000] batches (0 turns it off)")
         if not 1 <= self.derive_candidates <= 1000:
             raise bad("derive_candidates", "must be in [1, 1000] (1 keeps the most likely architecture)")
-        for name in ["max_train_examples", "search_max_examples", "teacher_token_budget"]:
+        for name in ["max_train_examples", "teacher_token_budget"]:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise bad(name, "must be >= 1 (or unset for all)")
+        if self.search_max_examples is not None and self.search_max_examples < 0:
+            raise bad("search_max_examples", "must be >= 1, or 0 to search on every training example")
         for name in ["gamma", "dropout"]:
             if not 0 <= getattr(self, name) <= 1:
                 raise bad(name, "must be in [0, 1]")

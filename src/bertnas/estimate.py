@@ -82,6 +82,7 @@ class Costs:
     retrain_step_s: float
     eval_example_s: float  # scoring one dev or validation example with a student (each epoch's check)
     n_dev: int
+    pair: bool  # sentence pairs (the plan's ladder differs)
     evaluate_s: float  # the evaluate stage (mostly latency repeats)
     measured_in_s: float  # what measuring took
     threads: int
@@ -143,7 +144,7 @@ def measure_costs(cfg: RunConfig, cached: bool | None = None) -> Costs:
         probes_example_s=clock.seconds("probes") / small_n, encode_s=encode_s,
         search_warm_step_s=warm, search_arch_step_s=clock.per_step("search 2/2") or warm,
         retrain_step_s=clock.per_step("retrain") or 0.0, eval_example_s=retrain_fixed / max(scored, 1),
-        n_dev=len(data.dev), evaluate_s=_teacher_latency_seconds(cfg),
+        n_dev=len(data.dev), pair=spec.pair, evaluate_s=_teacher_latency_seconds(cfg),
         measured_in_s=time.perf_counter() - t_start, threads=torch.get_num_threads())
 
 
