@@ -28,7 +28,11 @@ def __getattr__(name: str):
     No submodule of ``bertnas`` may share a name with these: once imported, a submodule is an attribute of the
     package and would be returned instead of the function (tests/test_api.py checks this).
     """
-    if name in ("run", "probe", "search", "retrain", "evaluate", "load_data", "load_run_config"):
+    if name == "run":  # every stage, within cfg.time_budget when it is set
+        from .budget import run
+
+        return run
+    if name in ("probe", "search", "retrain", "evaluate", "load_data", "load_run_config"):
         from .adabert import pipeline
 
         return getattr(pipeline, name)

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import RunConfig
 from .errors import BertnasError
-from .utils import format_duration, hash_obj, read_json, write_json
+
+__all__ = ["LADDERS", "Plan", "choose", "fixed_knobs", "parse_duration", "plan_run", "run"]
+from .utils import format_duration, hash_obj, parse_duration, read_json, write_json
 
 logger = logging.getLogger("bertnas")
 
@@ -45,21 +46,6 @@ every training example."""
 
 SAFETY = 0.92
 """The plan's predicted total may use this share of the budget: the rest absorbs what the slice mispredicts."""
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a duration such as ``90s``, ``20m``, ``2h``, ``1h30m`` or ``1.5h``; BertnasError otherwise."""
-    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhd])", str(text).strip().lower())
-    rebuilt = "".join(f"{a}{b}" for a, b in parts)
-    if not parts or rebuilt != re.sub(r"\s+", "", str(text).strip().lower()):
-        raise BertnasError(f"--time-budget {text!r} is not a duration: write it with units, e.g. 20m, 2h, 1h30m or 90s")
-    seconds = sum(float(a) * _UNITS[b] for a, b in parts)
-    if not 0 < seconds <= 30 * 86400:
-        raise BertnasError(f"--time-budget {text!r} must be more than 0 and at most 30 days")
-    return seconds
-
 
 @dataclass
 class Plan:
@@ -170,3 +156,68 @@ def plan_run(cfg: RunConfig, out: Path, keep: set[str] | None = None) -> Plan:
 def save_plan(plan: Plan, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "plan.json", plan.to_dict())
+
+
+def run(cfg: RunConfig, out: str | Path, onnx_latency: bool = True, started_at: float | None = None,
+        keep: set[str] | None = None) -> dict:
+    """``bertnas run``: every stage (``adabert.pipeline.run``), within ``cfg.time_budget`` when it is set.
+
+    The budget counts from ``started_at`` (``time.monotonic()``; default: now; the CLI passes its own start);
+    ``keep``: the knobs the user set, which the plan keeps (default: those that differ from their defaults)."""
+    from .adabert import pipeline
+    from .training import distributed as ddp
+
+    if not cfg.time_budget:
+        return pipeline.run(cfg, out, onnx_latency)
+    since = time.monotonic() if started_at is None else started_at
+    out = Path(out)
+    cfg.validate()
+    if ddp.launched():
+        raise BertnasError("--time-budget plans a run in one process: drop it under torchrun, or run without torchrun")
+    plan = plan_run(cfg, out, keep)
+    cfg = cfg.update(plan.settings)
+    logger.info("%s", plan.describe())
+    finished = cfg.resume and {"probe", "search", "retrain"} <= pipeline.completed_stages(out, cfg)
+    if finished:  # a finished run measured again: its budget's record stays as it was
+        results = pipeline.run(cfg, out, onnx_latency)
+    else:
+        plan.spent_s += time.monotonic() - since  # start-up and planning (or reading the saved plan)
+        save_plan(plan, out)
+        results = pipeline.run(cfg, out, onnx_latency, stage_runner=lambda name, fn: _budgeted(plan, name, fn, out))
+    results["plan"] = {**plan.to_dict(), "within_budget": plan.spent_s <= plan.budget_s}
+    write_json(out / "results.json", results)
+    logger.info("time budget %s: used %s (%+.0f%%), predicted %s", format_duration(plan.budget_s),
+                format_duration(plan.spent_s), 100 * (plan.spent_s / plan.budget_s - 1),
+                format_duration(plan.predicted_total))
+    return results
+
+
+def _budgeted(plan: Plan, stage: str, fn, out: Path):
+    """Run one stage under its deadline and add its time to the plan's record (also when the stage fails or is
+    interrupted, so a resumed run has only the rest of its budget).
+
+    Training stops where the budget less the predicted evaluation ends; the search, where that less half of
+    the predicted further training ends, so that a search that runs long leaves further training some time. A
+    stage the deadline cut short is recorded in the plan (``cut_short``) and not marked done for its settings:
+    a later run with the same settings does it again in full."""
+    from .adabert.pipeline import unmark_stage
+    from .training.loop import deadline_cuts, stop_at
+
+    left = plan.budget_s - plan.spent_s  # of the whole budget, at the start of this stage
+    now = time.monotonic()
+    train_end = now + left - plan.predicted.get("evaluate", 0.0)
+    deadline = {"search": train_end - plan.predicted.get("retrain", 0.0) / 2, "retrain": train_end}.get(stage)
+    cuts: list[str] = []
+    try:
+        with stop_at(deadline):
+            result = fn()
+            cuts = deadline_cuts()
+    finally:
+        took = time.monotonic() - now
+        plan.stages_s[stage] = plan.stages_s.get(stage, 0.0) + took
+        plan.spent_s += took
+        if cuts:
+            plan.cut_short += cuts
+            unmark_stage(out, stage)
+        save_plan(plan, out)
+    return result

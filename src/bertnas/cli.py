@@ -172,7 +172,12 @@ def main(argv: list[str] | None = None) -> int:
             options = {"onnx_latency": args.onnx_latency} if args.command in ("run", "evaluate") else {}
             if args.command == "run" and cfg.time_budget:  # the budget counts from the command's start
                 options.update(started_at=time.monotonic() - process_age_s(), keep=given_settings(args))
-            result = getattr(pipeline, args.command)(cfg, args.out, **options)
+            if args.command == "run":
+                from .budget import run as run_all
+
+                result = run_all(cfg, args.out, **options)
+            else:
+                result = getattr(pipeline, args.command)(cfg, args.out, **options)
             if not ddp.is_main():  # torchrun: rank 0 writes and prints
                 succeeded = True
                 return 0

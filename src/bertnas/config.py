@@ -194,7 +194,7 @@ class RunConfig:
             if self.efficiency != "latency":
                 raise bad("latency_budget_ms", "applies to measured latency only: add --efficiency latency, or drop the budget")
         if self.time_budget is not None:
-            from .budget import parse_duration
+            from .utils import parse_duration
 
             try:
                 parse_duration(self.time_budget)

@@ -244,6 +244,23 @@ def progress(iterable=None, *, total: int | None = None, desc: str = "", example
     return LogProgress(iterable, total=total, desc=desc, examples=examples, interval=interval)
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``90s``, ``20m``, ``2h``, ``1h30m`` or ``1.5h``; BertnasError otherwise."""
+    import re
+
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhd])", str(text).strip().lower())
+    rebuilt = "".join(f"{a}{b}" for a, b in parts)
+    if not parts or rebuilt != re.sub(r"\s+", "", str(text).strip().lower()):
+        raise BertnasError(f"--time-budget {text!r} is not a duration: write it with units, e.g. 20m, 2h, 1h30m or 90s")
+    seconds = sum(float(a) * _UNITS[b] for a, b in parts)
+    if not 0 < seconds <= 30 * 86400:
+        raise BertnasError(f"--time-budget {text!r} must be more than 0 and at most 30 days")
+    return seconds
+
+
 def process_age_s() -> float:
     """Seconds since this process started (Linux: /proc; elsewhere 0): a wall-time budget counts start-up too."""
     try:

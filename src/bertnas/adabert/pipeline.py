@@ -425,30 +425,17 @@ def _evaluate(cfg: RunConfig, out: str | Path, onnx_latency: bool = True) -> dic
     return results
 
 
-def run(cfg: RunConfig, out: str | Path, onnx_latency: bool = True, started_at: float | None = None,
-        keep: set[str] | None = None) -> dict:
+def run(cfg: RunConfig, out: str | Path, onnx_latency: bool = True, stage_runner=None) -> dict:
     """All stages in order; with ``resume`` a stage whose output exists for the same settings is skipped.
-    ``onnx_latency``: passed to :func:`evaluate`. With ``cfg.time_budget`` the recipe's knobs come from a plan
-    (``bertnas.budget``) and the stages are held to the budget, counted from ``started_at`` (``time.monotonic()``;
-    default: now; the CLI passes its own start); ``keep``: the knobs the user set, which the plan keeps (default:
-    those that differ from their defaults)."""
-    since = time.monotonic() if started_at is None else started_at
+    ``onnx_latency``: passed to :func:`evaluate`. ``stage_runner(name, fn)``, when given, runs each stage's
+    ``fn()`` (evaluate included) and returns its result: how ``--time-budget`` holds stages to a deadline and
+    counts their time (``bertnas.budget``). With ``cfg.time_budget`` set, call ``bertnas.run`` (which plans
+    the budget and comes here), not this function."""
     out = Path(out)
     cfg.validate()
     _device(cfg)
-    plan = None
-    if cfg.time_budget:
-        from ..budget import plan_run, save_plan
-
-        if ddp.active():
-            raise BertnasError("--time-budget plans a run in one process: drop it under torchrun, or run without torchrun")
-        plan = plan_run(cfg, out, keep)
-        cfg = cfg.update(plan.settings)
-        logger.info("%s", plan.describe())
+    runner = stage_runner or (lambda name, fn: fn())
     done = ddp.on_main(completed_stages, out, cfg) if cfg.resume else set()  # rank 0 decides for all ranks
-    if plan is not None and not {"probe", "search", "retrain"} <= done:  # start-up and planning count
-        plan.spent_s += time.monotonic() - since
-        save_plan(plan, out)
     if done:  # the steps that follow read their settings from the run directory
         ddp.on_main(save_run_config, cfg, out)
     for name, fn in (("probe", probe), ("search", search), ("retrain", retrain)):
@@ -456,52 +443,8 @@ def run(cfg: RunConfig, out: str | Path, onnx_latency: bool = True, started_at: 
             logger.info("stage %s: already done for these settings, skipping (--no-resume to redo)", name)
             continue
         logger.info("stage %s", name)
-        if plan is None:
-            fn(cfg, out)
-        else:
-            _budgeted(plan, name, lambda: fn(cfg, out), out, cfg)
-    if plan is None:
-        return evaluate(cfg, out, onnx_latency=onnx_latency)
-    if {"probe", "search", "retrain"} <= done:  # a finished run measured again: its budget's record stays
-        results = evaluate(cfg, out, onnx_latency=onnx_latency)
-    else:
-        results = _budgeted(plan, "evaluate", lambda: evaluate(cfg, out, onnx_latency=onnx_latency), out, cfg)
-    results["plan"] = {**plan.to_dict(), "within_budget": plan.spent_s <= plan.budget_s}
-    write_json(out / "results.json", results)
-    logger.info("time budget %.0f s: used %.0f s (%+.0f%%), predicted %.0f s", plan.budget_s, plan.spent_s,
-                100 * (plan.spent_s / plan.budget_s - 1), plan.predicted_total)
-    return results
-
-
-def _budgeted(plan, stage: str, fn, out: Path, cfg: RunConfig):
-    """Run one stage of a budgeted run under its deadline, and add its time to the plan's record (also when the
-    stage fails or is interrupted, so a resumed run has only the rest of its budget).
-
-    Training stops where the budget less the predicted evaluation ends; the search, where that less half of
-    the predicted further training ends, so that a search that runs long leaves further training some time. A
-    stage the deadline cut short is recorded in the plan (``cut_short``) and not marked done for its settings:
-    a later run with the same settings does it again in full."""
-    from ..budget import save_plan
-    from ..training.loop import deadline_cuts, stop_at
-
-    left = plan.budget_s - plan.spent_s  # of the whole budget, at the start of this stage
-    now = time.monotonic()
-    train_end = now + left - plan.predicted.get("evaluate", 0.0)
-    deadline = {"search": train_end - plan.predicted.get("retrain", 0.0) / 2, "retrain": train_end}.get(stage)
-    cuts: list[str] = []
-    try:
-        with stop_at(deadline):
-            result = fn()
-            cuts = deadline_cuts()
-    finally:
-        took = time.monotonic() - now
-        plan.stages_s[stage] = plan.stages_s.get(stage, 0.0) + took
-        plan.spent_s += took
-        if cuts:
-            plan.cut_short += cuts
-            _unmark(out, stage)
-        save_plan(plan, out)
-    return result
+        runner(name, lambda: fn(cfg, out))
+    return runner("evaluate", lambda: evaluate(cfg, out, onnx_latency=onnx_latency))
 
 
 _STAGE_GROUPS = {"probe": {"data", "teacher", "probes"}, "search": {"data", "split", "teacher", "probes", "space", "search"},
@@ -535,7 +478,7 @@ def completed_stages(out: Path, cfg: RunConfig) -> set[str]:
     return done
 
 
-def _unmark(out: Path, stage: str) -> None:
+def unmark_stage(out: Path, stage: str) -> None:
     """Forget that ``stage`` is done (a stage the time budget cut short is not the full stage of its settings)."""
     path = out / "stages.json"
     if path.is_file():
