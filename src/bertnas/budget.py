@@ -21,7 +21,7 @@ from pathlib import Path
 from .config import RunConfig
 from .errors import BertnasError
 
-__all__ = ["LADDERS", "Plan", "choose", "fixed_knobs", "parse_duration", "plan_run", "run"]
+__all__ = ["LADDERS", "Plan", "choose", "fixed_knobs", "parse_duration", "plan_run", "planner", "run"]
 from .utils import format_duration, hash_obj, parse_duration, read_json, write_json
 
 logger = logging.getLogger("bertnas")
@@ -126,6 +126,15 @@ def choose(cfg: RunConfig, costs, budget_s: float, planning_s: float = 0.0, keep
     raise BertnasError(f"--time-budget {format_duration(budget_s)} is too short for this data on this machine: the "
                        f"quickest recipe is predicted to take {format_duration(least)}; give at least "
                        f"{format_duration(math.ceil(least / SAFETY / 60) * 60)}, or use --max-train-examples")
+
+
+def planner(cfg: RunConfig, keep: set[str] | None = None):
+    """For ``--dry-run --time-budget``: ``costs -> (settings, description)`` of the plan a run would make."""
+    def plan(costs) -> tuple[dict, str]:
+        chosen = choose(cfg, costs, parse_duration(cfg.time_budget), costs.measured_in_s, keep)
+        return chosen.settings, chosen.describe()
+
+    return plan
 
 
 def plan_run(cfg: RunConfig, out: Path, keep: set[str] | None = None) -> Plan:

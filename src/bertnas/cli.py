@@ -164,7 +164,12 @@ def main(argv: list[str] | None = None) -> int:
 
             cfg = resolve_config(args, from_run_dir=args.command not in ("run", "probe"))
             stages = ("probe", "search", "retrain", "evaluate") if args.command == "run" else (args.command,)
-            print(dry_run(cfg, args.out, stages, keep=given_settings(args)))
+            plan = None
+            if args.command == "run" and cfg.time_budget:
+                from .budget import planner
+
+                plan = planner(cfg, given_settings(args))
+            print(dry_run(cfg, args.out, stages, plan))
         else:
             from .measure.report import probes_table, results_table
 

@@ -16,6 +16,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -182,10 +183,10 @@ def predict(cfg: RunConfig, costs: Costs) -> dict[str, tuple[float, str]]:
 
 
 def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe", "search", "retrain", "evaluate"),
-            keep: set[str] | None = None) -> str:
-    """Time the stages on a slice and return a printable estimate; writes nothing to ``out`` or the cache. With
-    ``cfg.time_budget`` and the whole run's stages, the plan a budgeted run would make (``keep``: as
-    :func:`bertnas.budget.choose`)."""
+            plan: Callable[[Costs], tuple[dict, str]] | None = None) -> str:
+    """Time the stages on a slice and return a printable estimate; writes nothing to ``out`` or the cache.
+    ``plan(costs) -> (settings, description)``: the knobs a budgeted run would choose with these costs
+    (``bertnas.budget.planner``); the estimate is then for them."""
     from .adabert import pipeline
     from .teacher.knowledge import default_cache_dir, knowledge_key
     from .teacher.loading import load_teacher
@@ -215,12 +216,10 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
     if done:
         lines.append(f"already done in {out} for these settings (would be skipped): {', '.join(sorted(done))}")
     costs = measure_costs(cfg, cached=hit)
-    if cfg.time_budget and len(stages) == 4:  # the plan a budgeted run would make, priced with the same measurement
-        from .budget import choose, parse_duration
-
-        plan = choose(cfg, costs, parse_duration(cfg.time_budget), costs.measured_in_s, keep)
-        cfg = cfg.update(plan.settings)
-        lines.append(f"plan: {plan.describe()}")
+    if plan is not None:  # the plan a budgeted run would make, priced with the same measurement
+        settings, description = plan(costs)
+        cfg = cfg.update(settings)
+        lines.append(f"plan: {description}")
     estimates = predict(cfg, costs)
     lines += ["", "| stage | estimate | from |", "|---|---:|---|"]
     total = 0.0
