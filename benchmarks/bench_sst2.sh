@@ -13,6 +13,6 @@ TEACHER=${2:-../shared/teachers/sst2-minilm-L6-H384}
 OUT=${3:-runs/bench-sst2}
 OTHER=${4:-runs/mrpc/search/genotype.json}
 bertnas bench --teacher "$TEACHER" --task sst2 --data-dir "$DATA" --out "$OUT" \
-    --max-seq-len 64 --max-train-examples "${TRAIN:-10000}" --search-epochs 3 --retrain-epochs 2 \
+    --max-seq-len 64 --max-train-examples "${TRAIN:-10000}" --search-epochs 3 --retrain-epochs 2 --augment 0 \
     --random-n "${RANDOM_N:-5}" --rows "${ROWS:-default}" --genotype-from "$OTHER" \
     --seeds "${SEEDS:-1}" --random-per-bin "${RANDOM_PER_BIN:-0}" --latency-bins "${LATENCY_BINS:-3}" "${@:5}"

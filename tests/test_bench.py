@@ -12,7 +12,7 @@ from bertnas import RunConfig
 from bertnas.bench import BenchSettings, run_bench
 from bertnas.errors import BertnasError
 
-TINY = dict(max_seq_len=32, hidden_size=16, k_max=3, search_epochs=2, retrain_epochs=1, probe_epochs=1,
+TINY = dict(augment=0, max_seq_len=32, hidden_size=16, k_max=3, search_epochs=2, retrain_epochs=1, probe_epochs=1,
             search_batch_size=32, retrain_batch_size=32, eval_seq_len=32, latency_repeats=2, latency_threads=1,
             device="cpu")
 ROWS = "full,searched_fresh,random,conv3_stack,no_kd"

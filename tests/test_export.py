@@ -17,7 +17,7 @@ pytest.importorskip("onnx")
 from bertnas.cli import main  # noqa: E402
 from bertnas.export.onnx import DEFAULT_TOLERANCE, export_model  # noqa: E402
 
-TINY = dict(max_seq_len=32, hidden_size=16, k_max=3, search_epochs=1, retrain_epochs=1, probe_epochs=1,
+TINY = dict(augment=0, max_seq_len=32, hidden_size=16, k_max=3, search_epochs=1, retrain_epochs=1, probe_epochs=1,
             search_batch_size=16, retrain_batch_size=16, eval_seq_len=32, latency_repeats=2, latency_threads=1,
             device="cpu")
 

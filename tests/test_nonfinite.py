@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-TINY = ["--max-seq-len", "32", "--hidden-size", "16", "--k-max", "2", "--probe-epochs", "1",
+TINY = ["--augment", "0", "--max-seq-len", "32", "--hidden-size", "16", "--k-max", "2", "--probe-epochs", "1",
         "--search-batch-size", "32", "--retrain-batch-size", "32", "--eval-seq-len", "32", "--latency-repeats", "2",
         "--latency-threads", "1", "--device", "cpu"]
 

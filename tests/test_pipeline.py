@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-TINY = ["--max-seq-len", "32", "--hidden-size", "16", "--k-max", "4", "--search-epochs", "2",
+TINY = ["--augment", "0", "--max-seq-len", "32", "--hidden-size", "16", "--k-max", "4", "--search-epochs", "2",
         "--retrain-epochs", "1", "--probe-epochs", "2", "--search-batch-size", "16", "--retrain-batch-size", "16",
         "--eval-seq-len", "32", "--latency-repeats", "2", "--latency-threads", "1", "--device", "cpu"]
 

@@ -63,10 +63,10 @@ def test_a_budget_too_short_names_the_least_that_would_do():
 
 
 def test_knobs_the_user_set_are_kept():
-    cfg = RunConfig(augment=1, retrain_epochs=5)
-    assert fixed_knobs(cfg) == {"augment": 1, "retrain_epochs": 5}
+    cfg = RunConfig(augment=3, retrain_epochs=5)
+    assert fixed_knobs(cfg) == {"augment": 3, "retrain_epochs": 5}
     plan = choose(cfg, _costs(), 3600)
-    assert plan.settings["augment"] == 1 and plan.settings["retrain_epochs"] == 5
+    assert plan.settings["augment"] == 3 and plan.settings["retrain_epochs"] == 5
 
 
 def test_small_data_searches_on_all_of_it():
@@ -81,8 +81,8 @@ def test_small_data_searches_on_all_of_it():
 
 
 def test_explicit_knobs_are_kept_even_at_their_default_values():
-    plan = choose(RunConfig(), _costs(), 3600, keep={"augment", "task"})  # --augment 0 given on the command line
-    assert plan.settings["augment"] == 0
+    plan = choose(RunConfig(), _costs(), 3600, keep={"augment", "task"})  # --augment 1 (the default) given
+    assert plan.settings["augment"] == RunConfig().augment
 
 
 def test_a_deadline_ends_training_early_and_keeps_the_best(tmp_path):
@@ -176,9 +176,10 @@ def test_a_budgeted_run_plans_logs_applies_and_resumes(tmp_path, tiny_teacher, s
     assert "resuming the saved plan" in again.stderr and "already done for these settings" in again.stderr
     assert json.loads((out / "plan.json").read_text())["spent_s"] == plan["spent_s"]  # nothing trained: not charged
     # a knob given on the command line is kept, even at its default value
-    kept = _run(*common, "--dry-run", "--augment", "0")
+    default = str(RunConfig().augment)
+    kept = _run(*common, "--dry-run", "--augment", default)
     assert kept.returncode == 0, kept.stderr[-2000:]
-    assert "plan: time budget 20m00s: --augment 0," in kept.stdout
+    assert f"plan: time budget 20m00s: --augment {default}," in kept.stdout
 
 
 def test_a_budget_too_short_is_one_line_and_writes_nothing(tmp_path, tiny_teacher, synthetic_files):

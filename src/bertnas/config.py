@@ -50,7 +50,7 @@ class RunConfig:
     cache_dir: str | None = _f(None, "where teacher knowledge is cached (default: $BERTNAS_CACHE_DIR or ~/.cache/bertnas)", "teacher")
     teacher_dtype: str = _f("auto", "precision of the teacher pass: auto (bfloat16 where the hardware has it and it agrees with float32 on dev), fp32 or bf16", "teacher", choices=("auto", "fp32", "bf16"))
     teacher_token_budget: int | None = _f(None, "at most this many padded tokens per teacher batch (batches of short sentences grow up to --teacher-batch-size)", "teacher")
-    augment: int = _f(0, "teacher-labelled augmentation: N extra copies of each training example (TinyBERT-style word replacement, deletion, swaps; paper: about 20); 0 turns it off", "teacher")
+    augment: int = _f(1, "teacher-labelled augmentation: N extra copies of each training example (TinyBERT-style word replacement, deletion, swaps; paper: about 20); 0 turns it off. Default 1: with 2 epochs of further training, the recipe that was best at about one teacher fine-tuning epoch of wall time (docs/learning_curves.md) (ours)", "teacher")
     augment_replace_prob: float = _f(0.4, "augmentation: chance that a word is replaced by one of its nearest neighbours", "teacher")
     augment_edit_prob: float = _f(0.1, "augmentation: chance that a word is deleted, and separately that it is swapped with its neighbour", "teacher")
     # --- probes ---
@@ -89,7 +89,7 @@ class RunConfig:
     latency_table_seq_len: int | None = _f(None, "with --efficiency latency: sequence length of the op latencies (default: --eval-seq-len)", "search")
     latency_table_threads: int | None = _f(None, "with --efficiency latency: torch threads for the op latencies (default: --latency-threads)", "search")
     # --- retraining ---
-    retrain_epochs: int = _f(3, "epochs of training the derived model further", "retrain")
+    retrain_epochs: int = _f(2, "epochs of training the derived model further (default 2: see --augment)", "retrain")
     retrain_batch_size: int = _f(32, "retraining batch size", "retrain")
     retrain_lr: float = _f(1e-3, "retraining learning rate (AdamW, linear decay) (ours)", "retrain")
     weight_decay: float = _f(0.01, "AdamW weight decay", "retrain")

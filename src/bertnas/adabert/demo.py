@@ -18,7 +18,7 @@ logger = logging.getLogger("bertnas")
 
 DEMO_OVERRIDES = {
     "max_seq_len": 48, "search_epochs": 4, "search_batch_size": 32, "retrain_epochs": 4,
-    "probe_epochs": 10, "probe_lr": 1e-2, "latency_repeats": 10,
+    "probe_epochs": 10, "probe_lr": 1e-2, "latency_repeats": 10, "augment": 0,
 }
 """Settings the demo uses on top of the defaults (small data: more probe epochs, a short search)."""
 
