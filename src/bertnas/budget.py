@@ -38,8 +38,8 @@ LADDERS: dict[str, tuple[dict, ...]] = {
     # Most accurate first: the learning-curve study's Pareto recipes (docs/learning_curves.md), each a
     # (copies, further-training epochs) on a 20,000-example, 2-epoch search that no quicker recipe beat on dev.
     # SST-2 (3 seeds for 0 and 1 copies, 2 for 2 and 4): 4 copies x 2 epochs -1.9, 2 x 2 -2.2, 1 x 2 -3.5 (the
-    # default; within noise of 1 x 1, -3.3), 0 x 3 -4.7, 0 x 1 -5.3 points. The top rung (8 copies, 3 epochs: -0.9, one run) is from
-    # docs/results.md, beyond the study. A search on 5,000 examples is no rung: it ended at 8 cells, slower and worse.
+    # default; within noise of 1 x 1, -3.3), 0 x 3 -4.7, 0 x 1 -5.3 points. The top rung (8 copies, 3 epochs:
+    # -0.9, one run) is from docs/results.md, beyond the study. A search on 5,000 examples is no rung: it ended at 8 cells, slower and worse.
     "single": (_rung(8, 3), _rung(4, 2), _rung(2, 2), _rung(1, 2), _rung(1, 1), _rung(0, 3), _rung(0, 1)),
     "pair": (_rung(8, 3), _rung(4, 2), _rung(2, 2), _rung(1, 2), _rung(1, 1), _rung(0, 3), _rung(0, 1)),
 }
