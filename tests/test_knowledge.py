@@ -134,7 +134,8 @@ def test_dry_run_estimates_and_writes_nothing(tmp_path, tiny_teacher, synthetic_
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = proc.stdout
-    assert "160 train / 48 dev examples" in text and "not cached yet" in text
+    assert "160 train (+160 teacher-labelled copies) / 48 dev examples" in text  # the default: 1 copy
+    assert "not cached yet" in text
     for stage in ("probe", "search", "retrain", "evaluate", "total"):
         assert re.search(rf"\| {stage} \| \d+(m\d\ds|s) \|", text), text
     assert not out.exists() and not cache.exists()  # nothing in the run directory, nothing in the cache
