@@ -85,37 +85,45 @@ def test_explicit_knobs_are_kept_even_at_their_default_values():
     assert plan.settings["augment"] == RunConfig().augment
 
 
-def test_a_deadline_ends_training_early_and_keeps_the_best(tmp_path):
-    """Past the deadline, further training still runs its first epoch in full (a model that never trained is no
-    result), then starts no other; the cut is recorded."""
+def _tiny_search(tmp_path, **settings):
+    """A 64-example synthetic task whose teacher and probes are the gold labels, and a supernet for ``settings``."""
     from bertnas.adabert.objective import Targets
-    from bertnas.adabert.retrain import retrain
-    from bertnas.adabert.searcher import build_supernet, finish_search, search
+    from bertnas.adabert.searcher import build_supernet
     from bertnas.data.encode import encode
     from bertnas.data.synthetic import build_tokenizer, generate
-    from bertnas.training.loop import deadline_cuts, past_deadline, stop_at
 
     data = generate("single", n_train=64, n_dev=16, seed=0)
     tok = build_tokenizer(tmp_path / "vocab")
     train, dev = encode(tok, data.train, 32), encode(tok, data.dev, 32)
     gold = torch.nn.functional.one_hot(train.labels, 2).float() * 6 - 3
     targets = Targets(gold, gold[None].repeat(3, 1, 1), torch.device("cpu"))
-    cfg = RunConfig(hidden_size=16, k_max=2, search_batch_size=16, retrain_batch_size=16, search_epochs=1,
-                    search_warmup_epochs=0, retrain_epochs=4, seed=0, bn_recalibration=0).validate()
+    cfg = RunConfig(hidden_size=16, k_max=2, search_batch_size=16, seed=0, bn_recalibration=0, **settings).validate()
     g = torch.Generator().manual_seed(1)
     net = build_supernet(cfg, data.spec, torch.randn(len(tok), 8, generator=g), torch.randn(64, 8, generator=g),
                          tok.sep_token_id)
-    arch, heads, history = search(cfg, data.spec, train, dev, targets, net, torch.device("cpu"))
-    result = finish_search(cfg, data.spec, net, arch, heads, history, 0, None)
+    return cfg, data.spec, train, dev, targets, net
+
+
+def test_a_deadline_ends_training_early_and_keeps_the_best(tmp_path):
+    """Past the deadline, further training still runs its first epoch in full (a model that never trained is no
+    result), then starts no other; the cut is recorded."""
+    from bertnas.adabert.retrain import retrain
+    from bertnas.adabert.searcher import finish_search, search
+    from bertnas.training.loop import deadline_cuts, past_deadline, stop_at
+
+    cfg, spec, train, dev, targets, net = _tiny_search(tmp_path, retrain_batch_size=16, search_epochs=1,
+                                                       search_warmup_epochs=0, retrain_epochs=4)
+    arch, heads, history = search(cfg, spec, train, dev, targets, net, torch.device("cpu"))
+    result = finish_search(cfg, spec, net, arch, heads, history, 0, None)
     with stop_at(time.monotonic() - 1):
         assert past_deadline()
-        _, best, history = retrain(cfg, data.spec, result.student, result.heads, train, dev, targets,
+        _, best, history = retrain(cfg, spec, result.student, result.heads, train, dev, targets,
                                    torch.device("cpu"))
         assert deadline_cuts() == ["retrain after epoch 1 of 4"]
     assert not past_deadline() and deadline_cuts() == []  # the limit ends with the block
     assert [h["epoch"] for h in history] == [0, 1]  # the first epoch in full (4 steps), no other
     with stop_at(None):
-        _, _, full = retrain(cfg, data.spec, result.student, result.heads, train, dev, targets, torch.device("cpu"))
+        _, _, full = retrain(cfg, spec, result.student, result.heads, train, dev, targets, torch.device("cpu"))
     assert [h["epoch"] for h in full] == [0, 1, 2, 3, 4]
 
 
@@ -195,23 +203,11 @@ def test_a_budget_too_short_is_one_line_and_writes_nothing(tmp_path, tiny_teache
 def test_a_deadline_never_skips_the_searchs_architecture_epoch(tmp_path):
     """Past the deadline, a search still runs its warm-up and one architecture epoch (an architecture that never
     learned is an arbitrary one), then stops."""
-    from bertnas.adabert.objective import Targets
-    from bertnas.adabert.searcher import build_supernet, search
-    from bertnas.data.encode import encode
-    from bertnas.data.synthetic import build_tokenizer, generate
+    from bertnas.adabert.searcher import search
     from bertnas.training.loop import deadline_cuts, stop_at
 
-    data = generate("single", n_train=64, n_dev=16, seed=0)
-    tok = build_tokenizer(tmp_path / "vocab")
-    train, dev = encode(tok, data.train, 32), encode(tok, data.dev, 32)
-    gold = torch.nn.functional.one_hot(train.labels, 2).float() * 6 - 3
-    targets = Targets(gold, gold[None].repeat(3, 1, 1), torch.device("cpu"))
-    cfg = RunConfig(hidden_size=16, k_max=2, search_batch_size=16, search_epochs=4, search_warmup_epochs=1,
-                    seed=0, bn_recalibration=0).validate()
-    g = torch.Generator().manual_seed(1)
-    net = build_supernet(cfg, data.spec, torch.randn(len(tok), 8, generator=g), torch.randn(64, 8, generator=g),
-                         tok.sep_token_id)
+    cfg, spec, train, dev, targets, net = _tiny_search(tmp_path, search_epochs=4, search_warmup_epochs=1)
     with stop_at(time.monotonic() - 1):
-        _, _, history = search(cfg, data.spec, train, dev, targets, net, torch.device("cpu"))
+        _, _, history = search(cfg, spec, train, dev, targets, net, torch.device("cpu"))
         assert deadline_cuts() == ["search after epoch 2 of 4"]
     assert len(history) == 2 and history[1]["arch_updates"] and not history[0]["arch_updates"]
