@@ -108,12 +108,31 @@ def test_shrinking_keeps_the_better_half():
     scores = {p: float(i) for i, p in enumerate(reversed(paths))}  # later paths score better
     kept = shrink_bin(paths, scores, keep_min=2)
     assert len(kept) == 5 and set(kept) == set(paths[-5:])
-    assert shrink_bin(paths[:2], scores, keep_min=2) == paths[:2]  # at m already: unchanged
-    partial = {p: scores[p] for p in paths[:4]}  # only 4 scored: unscored paths go too
-    assert set(shrink_bin(paths, partial, keep_min=2)) <= set(paths[:4])
+    assert set(shrink_bin(paths[:2], scores, keep_min=2)) == set(paths[:2])  # at m already: unchanged
+    assert len(shrink_bin(paths, scores, keep_min=8)) == 8  # never below m
+    # only 4 of 10 scored (the paper: E random paths per bin): the worse 2 of those 4 go, the 6 unscored stay,
+    # so no kept path scored worse than a dropped one
+    partial = {p: scores[p] for p in paths[:4]}
+    kept = shrink_bin(paths, partial, keep_min=2)
+    assert set(kept) == set(paths) - set(paths[:2]), kept
     bins = make_bins(paths, 3)
     assert sum(len(b) for b in bins) == len(paths)
     assert max(path_params(p) for p in bins[0]) <= min(path_params(p) for p in bins[-1])
+
+
+def test_latency_bins_keep_the_fast_region():
+    """With a latency axis, the fastest paths form bins of their own that keep m paths however badly they score
+    (by parameters alone they would share a bin with slower paths and be dropped for their loss)."""
+    paths = [BlockPath(16, (op, IDENTITY)) for op in LAYER_OPS] + [BlockPath(16, ("mha", op)) for op in LAYER_OPS]
+    latency = {p: (0.1 if p.ops[0].startswith("sep") and p.depth == 1 else 1.0 + path_params(p) / 1e4) for p in paths}
+    fast = {p for p in paths if latency[p] < 1}
+    scores = {p: (10.0 if p in fast else 1.0) for p in paths}  # the fast paths score worst
+    for bins, axis in ((make_bins(paths, 2), "params"), (make_bins(paths, 2, latency), "params,latency")):
+        state = ShrinkState([bins])
+        for epoch in range(6):
+            state.shrink([{p: scores[p] for p in state.sample_for_scoring(0, 100, random.Random(epoch), 2)}], 2, epoch)
+        left = set(state.candidates(0)) & fast
+        assert (len(left) >= 2) == (axis == "params,latency"), (axis, state.bins)
     state = ShrinkState.start(paths, num_blocks=2, num_bins=2)
     rng = random.Random(0)
     state.shrink([{p: scores[p] for p in state.sample_for_scoring(n, 100, rng)} for n in range(2)], 2, epoch=1)

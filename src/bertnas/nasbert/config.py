@@ -9,6 +9,9 @@ from dataclasses import asdict, dataclass, fields
 from ..errors import BertnasError
 
 
+BIN_AXES = ("params,latency", "params")
+
+
 @dataclass
 class SupernetSettings:
     """``bertnas nasbert supernet``: corpus, teacher pass, block-wise distillation, progressive shrinking.
@@ -23,7 +26,11 @@ class SupernetSettings:
         epochs: passes over the training sentences (paper: 3 warm-up + shrinking epochs).
         batch_size, lr: AdamW on all supernet weights, linear decay.
         warmup_epochs: epochs before the first shrink (paper: 3).
-        bins: B, size bins per block (paper: 10).
+        bins: B, ranges per axis of the bins per block (paper: 10).
+        bin_by: "params,latency" (the paper: a B x B grid of parameter and latency ranges, each non-empty cell
+            a bin, so every latency range keeps at least m paths) or "params" (B parameter ranges only).
+        latency_seq_len, latency_batch, latency_repeats: how the block ops are timed for the latency axis
+            (minimum of the repeats, with ``threads``; the table is cached in OUT/supernet/op_latency.json).
         samples_per_bin: E, paths scored per bin per shrink (paper: 2000).
         keep_per_bin: m, shrinking stops at this many paths per bin (paper: 10).
         score_batches: held-out batches per scored path (paper: 5).
@@ -46,6 +53,10 @@ class SupernetSettings:
     lr: float = 5e-4
     warmup_epochs: int = 1
     bins: int = 4
+    bin_by: str = "params,latency"
+    latency_seq_len: int = 128
+    latency_batch: int = 1
+    latency_repeats: int = 10
     samples_per_bin: int = 16
     keep_per_bin: int = 4
     score_batches: int = 2
@@ -67,11 +78,14 @@ class SupernetSettings:
         if not self.corpus:
             raise BertnasError("no corpus given: pass --corpus FILE_OR_FOLDER[,MORE]")
         for name in ("max_sentences", "max_len", "num_blocks", "layers_per_block", "epochs", "batch_size", "bins",
-                     "samples_per_bin", "keep_per_bin", "score_batches", "teacher_batch_size", "heldout_sentences"):
+                     "samples_per_bin", "keep_per_bin", "score_batches", "teacher_batch_size", "heldout_sentences",
+                     "latency_seq_len", "latency_batch", "latency_repeats"):
             if getattr(self, name) < 1:
                 raise BertnasError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.warmup_epochs < 0 or self.lr <= 0:
             raise BertnasError("--warmup-epochs must be >= 0 and --lr > 0")
+        if self.bin_by not in BIN_AXES:
+            raise BertnasError(f"--bin-by {self.bin_by!r}: choose {' or '.join(BIN_AXES)}")
         self.hidden_list()
         return self
 
@@ -86,7 +100,7 @@ class SupernetSettings:
     def training_key(self) -> dict:
         """The settings a checkpoint depends on: resuming with other values starts over."""
         d = self.to_dict()
-        for k in ("epochs", "device", "cache_dir", "teacher_batch_size", "threads"):
+        for k in ("epochs", "device", "cache_dir", "teacher_batch_size", "threads", "latency_repeats"):
             d.pop(k)
         return d
 

@@ -90,13 +90,23 @@ def _hidden_inputs(c: int, with_mask: bool):
     return make
 
 
+def block_op_specs(space: SpaceConfig) -> list[OpSpec]:
+    """Every searchable op at every hidden size of the space (what a block's path is made of)."""
+    return [OpSpec(op, h, (lambda op=op, h=h: create_op(op, h, 0.0)), _hidden_inputs(h, True))
+            for h in space.hidden_sizes for op in space.ops]
+
+
+def path_latencies(table: LatencyTable, paths: list[BlockPath], seq_len: int, batch: int) -> dict[BlockPath, float]:
+    """Each path's layers' summed latency from the table (adapters excluded, as in the bins' parameters)."""
+    return {p: table.sum_of_parts(block_parts(p), seq_len, batch) for p in paths}
+
+
 def op_specs(space: SpaceConfig, shape: TeacherShape, embedding_sizes: list[int]) -> list[OpSpec]:
     """Every part any student of ``space`` can contain: ops x hidden sizes, adapters, embeddings, head."""
     from .modeling import NasBertConfig, NasBertEmbeddings
 
     t = shape.hidden
-    specs = [OpSpec(op, h, (lambda op=op, h=h: create_op(op, h, 0.0)), _hidden_inputs(h, True))
-             for h in space.hidden_sizes for op in space.ops]
+    specs = block_op_specs(space)
     pairs = {(t, h) for h in space.hidden_sizes} | {(h, t) for h in space.hidden_sizes}
     pairs |= {(a, b) for a in space.hidden_sizes for b in space.hidden_sizes}
     specs += [OpSpec("linear", f"{a}>{b}", (lambda a=a, b=b: nn.Linear(a, b)), _hidden_inputs(a, False)) for a, b in sorted(pairs)]

@@ -25,12 +25,13 @@ from safetensors.torch import load_file, save_file
 
 from ..data.corpus import read_corpus
 from ..errors import BertnasError
-from ..measure.latency_table import LatencyTable, measure_table
+from ..measure.latency_table import LatencyTable, cached_table, measure_table
 from ..measure.profile import random_batch, count_params, measure_latency
 from ..teacher.knowledge import default_cache_dir
 from ..utils import atomic_dir, read_json, resolve_device, run_metadata, set_seed, write_json
 from .config import SupernetSettings
-from .costs import TeacherShape, model_params, model_parts, op_specs, predict_latency
+from .costs import (TeacherShape, block_op_specs, model_params, model_parts, op_specs, path_latencies,
+                    predict_latency)
 from .distill import cache_key, compute_block_states, load_pretrained_teacher, score_path, teacher_fingerprint
 from .select import build_student, choose_embedding_size, combine, out_of_budget, parse_constraints, select_best
 from .space import SpaceConfig, Supernet, enumerate_paths, path_params
@@ -104,17 +105,20 @@ def supernet(settings: SupernetSettings, out: str | Path, resume: bool = True) -
     teacher_seconds = time.time() - t0
     logger.info("teacher states: %d training + %d held-out sentences (%.0f s)", len(train_idx), len(held_idx), teacher_seconds)
 
-    torch.manual_seed(settings.seed)
-    net = Supernet(space)
     paths = enumerate_paths(space)
     t0 = time.time()
+    latencies = _path_latency(settings, space, paths, out)
+    latency_seconds = time.time() - t0
+    torch.manual_seed(settings.seed)
+    net = Supernet(space)
+    t0 = time.time()
     state, log = train_supernet(net, states, train_idx, held_idx, settings, paths, out / "supernet", resume,
-                                resolve_device(settings.device))
+                                resolve_device(settings.device), latencies)
     train_seconds = time.time() - t0
     net.cpu()
     teacher.cpu()
 
-    held_out = list(states.batches(held_idx, settings.batch_size))[: settings.score_batches]
+    held_out = list(states.batches(held_idx, settings.batch_size))  # every held-out sentence
     candidates = [[{"path": str(p), "params": path_params(p), "loss": score_path(net, n, p, held_out)}
                    for p in state.candidates(n)] for n in range(space.num_blocks)]
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / "supernet" / "supernet.safetensors"))
@@ -123,10 +127,27 @@ def supernet(settings: SupernetSettings, out: str | Path, resume: bool = True) -
                "space_size_start": len(paths) ** space.num_blocks, "space_size_end": state.space_size(),
                "shrinks": state.history, "epochs": log, "train_sentences": len(train_idx), "heldout_sentences": len(held_idx),
                "cache": str(states.directory), "supernet_params": count_params(net),
-               "seconds": {"teacher_states": round(teacher_seconds, 1), "supernet_training": round(train_seconds, 1),
+               "bins_per_block": [len(b) for b in state.bins],
+               "seconds": {"teacher_states": round(teacher_seconds, 1), "op_latency": round(latency_seconds, 1),
+                           "supernet_training": round(train_seconds, 1),
                            "total": round(time.time() - t_start, 1)}}
     write_json(out / "supernet" / "log.json", summary)
     return summary
+
+
+def _path_latency(settings: SupernetSettings, space: SpaceConfig, paths: list, out: Path) -> dict | None:
+    """Every path's layer latency on this device, for the bins' latency axis (None when binning by params only).
+    The op table is cached in OUT/supernet/op_latency.json, so a resumed or repeated run bins the same way."""
+    if settings.bin_by != "params,latency":
+        return None
+    (out / "supernet").mkdir(parents=True, exist_ok=True)
+    table, measured = cached_table(out / "supernet" / "op_latency.json", block_op_specs(space), [settings.latency_seq_len],
+                                   [settings.latency_batch], threads=settings.threads, repeats=settings.latency_repeats,
+                                   stat="min")
+    if measured:
+        logger.info("timed %d block ops for the latency bins (batch %d, sequence %d)", measured, settings.latency_batch,
+                    settings.latency_seq_len)
+    return path_latencies(table, paths, settings.latency_seq_len, settings.latency_batch)
 
 
 def _load_supernet(out: Path, space: SpaceConfig) -> Supernet:
@@ -175,7 +196,7 @@ def select(out: str | Path, max_params: str | None = None, max_latency_ms: str |
     net = _load_supernet(out, space)
     teacher, tokenizer = load_pretrained_teacher(settings.teacher)
     states, (_, held_idx) = _states(settings, teacher, tokenizer, space.boundaries())
-    held_out = list(states.batches(held_idx, settings.batch_size))[: settings.score_batches]
+    held_out = list(states.batches(held_idx, settings.batch_size))  # every held-out sentence
     results = []
     for c in constraints:
         t0 = time.time()

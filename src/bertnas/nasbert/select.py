@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import re
@@ -20,13 +19,12 @@ import torch
 
 from ..errors import BertnasError
 from ..measure.latency_table import LatencyTable
-from .costs import TeacherShape, embedding_params, model_params, predict_latency
+from .costs import TeacherShape, block_parts, embedding_params, head_params, model_params, predict_latency
 from .distill import chain_loss
 from .modeling import NasBertConfig, NasBertForSequenceClassification
-from .space import Architecture, BlockPath, Supernet, path_params
+from .space import Architecture, BlockPath, Supernet, linear_params, path_params
 
 logger = logging.getLogger("bertnas")
-MAX_COMBINATIONS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -102,53 +100,177 @@ class Candidate:
     exact_loss: float | None = None
 
 
+@dataclass
+class _Prices:
+    """Per block: each surviving path's hidden-size index, layer params, layer latency (sum of parts) and loss;
+    the adapters' params and latency per (from size, to size); the embedding and head. Everything is additive,
+    so a combination's price is a sum and the search can work on arrays."""
+
+    sizes: list[int]  # distinct hidden sizes; index 0..S-1
+    hidden: list[np.ndarray]  # [block] (M,) int index into sizes
+    params: list[np.ndarray]  # [block] (M,) float64
+    latency: list[np.ndarray]  # [block] (M,) float64 (sum of parts, ms)
+    loss: list[np.ndarray]
+    adapter_params: np.ndarray  # (S + 1, S + 1): index S is the teacher size
+    adapter_latency: np.ndarray
+    fixed_params: float  # embedding + head
+    fixed_latency: float
+
+
+def _prices(paths: list[list[BlockPath]], losses: list[list[float]], e: int, shape: TeacherShape,
+            table: LatencyTable | None, seq_len: int, batch: int) -> _Prices:
+    sizes = sorted({p.hidden for block in paths for p in block})
+    where = {h: i for i, h in enumerate(sizes)}
+    dims = sizes + [shape.hidden]
+    ap = np.array([[linear_params(a, b) for b in dims] for a in dims], dtype=np.float64)
+    al = np.zeros_like(ap)
+    lat = [np.zeros(len(block)) for block in paths]
+    fixed_lat = 0.0
+    if table is not None:
+        for i, a in enumerate(dims):
+            for j, b in enumerate(dims):
+                if (i == len(sizes)) + (j == len(sizes)) == 1 or (i < len(sizes) and j < len(sizes)):
+                    al[i, j] = table.get("linear", f"{a}>{b}", seq_len, batch)
+        lat = [np.array([table.sum_of_parts(block_parts(p), seq_len, batch) for p in block]) for block in paths]
+        fixed_lat = table.sum_of_parts([("embedding", f"{e}>{shape.hidden}"), ("head", shape.hidden)], seq_len, batch)
+    return _Prices(sizes, [np.array([where[p.hidden] for p in block]) for block in paths],
+                   [np.array([path_params(p) for p in block], dtype=np.float64) for block in paths], lat,
+                   [np.asarray(x, dtype=np.float64) for x in losses], ap, al,
+                   float(embedding_params(e, shape) + head_params(shape)), fixed_lat)
+
+
+def pareto_top(costs: np.ndarray, loss: np.ndarray, top: int, chunk: int = 2048) -> np.ndarray:
+    """Indices of the rows that fewer than ``top`` other rows dominate (costs all <= and loss <=, ties broken by
+    order). A dominated prefix can be dropped: each of ``top`` dominating prefixes, finished the same way, gives a
+    whole model that fits wherever it fits and scores at least as well, so it cannot be in the top ``top``.
+
+    Rows are visited in loss order and compared with the rows kept so far: a row dominated by a dropped row is
+    also dominated by that row's ``top`` dominators, so counting the kept ones alone gives the same answer.
+    """
+    order = np.argsort(loss, kind="stable")
+    if costs.shape[1] == 0:
+        return np.sort(order[:top])
+    kept_costs = np.empty((0, costs.shape[1]))
+    kept: list[np.ndarray] = []
+    for start in range(0, len(order), chunk):
+        idx = order[start : start + chunk]
+        c = costs[idx]
+        count = np.zeros(len(idx), dtype=np.int64)
+        if len(kept_costs):
+            dom = np.ones((len(idx), len(kept_costs)), dtype=bool)
+            for d in range(c.shape[1]):
+                dom &= kept_costs[None, :, d] <= c[:, None, d]
+            count += dom.sum(1)
+        inner = np.tril(np.ones((len(idx), len(idx)), dtype=bool), -1)  # earlier in loss order within the chunk
+        for d in range(c.shape[1]):
+            inner &= c[None, :, d] <= c[:, None, d]
+        count += inner.sum(1)
+        keep = count < top
+        kept.append(idx[keep])
+        kept_costs = np.concatenate([kept_costs, c[keep]])
+    return np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)
+
+
 def combine(
     blocks: list[list[dict]], e: int, shape: TeacherShape, table: LatencyTable | None, constraint: Constraint,
     seq_len: int, batch: int, top_t: int,
 ) -> list[Candidate]:
-    """The ``top_t`` in-budget combinations by summed block loss (one path per block)."""
+    """The ``top_t`` in-budget combinations (one path per block) by summed block loss, found exactly.
+
+    Block by block, every prefix is extended by every path of the next block (arrays, not Python tuples);
+    prefixes that cannot fit even with the cheapest rest are dropped, and so are prefixes that ``top_t``
+    others with the same last hidden size dominate (:func:`pareto_top`). At the paper's scale (4 blocks of
+    ~100 surviving paths, 10^8 combinations) only a few thousand prefixes stay alive per block.
+    """
     if constraint.max_latency_ms is not None and table is None:
         raise BertnasError("a latency budget needs the latency table: run `bertnas nasbert latency --out DIR` first")
     paths = [[BlockPath.parse(c["path"]) for c in block] for block in blocks]
-    losses = [np.array([c["loss"] for c in block]) for block in blocks]
-    combos = [()]
-    total_loss = np.zeros(1)
-    for n in range(len(blocks)):  # extend block by block, pruning over-budget prefixes early
-        combos = [c + (i,) for c in combos for i in range(len(paths[n]))]
-        total_loss = (total_loss[:, None] + losses[n][None, :]).reshape(-1)
-        if constraint.max_params is not None:  # a prefix's layers alone already over budget can never fit
-            layer_params = np.array([sum(path_params(paths[k][i]) for k, i in enumerate(c)) for c in combos])
-            keep = np.nonzero(layer_params <= constraint.max_params)[0]
-            combos, total_loss = [combos[i] for i in keep], total_loss[keep]
-        if len(combos) > MAX_COMBINATIONS:
-            keep = np.argsort(total_loss, kind="stable")[:MAX_COMBINATIONS]
-            combos, total_loss = [combos[i] for i in keep], total_loss[keep]
+    lat_table = table if constraint.max_latency_ms is not None else None  # latency priced only when budgeted
+    pr = _prices(paths, [[c["loss"] for c in block] for block in blocks], e, shape, lat_table, seq_len, batch)
+    teacher_i = len(pr.sizes)
+    p_max = math.inf if constraint.max_params is None else float(constraint.max_params)
+    l_max = math.inf
+    if constraint.max_latency_ms is not None:  # predicted = scale * sum of parts + offset
+        scale, offset = table.calibration.get(f"{seq_len}|{batch}", (1.0, 0.0))
+        l_max = (constraint.max_latency_ms - offset) / scale
+    n_blocks = len(paths)
+    # a budget even the dearest combination meets cannot bind: leave it out of the dominance test
+    dearest_p = pr.fixed_params + sum(x.max() for x in pr.params) + n_blocks * pr.adapter_params.max()
+    dearest_l = pr.fixed_latency + sum(x.max() for x in pr.latency) + (n_blocks + 1) * pr.adapter_latency.max()
+    dims = [d for d, limit, dearest in ((0, p_max, dearest_p), (1, l_max, dearest_l)) if dearest + 1 > limit]
+    # the cheapest possible rest after block n: cheapest paths, cheapest adapters (a lower bound, so exact)
+    rest_p, rest_l = np.zeros(n_blocks), np.zeros(n_blocks)
+    for n in range(n_blocks - 2, -1, -1):
+        rest_p[n] = rest_p[n + 1] + pr.params[n + 1].min() + pr.adapter_params[:teacher_i, :teacher_i].min()
+        rest_l[n] = rest_l[n + 1] + pr.latency[n + 1].min() + pr.adapter_latency[:teacher_i, :teacher_i].min()
+    if n_blocks > 1:
+        rest_p[:-1] += pr.adapter_params[:teacher_i, teacher_i].min()
+        rest_l[:-1] += pr.adapter_latency[:teacher_i, teacher_i].min()
+
+    choice = np.zeros((1, 0), dtype=np.int32)  # (K, n) path index per block
+    cost_p, cost_l, loss = np.array([pr.fixed_params]), np.array([pr.fixed_latency]), np.zeros(1)
+    last = np.full(1, teacher_i)
+    for n in range(n_blocks):
+        h = pr.hidden[n]
+        new_p = cost_p[:, None] + pr.adapter_params[last][:, h] + pr.params[n][None, :]
+        new_l = cost_l[:, None] + pr.adapter_latency[last][:, h] + pr.latency[n][None, :]
+        if n == n_blocks - 1:  # the last block's adapter back to the teacher size
+            new_p, new_l = new_p + pr.adapter_params[h, teacher_i][None, :], new_l + pr.adapter_latency[h, teacher_i][None, :]
+        k, m = new_p.shape
+        rows, cols = np.divmod(np.arange(k * m), m)
+        cost_p, cost_l = new_p.reshape(-1), new_l.reshape(-1)
+        loss = (loss[:, None] + pr.loss[n][None, :]).reshape(-1)
+        choice = np.concatenate([choice[rows], cols[:, None].astype(np.int32)], 1)
+        last = h[cols]
+        fits = np.nonzero((cost_p + rest_p[n] <= p_max) & (cost_l + rest_l[n] <= l_max))[0]
+        if n == n_blocks - 1:  # whole models: the best top_t that fit
+            keep = fits[np.argsort(loss[fits], kind="stable")[:top_t]]
+        else:
+            costs = np.stack([cost_p, cost_l], 1)[:, dims]
+            groups = [fits[last[fits] == size] for size in np.unique(last[fits])]  # the rest's price depends on it
+            keep = [g[pareto_top(costs[g], loss[g], top_t)] for g in groups]
+            keep = np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
+        choice, cost_p, cost_l, loss, last = choice[keep], cost_p[keep], cost_l[keep], loss[keep], last[keep]
+        logger.debug("selection block %d: %d of %d prefixes kept", n + 1, len(keep), k * m)
     out = []
-    for i in np.argsort(total_loss, kind="stable"):
-        arch = Architecture(e, tuple(paths[n][j] for n, j in enumerate(combos[i])))
-        params = model_params(arch, shape)
-        if constraint.max_params is not None and params > constraint.max_params:
-            continue
+    for i in np.argsort(loss, kind="stable")[:top_t]:
+        arch = Architecture(e, tuple(paths[n][j] for n, j in enumerate(choice[i])))
         latency = predict_latency(table, arch, shape.hidden, seq_len, batch) if table is not None else None
-        if constraint.max_latency_ms is not None and latency > constraint.max_latency_ms:
-            continue
-        out.append(Candidate(arch, params, latency, float(total_loss[i])))
-        if len(out) >= top_t:
-            break
+        out.append(Candidate(arch, model_params(arch, shape), latency, float(loss[i])))
     return out
+
+
+def cheapest(blocks: list[list[dict]], e: int, shape: TeacherShape, table: LatencyTable | None, seq_len: int,
+             batch: int, what: str) -> float:
+    """The least parameters (``what="params"``) or predicted latency (``"latency"``) any surviving combination
+    has, by dynamic programming over the last hidden size (exact, whatever the space's size)."""
+    paths = [[BlockPath.parse(c["path"]) for c in block] for block in blocks]
+    pr = _prices(paths, [[0.0] * len(b) for b in paths], e, shape, table, seq_len, batch)
+    cost, adapt = (pr.params, pr.adapter_params) if what == "params" else (pr.latency, pr.adapter_latency)
+    s = len(pr.sizes)
+    best = np.full(s + 1, np.inf)
+    best[s] = pr.fixed_params if what == "params" else pr.fixed_latency
+    for n in range(len(paths)):
+        nxt = np.full(s + 1, np.inf)
+        for i, h in enumerate(pr.hidden[n]):
+            nxt[h] = min(nxt[h], float(np.min(best + adapt[:, h])) + cost[n][i])
+        best = nxt
+    total = float(np.min(best[:s] + adapt[:s, s]))
+    if what == "latency" and table is not None:
+        scale, offset = table.calibration.get(f"{seq_len}|{batch}", (1.0, 0.0))
+        total = scale * total + offset
+    return total
 
 
 def out_of_budget(blocks: list[list[dict]], embedding_sizes: list[int], shape: TeacherShape,
                   table: LatencyTable | None, constraint: Constraint, seq_len: int, batch: int) -> BertnasError:
     """The error for a budget no surviving model meets: the smallest model's parameters and, for a latency
     budget, the fastest model's predicted latency, so the user knows which budget would fit."""
-    paths = [[BlockPath.parse(c["path"]) for c in block] for block in blocks]
     e = min(embedding_sizes)
-    smallest = Architecture(e, tuple(min(block, key=path_params) for block in paths))
-    facts = [f"the smallest surviving model has {model_params(smallest, shape) / 1e6:.2f}M parameters"]
-    if constraint.max_latency_ms is not None and table is not None and math.prod(map(len, paths)) <= MAX_COMBINATIONS:
-        fastest = min(predict_latency(table, Architecture(e, combo), shape.hidden, seq_len, batch)
-                      for combo in itertools.product(*paths))
+    facts = [f"the smallest surviving model has {cheapest(blocks, e, shape, None, seq_len, batch, 'params') / 1e6:.2f}M "
+             "parameters"]
+    if constraint.max_latency_ms is not None and table is not None:
+        fastest = cheapest(blocks, e, shape, table, seq_len, batch, "latency")
         facts.append(f"the fastest is predicted at {fastest:.2f} ms (batch {batch}, sequence {seq_len})")
     return BertnasError(f"no architecture fits the budget {constraint.name}: {' and '.join(facts)}; raise the "
                         "budget, or shrink a supernet whose space keeps smaller layers")

@@ -1,9 +1,11 @@
-"""Progressive shrinking: bins of paths by size, the worse half of each bin dropped every epoch.
+"""Progressive shrinking (the paper's): bins of paths by size and latency, the worse half of each bin's sample dropped.
 
-Per block, paths go into B bins by their layers' parameters (bin b holds sizes in (b/B, (b+1)/B] of the
-largest). After the warm-up epochs, every epoch scores up to E paths per bin on held-out batches and keeps
-the better half of the bin (never fewer than m); a bin with more than E paths keeps only from the E it
-scored. Shrinking stops when every bin holds m paths; training goes on over the survivors.
+Per block, paths go into bins on a grid of B parameter ranges x B latency ranges (range b holds values in
+(b/B, (b+1)/B] of the block's largest; empty cells are dropped). After the warm-up epochs, every epoch scores up
+to E random paths per bin on random held-out batches and drops the worse half *of those scored* (never below m
+per bin); unscored paths stay, so no path is ever kept over one that scored better. Because every non-empty
+latency range keeps at least m paths, the fast region of the space survives shrinking even when its paths
+have the higher loss. Shrinking stops when every bin holds m paths; training goes on over the survivors.
 """
 from __future__ import annotations
 
@@ -11,32 +13,37 @@ import logging
 import math
 import random
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from .space import BlockPath, path_params
 
 logger = logging.getLogger("bertnas")
 
 
-def make_bins(paths: list[BlockPath], num_bins: int) -> list[list[BlockPath]]:
-    """Split paths into ``num_bins`` bins of equal width in parameters (empty bins are dropped)."""
+def _range(value: float, largest: float, num_bins: int) -> int:
+    return min(num_bins - 1, max(0, math.ceil(num_bins * value / largest) - 1)) if largest > 0 else 0
+
+
+def make_bins(paths: list[BlockPath], num_bins: int,
+              latency: Mapping[BlockPath, float] | None = None) -> list[list[BlockPath]]:
+    """Paths into bins of equal width in parameters and, given ``latency`` (ms per path), in latency too:
+    the non-empty cells of a B x B grid, ordered by (params range, latency range)."""
     largest = max(path_params(p) for p in paths)
-    bins: list[list[BlockPath]] = [[] for _ in range(num_bins)]
+    slowest = max(latency[p] for p in paths) if latency is not None else 0.0
+    cells: dict[tuple[int, int], list[BlockPath]] = {}
     for p in paths:
-        b = min(num_bins - 1, max(0, math.ceil(num_bins * path_params(p) / largest) - 1))
-        bins[b].append(p)
-    return [sorted(b) for b in bins if b]
+        lat = _range(latency[p], slowest, num_bins) if latency is not None else 0
+        cells.setdefault((_range(path_params(p), largest, num_bins), lat), []).append(p)
+    return [sorted(cells[k]) for k in sorted(cells)]
 
 
-def shrink_bin(candidates: list[BlockPath], scores: dict[BlockPath, float], keep_min: int) -> list[BlockPath]:
-    """The better half (by held-out loss, lower is better) of a bin's scored paths, at least ``keep_min``.
-
-    Unscored paths are dropped too when the bin is larger than what was scored.
-    """
-    if len(candidates) <= keep_min:
-        return list(candidates)
-    target = max(keep_min, math.ceil(len(candidates) / 2))
+def shrink_bin(candidates: list[BlockPath], scores: Mapping[BlockPath, float], keep_min: int) -> list[BlockPath]:
+    """Drop the worse half (by held-out loss, lower is better) of the bin's scored paths, keeping at least
+    ``keep_min``; unscored paths stay. Every dropped path scored worse than every kept scored one."""
     scored = sorted((p for p in candidates if p in scores), key=lambda p: (scores[p], p))
-    return sorted(scored[:target])
+    drop = min(len(scored) // 2, max(0, len(candidates) - keep_min))
+    gone = set(scored[len(scored) - drop:]) if drop else set()
+    return sorted(p for p in candidates if p not in gone)
 
 
 @dataclass
@@ -47,8 +54,9 @@ class ShrinkState:
     history: list[dict] = field(default_factory=list)
 
     @classmethod
-    def start(cls, paths: list[BlockPath], num_blocks: int, num_bins: int) -> "ShrinkState":
-        return cls([make_bins(paths, num_bins) for _ in range(num_blocks)])
+    def start(cls, paths: list[BlockPath], num_blocks: int, num_bins: int,
+              latency: Mapping[BlockPath, float] | None = None) -> "ShrinkState":
+        return cls([make_bins(paths, num_bins, latency) for _ in range(num_blocks)])
 
     def size(self, block: int | None = None) -> int:
         blocks = range(len(self.bins)) if block is None else [block]
@@ -64,10 +72,12 @@ class ShrinkState:
     def done(self, keep_min: int) -> bool:
         return all(len(b) <= keep_min for block in self.bins for b in block)
 
-    def sample_for_scoring(self, block: int, per_bin: int, rng: random.Random) -> list[BlockPath]:
+    def sample_for_scoring(self, block: int, per_bin: int, rng: random.Random, keep_min: int = 0) -> list[BlockPath]:
+        """Up to ``per_bin`` random paths of every bin that still holds more than ``keep_min``."""
         out = []
         for b in self.bins[block]:
-            out += b if len(b) <= per_bin else rng.sample(b, per_bin)
+            if len(b) > keep_min:
+                out += b if len(b) <= per_bin else rng.sample(b, per_bin)
         return out
 
     def shrink(self, scores: list[dict[BlockPath, float]], keep_min: int, epoch: int) -> None:

@@ -39,15 +39,22 @@ def _save_checkpoint(directory: Path, supernet: Supernet, optimizer, scheduler, 
                                         "rng": repr(rng.getstate())})
 
 
-def _held_out_batches(states: BlockStates, indices: list[int], settings: SupernetSettings) -> list[dict]:
-    return list(states.batches(indices, settings.batch_size))[: settings.score_batches]
+def random_heldout_batches(states: BlockStates, indices: list[int], settings: SupernetSettings,
+                           rng: random.Random) -> list[dict]:
+    """``score_batches`` batches of random held-out sentences (a fresh draw per shrink, the same for every path
+    scored in it): scoring on the same shortest batches every time would favour paths good at short inputs."""
+    sample = rng.sample(list(indices), min(len(indices), settings.score_batches * settings.batch_size))
+    return list(states.batches(sample, settings.batch_size))[: settings.score_batches]
 
 
 def train_supernet(
     supernet: Supernet, states: BlockStates, train_idx: list[int], heldout_idx: list[int],
     settings: SupernetSettings, paths: list, out: Path, resume: bool = True, device: torch.device | None = None,
+    path_latency: dict | None = None,
 ) -> tuple[ShrinkState, list[dict]]:
-    """Train ``settings.epochs`` epochs; returns the final shrink state and the per-epoch log."""
+    """Train ``settings.epochs`` epochs; returns the final shrink state and the per-epoch log.
+
+    ``path_latency`` (ms per path) adds latency to the bins' axes (the paper's bins by params and latency)."""
     device = device or torch.device("cpu")
     supernet.to(device)
     ckpt = out / "checkpoint"
@@ -56,7 +63,7 @@ def train_supernet(
     epoch_steps = (len(train_idx) + settings.batch_size - 1) // settings.batch_size
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_decay(settings.epochs * epoch_steps))
     rng, gen = random.Random(settings.seed), torch.Generator().manual_seed(settings.seed)
-    state, log, start = ShrinkState.start(paths, supernet.space.num_blocks, settings.bins), [], 0
+    state, log, start = ShrinkState.start(paths, supernet.space.num_blocks, settings.bins, path_latency), [], 0
     saved = _read_checkpoint(ckpt, key) if resume else None
     if saved is not None:
         saved, weights, extra = saved
@@ -72,7 +79,6 @@ def train_supernet(
             raise BertnasError(f"checkpoint {ckpt} does not fit this supernet ({why}); it was probably written by "
                                "another version of bertnas: delete it, or pass --no-resume, to start over") from None
         logger.info("resuming the supernet from epoch %d (%s)", start, ckpt)
-    held_out = [to_device(b, device) for b in _held_out_batches(states, heldout_idx, settings)]
     logger.info("search space: %s paths per block, %d whole models", [state.size(n) for n in range(len(state.bins))],
                 state.space_size())
     for epoch in range(start + 1, settings.epochs + 1):
@@ -90,8 +96,9 @@ def train_supernet(
         entry = {"epoch": epoch, "train_block_mse": mean, "lr": scheduler.get_last_lr()[0], "seconds": round(time.time() - t0, 1)}
         if epoch > settings.warmup_epochs and not state.done(settings.keep_per_bin):
             scores = []
+            held_out = [to_device(b, device) for b in random_heldout_batches(states, heldout_idx, settings, rng)]
             for n in range(len(state.bins)):
-                sample = state.sample_for_scoring(n, settings.samples_per_bin, rng)
+                sample = state.sample_for_scoring(n, settings.samples_per_bin, rng, settings.keep_per_bin)
                 scores.append({p: score_path(supernet, n, p, held_out) for p in sample})
             state.shrink(scores, settings.keep_per_bin, epoch)
             entry["paths_per_block"] = [state.size(n) for n in range(len(state.bins))]
