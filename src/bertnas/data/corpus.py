@@ -6,9 +6,13 @@
   (both sentences of a pair, each as its own line of text);
 - any other folder: every ``*.txt`` file inside it (recursively, sorted);
 - a ``datasets`` id (``hf:NAME`` or ``hf:NAME:CONFIG``), only if the ``datasets`` package is installed.
+
+Files must be UTF-8 text: one whose first block holds NUL bytes or invalid UTF-8 is refused with a one-line error
+(read leniently, a binary file would silently become lines of replacement characters to distil on).
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import logging
 import random
@@ -21,13 +25,54 @@ logger = logging.getLogger("bertnas")
 #: Header names of text columns in GLUE-style train.tsv files.
 TEXT_COLUMNS = ("sentence", "sentence1", "sentence2", "#1 String", "#2 String", "question", "question1", "question2")
 
+NUL = b"\x00"
+
+#: Bytes of each corpus file checked for being text before it is read (a binary file is refused, not trained on).
+TEXT_CHECK_BYTES = 64 * 1024
+
+
+def check_text_file(path: Path) -> None:
+    """Refuse a file that is not UTF-8 text, judged by its first block: NUL bytes or bytes that are not UTF-8.
+
+    Lines are read with ``errors="replace"``, so without this a binary file (a model, an archive, a .pt file
+    passed by mistake) would become thousands of lines of replacement characters and a supernet trained on them.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(TEXT_CHECK_BYTES)
+            at_end = not fh.read(1)
+    except OSError as exc:
+        raise BertnasError(f"corpus file {path} cannot be read ({exc.strerror}): pass a readable text file") from exc
+    fix = "pass UTF-8 text files (one sentence or paragraph per line)"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise BertnasError(f"corpus file {path} is UTF-16 text (it starts with a UTF-16 byte-order mark): convert it "
+                           "to UTF-8, e.g. iconv -f UTF-16 -t UTF-8")
+    if NUL in head:
+        raise BertnasError(f"corpus file {path} is not text: NUL bytes in its first {len(head)} bytes (the first at "
+                           f"byte {head.index(NUL)}), so it is binary; {fix}")
+    try:  # incremental: a multi-byte character cut at the end of the block is not an error
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=at_end)
+    except UnicodeDecodeError as exc:
+        raise BertnasError(f"corpus file {path} is not text: its first {len(head)} bytes are not valid UTF-8 "
+                           f"(byte {exc.start}: {head[exc.start:exc.start + 4]!r}); {fix}") from None
+
 
 def _read_lines(path: Path) -> list[str]:
+    check_text_file(path)
     with open(path, encoding="utf-8", errors="replace") as fh:
         return [line.strip() for line in fh if line.strip()]
 
 
 def _read_glue_train(path: Path) -> list[str]:
+    check_text_file(path)
+    try:
+        return _read_tsv_columns(path)
+    except UnicodeDecodeError as exc:  # past the checked block: still a one-line error, not a traceback
+        raise BertnasError(f"corpus file {path} is not valid UTF-8 past its first {TEXT_CHECK_BYTES} bytes: "
+                           "convert it to UTF-8") from exc
+
+
+def _read_tsv_columns(path: Path) -> list[str]:
     with open(path, encoding="utf-8-sig", newline="") as fh:
         reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, None)

@@ -1,5 +1,7 @@
 """Command line of deployment: ``bertnas export --out RUN [--format onnx] [--quantize int8]``.
 
+RUN is an AdaBERT run or a NAS-BERT fine-tuning run (see ``source.py``).
+
 Values are checked by us, not by argparse ``choices``, so a wrong one is the usual one-line
 ``bertnas: error: ...`` with exit 2 rather than argparse's usage block.
 """
@@ -12,9 +14,10 @@ from .onnx import DEFAULT_TOLERANCE, FORMATS, QUANTIZATIONS
 
 def add_export_parser(sub: argparse._SubParsersAction) -> None:
     text = ("export the run's final model (RUN/model) to ONNX in RUN/export/, checked against PyTorch on the "
-            "run's dev data; optionally quantized to int8")
+            "run's dev data; optionally quantized to int8. RUN is an AdaBERT run or a NAS-BERT fine-tuning run")
     p = sub.add_parser("export", help="export the trained student to ONNX (+ int8)", description=text)
-    p.add_argument("--out", required=True, help="run directory holding model/ (from `bertnas run` or `retrain`)")
+    p.add_argument("--out", required=True, help="run directory holding model/ (from `bertnas run`, `bertnas retrain` "
+                   "or `bertnas nasbert finetune --out RUN`)")
     p.add_argument("--format", default="onnx", metavar="{" + ",".join(FORMATS) + "}", help="export format (default: onnx)")
     p.add_argument("--quantize", default=None, metavar="{" + ",".join(QUANTIZATIONS) + "}",
                    help="also write a dynamically quantized model (model.int8.onnx) and report its dev metric")

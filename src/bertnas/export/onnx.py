@@ -1,5 +1,8 @@
 """Export a finished run's student to ONNX, check it against PyTorch on the run's dev data, optionally quantize.
 
+RUN is an AdaBERT run (``bertnas run`` / ``retrain``) or a NAS-BERT fine-tuning run (``bertnas nasbert finetune
+--out RUN``); :mod:`.source` tells them apart by their files and says where the model and the dev data are.
+
     RUN/model  --torch.onnx.export-->  RUN/export/model.onnx  (inputs input_ids, attention_mask, token_type_ids,
                                         output logits; axes 0 "batch" and 1 "sequence" dynamic)
                --onnxruntime.quantization.quantize_dynamic-->  RUN/export/model.int8.onnx   (--quantize int8)
@@ -33,6 +36,7 @@ from ..errors import BertnasError, first_line
 from ..measure.onnx_deps import require_onnx, require_onnxruntime
 from ..measure.onnx_export import INPUT_NAMES, OUTPUT_NAMES, LogitsOnly, export_model, with_zero_token_types  # noqa: F401
 from ..measure.onnx_latency import onnx_latency, ort_feed, ort_session
+from .source import RunSource, open_run
 
 logger = logging.getLogger("bertnas")
 
@@ -90,15 +94,15 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", quantize: str | None = No
                tolerance: float = DEFAULT_TOLERANCE, opset: int | None = None, latency: bool = True) -> dict:
     """Export ``RUN/model`` to ``RUN/export/`` (model.onnx, tokenizer, config.json, export.json), checked on dev.
 
-    ``latency``: also time PyTorch and onnxruntime at the run's ``eval_seq_len`` / ``latency_threads`` /
-    ``latency_repeats`` (batch 1 and 32, median). Returns what export.json holds.
+    ``RUN`` is an AdaBERT run or a NAS-BERT fine-tuning run (see :mod:`.source`); both go through the same
+    export, check, quantization and timing. ``latency``: also time PyTorch and onnxruntime at the run's
+    sequence length / threads / repeats (batch 1 and 32, median). Returns what export.json holds.
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from ..data.encode import batches as make_batches, encode
     from ..data.metrics import compute_metrics
     from ..measure.profile import profile_classifier
-    from ..adabert.pipeline import load_data, load_run_config
     from ..utils import atomic_dir, load_model_dir, run_metadata, write_json
 
     if fmt not in FORMATS:
@@ -108,24 +112,24 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", quantize: str | None = No
     if not tolerance > 0:
         raise BertnasError(f"--tolerance must be > 0, got {tolerance}")
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file() and (run_dir / "run" / "config.json").is_file():
-        raise BertnasError(f"{run_dir} is a `bertnas demo` directory: its run is {run_dir / 'run'}, pass --out {run_dir / 'run'}")
-    cfg = load_run_config(run_dir)
+    source = open_run(run_dir)
     require_onnx()
-    model_dir = run_dir / "model"
-    model = load_model_dir(AutoModelForSequenceClassification, model_dir, "retrain").cpu().eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=cfg.trust_remote_code)
-    data = load_data(cfg)
+    model_dir = source.model_dir
+    model = load_model_dir(AutoModelForSequenceClassification, model_dir, source.model_step).cpu().eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=source.trust_remote_code)
+    data = source.load_data()
     spec = data.spec
-    dev = encode(tokenizer, data.dev, cfg.max_seq_len, spec.is_regression)
+    dev = encode(tokenizer, data.dev, source.max_seq_len, spec.is_regression)
     dev_batches = [{k: b[k] for k in INPUT_NAMES} for b in make_batches(dev, 32)]
     labels = dev.labels.numpy()
-    check_batches = dev_batches + ([with_zero_token_types(b) for b in dev_batches] if model.config.pair_input else [])
+    # AdaBERT pair students split at [SEP] when token types are all zero: check that branch too
+    zero_types = bool(getattr(model.config, "pair_input", False))
+    check_batches = dev_batches + ([with_zero_token_types(b) for b in dev_batches] if zero_types else [])
     example = next((b for b in dev_batches if b["input_ids"].shape[0] >= 2 and b["input_ids"].shape[1] >= 2),
                    None)
     if example is None:
         raise BertnasError(f"the dev split of {run_dir} has too few examples to trace an export (need 2)")
-    threads = cfg.latency_threads
+    threads = source.latency_threads
     ort = require_onnxruntime()
     import onnx
 
@@ -175,26 +179,28 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", quantize: str | None = No
         shutil.copy2(model_dir / "config.json", tmp / "config.json")
         result: dict[str, Any] = {
             "format": fmt, "files": files, **info, "outputs": list(OUTPUT_NAMES),
-            "dynamic_axes": {"batch": 0, "sequence": 1}, "source": str(model_dir), "check": check,
+            "dynamic_axes": {"batch": 0, "sequence": 1}, "source": str(model_dir), "run_kind": source.kind,
+            "task": source.task, "max_seq_len": source.max_seq_len, "check": check,
             "metric": spec.headline, "dev": dev_metrics,
         }
         if int8:
             result["int8"] = int8
         if latency:
-            result["latency"] = _latencies(model, session, tmp, files, cfg, profile_classifier)
+            result["latency"] = _latencies(model, session, tmp, files, source, profile_classifier)
         result["versions"] = {**run_metadata(), "onnx": onnx.__version__, "onnxruntime": ort.__version__}
         write_json(tmp / "export.json", result)
     return result
 
 
-def _latencies(model: nn.Module, session: Any, tmp: Path, files: dict, cfg: Any, profile_classifier: Any) -> dict:
+def _latencies(model: nn.Module, session: Any, tmp: Path, files: dict, source: RunSource,
+               profile_classifier: Any) -> dict:
     """PyTorch and onnxruntime (fp32, int8) latency at batch 1 and 32, same inputs and threads, median."""
     vocab = model.config.vocab_size
-    prof = dict(batch_sizes=(1, 32), seq_len=cfg.eval_seq_len, threads=cfg.latency_threads, repeats=cfg.latency_repeats)
-    logger.info("measuring latency (seq %d, %d threads, batch 1 and 32): PyTorch and onnxruntime...",
-                cfg.eval_seq_len, cfg.latency_threads)
+    seq_len, threads, repeats = source.latency_seq_len, source.latency_threads, source.latency_repeats
+    prof = dict(batch_sizes=(1, 32), seq_len=seq_len, threads=threads, repeats=repeats)
+    logger.info("measuring latency (seq %d, %d threads, batch 1 and 32): PyTorch and onnxruntime...", seq_len, threads)
     pt = profile_classifier(model, vocab, **prof)
-    out = {"seq_len": cfg.eval_seq_len, "threads": cfg.latency_threads, "repeats": cfg.latency_repeats,
+    out = {"seq_len": seq_len, "threads": threads, "repeats": repeats,
            "statistic": "median", "device": "cpu",
            "pytorch": {k: pt[k] for k in ("latency_ms_b1", "latency_ms_b32")}}
     for name, file in files.items():

@@ -3,6 +3,10 @@
 Works on any Hugging Face sequence classifier directory (a selected ``nasbert`` model or the hand-designed
 BERT baseline), so both are trained exactly the same way. The fine-tuned teacher runs once over the
 training split (bfloat16 autocast on CPU) and its logits are kept; the best dev epoch is saved.
+
+``OUT/results.json`` also records where the task data was read (``data``) and what the teacher was
+(``teacher_dev``, ``teacher_architecture``, ``teacher_params``): ``bertnas export --out OUT`` reads the same dev
+set back through :func:`read_finetune_run`, and the benchmark report's teacher row comes from these values.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import os
 import pickle
 import random
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -21,6 +26,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification
 
 from ..data.encode import batches, encode, num_batches
+from ..data.examples import TaskData
 from ..data.metrics import compute_metrics
 from ..data.readers import load_task
 from ..errors import BertnasError
@@ -29,7 +35,7 @@ from ..teacher.knowledge import bf16_supported, default_cache_dir
 from ..teacher.loading import load_teacher, load_tokenizer
 from ..training.loop import stop_if_nonfinite
 from ..training.optim import adamw
-from ..utils import atomic_dir, progress, resolve_device, set_seed, write_json
+from ..utils import atomic_dir, progress, read_json, resolve_device, set_seed, write_json
 from .config import FinetuneSettings
 
 logger = logging.getLogger("bertnas")
@@ -91,6 +97,68 @@ def _cached_teacher_outputs(tch, name: str, train, dev, spec) -> tuple[torch.Ten
     torch.save({"logits": soft, "dev": json.dumps(teacher_dev)}, tmp)
     os.replace(tmp, path)
     return soft, teacher_dev
+
+
+def _shape(config) -> str | None:
+    """``6L-H384`` for a BERT-like config: the report names the teacher by what it is, not by a fixed label."""
+    layers, hidden = getattr(config, "num_hidden_layers", None), getattr(config, "hidden_size", None)
+    return f"{layers}L-H{hidden}" if layers and hidden else None
+
+
+def _data_source(task: str, data_dir: str | None, train_file: str | None, dev_file: str | None) -> dict:
+    """Where the task's data was read from (absolute paths), so later commands (export) can read the same dev set."""
+    def absolute(p: str | None) -> str | None:
+        return None if p is None else str(Path(p).expanduser().resolve())
+
+    return {"task": task, "data_dir": absolute(data_dir), "train_file": absolute(train_file),
+            "dev_file": absolute(dev_file)}
+
+
+@dataclass(frozen=True)
+class FinetuneRun:
+    """A directory written by ``bertnas nasbert finetune --out DIR``, read back by later commands (export)."""
+
+    out: Path
+    results: dict
+    settings: FinetuneSettings
+
+    @property
+    def model_dir(self) -> Path:
+        return self.out / "model"
+
+    def command(self) -> str:
+        """The command that writes this directory again (for error messages)."""
+        r = self.results
+        return (f"bertnas nasbert finetune --model {r.get('model', 'MODEL')} --teacher {r.get('teacher', 'TEACHER')} "
+                f"--task {r.get('task', 'TASK')} ... --out {self.out}")
+
+    def load_data(self) -> TaskData:
+        """The task's train/dev data from the sources fine-tuning read."""
+        d = self.results["data"]
+        return load_task(d["task"], d.get("data_dir"), d.get("train_file"), d.get("dev_file"))
+
+
+def is_finetune_run(out: str | Path) -> bool:
+    """Whether ``out`` looks like the ``--out`` of ``bertnas nasbert finetune``: a results.json and no AdaBERT
+    run config.json (an AdaBERT run directory has both)."""
+    out = Path(out)
+    return (out / "results.json").is_file() and not (out / "config.json").is_file()
+
+
+def read_finetune_run(out: str | Path) -> FinetuneRun:
+    """The results and settings of a fine-tuning run; a directory written before the data source was recorded
+    is a one-line error (its dev set cannot be found again)."""
+    out = Path(out)
+    results = read_json(out / "results.json")
+    if not isinstance(results, dict) or "teacher_dev" not in results or "settings" not in results:
+        raise BertnasError(f"{out}/results.json was not written by `bertnas nasbert finetune`: pass the --out of a "
+                           "NAS-BERT fine-tuning run")
+    known = {f.name for f in fields(FinetuneSettings)}
+    run = FinetuneRun(out, results, FinetuneSettings(**{k: v for k, v in results["settings"].items() if k in known}))
+    if not isinstance(results.get("data"), dict) or "task" not in results["data"]:
+        raise BertnasError(f"{out}/results.json does not say where the task data is (an older bertnas wrote it): "
+                           f"run `{run.command()}` again")
+    return run
 
 
 def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings: FinetuneSettings,
@@ -157,7 +225,9 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
     model.eval()
     results = {"task": spec.name, "headline": spec.headline, "model": str(model_dir), "teacher": teacher,
                "architecture": getattr(model.config, "architecture", None), "params": count_params(model),
-               "dev": best, "teacher_dev": teacher_dev, "history": history, "train_examples": len(train),
+               "dev": best, "teacher_dev": teacher_dev, "teacher_architecture": _shape(tch.model.config),
+               "teacher_params": count_params(tch.model), "data": _data_source(task, data_dir, train_file, dev_file),
+               "history": history, "train_examples": len(train),
                "settings": settings.to_dict(), "seconds": {"teacher_logits": round(teacher_seconds, 1),
                                                           "training": round(train_seconds, 1)}}
     if measure:

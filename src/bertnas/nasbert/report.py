@@ -1,7 +1,10 @@
 """Markdown tables of a NAS-BERT benchmark run: ``python -m bertnas.nasbert.report RUN_DIR``.
 
 Reads what the stages saved (selection.json, baselines.json, {sst2,mrpc}/NAME/results.json,
-teacher_latency.json, stage_times.tsv, supernet/log.json); prints only what is there.
+teacher_latency.json, stage_times.tsv, supernet/log.json); prints only what is there. The teacher row too:
+its name, shape and dev metrics are the ones fine-tuning recorded in results.json (``teacher``,
+``teacher_architecture``, ``teacher_dev``), its latency and size teacher_latency.json's; a missing value is "-"
+and a note under the table says why, never a number from elsewhere.
 """
 from __future__ import annotations
 
@@ -29,6 +32,67 @@ def _latency(results: list[dict | None]) -> tuple[str, str, dict]:
     if r is None:
         return "-", "-", {}
     return f"{r['latency_ms_b1']:.2f}", f"{r['latency_ms_b32']:.1f}", r
+
+
+TASKS = ("sst2", "mrpc")
+
+
+def _teachers(run: Path) -> dict[str, list[dict]]:
+    """Per task, the distinct teachers the run's students were distilled from, as fine-tuning recorded them
+    (results.json: ``teacher``, ``teacher_dev`` and, since it was added, ``teacher_architecture`` / ``teacher_params``)."""
+    out: dict[str, list[dict]] = {}
+    for task in TASKS:
+        seen: dict[tuple, dict] = {}
+        for path in sorted((run / task).glob("*/results.json")):
+            r = _load(path)
+            if not r or not r.get("teacher_dev"):
+                continue
+            key = (r.get("teacher"), json.dumps(r["teacher_dev"], sort_keys=True))
+            entry = seen.setdefault(key, {"task": r["task"], "headline": r["headline"], "dev": r["teacher_dev"],
+                                          "teacher": r.get("teacher"), "architecture": r.get("teacher_architecture"),
+                                          "params": r.get("teacher_params"), "students": []})
+            entry["students"].append(path.parent.name)
+        out[task] = list(seen.values())
+    return out
+
+
+def _teacher_row(teachers: dict[str, list[dict]], latency: dict | None) -> tuple[list[str], list[str]]:
+    """The teacher's table row (or none) and the notes that say which of its values the run does not have."""
+    found = [e for entries in teachers.values() for e in entries]
+    if not found and not latency:
+        return [], ["No teacher row: the run has no teacher_latency.json and no fine-tuning results with the "
+                    "teacher's dev metric (results.json `teacher_dev`)."]
+    notes = []
+    names = sorted({Path(e["teacher"]).name for e in found if e.get("teacher")})
+    shapes = sorted({e["architecture"] for e in found if e.get("architecture")})
+    sizes = sorted({e["params"] for e in found if e.get("params")})
+    cells = []
+    for task in TASKS:
+        entries = teachers.get(task, [])
+        if len(entries) == 1:
+            cells.append(_metric(entries[0]))
+        elif entries:
+            cells.append("varies")
+            notes.append(f"- {task}: the students were distilled from {len(entries)} different teachers or teacher "
+                         "dev results: " + "; ".join(f"{Path(str(e['teacher'])).name} {_metric(e)} ({', '.join(e['students'])})"
+                                                     for e in entries))
+        else:
+            cells.append("-")
+    missing = [t for t in TASKS if not teachers.get(t)]
+    if missing and found:
+        notes.append(f"- teacher dev metric for {', '.join(missing)}: not in the run's fine-tuning results")
+    elif not found:
+        notes.append("- teacher dev metrics: not in the run's fine-tuning results (results.json `teacher_dev`)")
+    if latency:
+        params = f"{latency['params'] / 1e6:.2f}M"
+        b1, b32 = f"{latency['latency_ms_b1']:.2f}", f"{latency['latency_ms_b32']:.1f}"
+    else:
+        params = " / ".join(f"{p / 1e6:.2f}M" for p in sizes) or "-"
+        b1 = b32 = "-"
+        notes.append("- teacher latency: the run has no teacher_latency.json")
+    label = "fine-tuned teacher" + (f" ({', '.join(names)})" if names else "")
+    row = "| " + " | ".join([label, " / ".join(shapes) or "-", params, b1, b32, "-", "-", *cells]) + " |"
+    return [row], notes
 
 
 def report(run: Path) -> str:
@@ -61,9 +125,11 @@ def report(run: Path) -> str:
                 else:
                     pred.append("-")
             lines.append("| " + " | ".join([label, arch, f"{params / 1e6:.2f}M", b1, b32, *pred, _metric(sst2), _metric(mrpc)]) + " |")
+    row, notes = _teacher_row(_teachers(run), teacher)
+    lines += row
+    if notes:
+        lines += [""] + notes
     if teacher:
-        lines.append(f"| MiniLM teacher (fine-tuned) | 6L-H384 | {teacher['params'] / 1e6:.2f}M | {teacher['latency_ms_b1']:.2f} | "
-                     f"{teacher['latency_ms_b32']:.1f} | - | - | 0.8876 | 0.8620 / 0.7990 |")
         lines.append("")
         for label, lat in speed.items():
             if lat:
