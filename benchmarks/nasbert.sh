@@ -37,7 +37,7 @@ has baseline && stage baseline bertnas nasbert baseline --out "$R"
 MODELS=$(python -c "import json,sys; print(' '.join(m['name'] for m in json.load(open('$R/selection.json'))['models']))")
 if has pretrain; then
   for m in $MODELS; do
-    for kind in "" "bert-"; do
+    for kind in $KINDS; do
       stage "pretrain $kind$m" bertnas nasbert pretrain --out "$R" --model "$R/models/$kind$m" --save "$R/pretrained/$kind$m" --epochs 1 --threads 1
     done
   done
@@ -58,7 +58,7 @@ PY
 fi
 if has finetune; then
   for m in $MODELS; do
-    for kind in "" "bert-"; do
+    for kind in $KINDS; do
       done_ "$R/sst2/$kind$m/results.json" || stage "finetune sst2 $kind$m" bertnas nasbert finetune --model "$R/pretrained/$kind$m" --teacher "$SHARED/teachers/sst2-minilm-L6-H384" \
         --task sst2 --data-dir "$SHARED/data/glue/SST-2" --out "$R/sst2/$kind$m" --max-seq-len 64 --epochs 2 \
         --max-train-examples "$SST2_EXAMPLES" --lr 2e-4 --batch-size 32 --threads 1

@@ -1,12 +1,14 @@
 """NAS-BERT on a tiny supernet distilled from a tiny BERT teacher (see conftest.make_teacher)."""
 from __future__ import annotations
 
+import json
 import math
 import random
 from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoModel
 
 from bertnas.errors import BertnasError
 from bertnas.measure.profile import count_params, measure_latency
@@ -63,8 +65,8 @@ def test_paths_and_architectures_print_and_parse():
         BlockPath.parse("16:identity,mha")
     with pytest.raises(BertnasError, match="unknown ops"):
         BlockPath.parse("16:conv9")
-    with pytest.raises(BertnasError, match="equal blocks"):
-        SpaceConfig(teacher_layers=6, num_blocks=4).validate()
+    with pytest.raises(BertnasError, match="fewer than 8 blocks"):
+        SpaceConfig(teacher_layers=6, num_blocks=8).validate()
 
 
 @pytest.fixture(scope="module")
@@ -261,3 +263,51 @@ def test_corpus_reader(tmp_path, synthetic_files):
     except ImportError:
         with pytest.raises(BertnasError, match="datasets"):
             read_corpus("hf:wikitext")
+
+
+def test_uneven_teachers_split_into_near_equal_blocks():
+    def edges(layers, blocks):
+        return SpaceConfig(teacher_hidden=64, teacher_layers=layers, num_blocks=blocks, layers_per_block=2,
+                           hidden_sizes=(64,)).validate().boundaries()
+
+    assert edges(12, 4) == [0, 3, 6, 9, 12] and edges(6, 3) == [0, 2, 4, 6]  # equal where they divide
+    assert edges(6, 4) == [0, 2, 3, 5, 6]  # the paper's 4 blocks from a 6-layer teacher
+    with pytest.raises(BertnasError, match="fewer than 7 blocks"):
+        edges(6, 7)
+
+
+def test_baselines_are_trained_like_the_supernet(run_dir):
+    """Each selected model gets a params-matched and a latency-matched hand-designed BERT, block-wise distilled by
+    the supernet's loop for the same epochs and learning-rate schedule, built by the same code."""
+    from bertnas.nasbert.baseline import bert_shapes
+    from bertnas.measure.latency_table import LatencyTable
+    from bertnas.nasbert.costs import predict_latency
+
+    A = Architecture
+
+    pipeline.select(run_dir, max_params="70K", max_latency_ms="1000", embedding_sizes=(16, 32), top_t=3, seq_len=16,
+                    latency_batch=1, measure=False)
+    built = pipeline.baseline(run_dir, measure=False)
+    selected = json.loads((run_dir / "selection.json").read_text())["models"]
+    assert [b["name"] for b in built] == [f"bert-{m['name']}-{k}" for m in selected for k in ("params", "latency")]
+    shape = TeacherShape(**json.loads((run_dir / "teacher_shape.json").read_text()))
+    table = LatencyTable.load(run_dir / "latency.json")
+    supernet_log = json.loads((run_dir / "supernet" / "log.json").read_text())["epochs"]
+    for b, m in zip(built, [m for m in selected for _ in range(2)]):
+        arch = A.parse(b["architecture"])
+        assert arch.embedding_size == A.parse(m["architecture"]).embedding_size
+        assert all(p.ops == ("mha", "ffn") * (p.depth // 2) and p.hidden == arch.blocks[0].hidden for p in arch.blocks)
+        shapes = bert_shapes(arch.embedding_size, len(arch.blocks), shape, (16, 32))
+        if b["match"] == "params":
+            assert b["params"] == model_params(arch, shape)
+            assert abs(b["params"] - m["params"]) == min(abs(model_params(a, shape) - m["params"]) for a in shapes)
+        else:
+            gap = abs(predict_latency(table, arch, shape.hidden, 16, 1) - m["predicted_ms_b1"])
+            assert gap == pytest.approx(min(abs(predict_latency(table, a, shape.hidden, 16, 1) - m["predicted_ms_b1"])
+                                            for a in shapes))
+        assert b["epochs"] == len(supernet_log) and math.isfinite(b["exact_loss"])
+        ckpt = json.loads((run_dir / "baselines" / f"{arch.blocks[0].hidden}x{arch.blocks[0].depth // 2}-E{arch.embedding_size}"
+                           / "checkpoint" / "state.json").read_text())
+        assert [e["lr"] for e in ckpt["log"]] == pytest.approx([e["lr"] for e in supernet_log])
+        model = AutoModel.from_pretrained(b["dir"])
+        assert model.config.architecture == b["architecture"]

@@ -39,12 +39,16 @@ def test_cli_end_to_end(tmp_path, synthetic_files):
     proc = bertnas("pretrain", "--out", str(out), "--model", str(out / "models" / "60K"), "--save",
                    str(tmp_path / "pretrained"), "--epochs", "1", "--threads", "1")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    proc = bertnas("baseline", "--out", str(out))
+    proc = bertnas("baseline", "--out", str(out), "--no-measure")
     assert proc.returncode == 0, proc.stderr[-2000:]
+    baselines = json.loads((out / "baselines.json").read_text())["models"]
+    # two per selected model, trained by the supernet's loop for its epochs, latency-matched from the table
+    assert [b["name"] for b in baselines] == ["bert-60K-params", "bert-60K-latency", "bert-90K-params", "bert-90K-latency"]
+    assert all(b["epochs"] == 2 and b["exact_loss"] > 0 for b in baselines)
     # every model directory NAS-BERT writes carries its tokenizer and loads through the Auto classes
     from test_pipeline import assert_model_dir_loads
 
-    written = [out / "models" / n for n in ("60K", "90K", "bert-60K", "bert-90K")] + [tmp_path / "pretrained",
+    written = [out / "models" / n for n in ("60K", "90K", "bert-60K-params", "bert-90K-latency")] + [tmp_path / "pretrained",
                                                                                    tmp_path / "ft" / "model"]
     for directory in written:
         assert_model_dir_loads(directory)

@@ -1,53 +1,87 @@
-"""The paper's baseline: a hand-designed small BERT of the same size, trained the same way.
+"""The paper's baseline, made fair: a hand-designed BERT of the same size, trained exactly like NAS-BERT models.
 
-Its shape is picked by hand-design rules, not search: BERT's own proportions (heads = hidden / 64,
-FFN = 4 x hidden), depth from {2, 4, 6} and hidden a multiple of 64, the pair whose parameter count is
-closest to the target (ties: deeper). Its word table is the teacher's, reduced to its hidden size by the
-same truncated SVD the NAS-BERT students get; positions and token types are projected on the same basis.
+A hand-designed BERT here is one fixed path of the same block structure: every block holds k BERT layers
+(``mha, ffn`` pairs; heads = hidden / 64, FFN 4 x hidden) at one hidden size H, a multiple of 64 up to the
+teacher's, with the selected model's embedding size. It gets what the NAS-BERT models get: the same
+block-wise distillation code (:func:`~.train.train_supernet` on a one-path space), the same corpus,
+epochs, batch size, learning rate and seed, then the same SVD embedding and adapter folding
+(:func:`~.select.build_student`), and later the same pre-training and fine-tuning KD. Two rows per
+selected model: the shape closest in parameters and the shape closest in predicted latency.
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
 from pathlib import Path
 
 import torch
-from transformers import BertConfig, BertForSequenceClassification
 
-from ..measure.profile import count_params
-from ..utils import atomic_dir
-from .costs import TeacherShape
-from .select import factorize_embedding
+from ..measure.latency_table import LatencyTable, measure_table
+from .config import SupernetSettings
+from .costs import TeacherShape, model_params, op_specs, predict_latency
+from .distill import BlockStates
+from .space import Architecture, BlockPath, SpaceConfig, Supernet
+from .train import train_supernet
 
-
-def bert_params(shape: TeacherShape, layers: int, hidden: int, num_labels: int = 2) -> int:
-    v, p, ty, h = shape.vocab_size, shape.max_positions, shape.type_vocab_size, hidden
-    emb = (v + p + ty) * h + 2 * h
-    layer = 4 * h * h + 4 * h + 2 * h + 8 * h * h + 5 * h + 2 * h
-    return emb + layers * layer + (h * h + h) + (h * num_labels + num_labels)
+logger = logging.getLogger("bertnas")
+BERT_OPS = ("mha", "ffn")
+MAX_LAYERS_PER_BLOCK = 3
 
 
-def baseline_shape(shape: TeacherShape, target_params: int) -> tuple[int, int]:
-    """(layers, hidden) of the hand-designed BERT closest in size to ``target_params``."""
-    options = [(layers, hidden) for layers in (2, 4, 6) for hidden in range(64, 1025, 64)]
-    return min(options, key=lambda lh: (abs(bert_params(shape, *lh) - target_params), -lh[0]))
+def bert_architecture(e: int, num_blocks: int, hidden: int, layers_per_block: int) -> Architecture:
+    """``layers_per_block`` BERT layers (attention, then feed-forward) in each of ``num_blocks`` blocks."""
+    return Architecture(e, (BlockPath(hidden, BERT_OPS * layers_per_block),) * num_blocks)
 
 
-def build_baseline(teacher: torch.nn.Module, tokenizer, target_params: int, out: str | Path) -> dict:
-    """Create and save the baseline BERT classifier (untrained encoder, teacher-derived embeddings)."""
-    shape = TeacherShape.of(teacher.config)
-    layers, hidden = baseline_shape(shape, target_params)
-    config = BertConfig(vocab_size=shape.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=max(1, hidden // 64), intermediate_size=4 * hidden,
-                        max_position_embeddings=shape.max_positions, type_vocab_size=shape.type_vocab_size,
-                        pad_token_id=int(teacher.config.pad_token_id or 0), num_labels=2)
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(config)
-    emb = teacher.embeddings
-    with torch.no_grad():
-        table, proj = factorize_embedding(emb.word_embeddings.weight.detach().float(), hidden)
-        model.bert.embeddings.word_embeddings.weight.copy_(table)
-        model.bert.embeddings.position_embeddings.weight.copy_(emb.position_embeddings.weight @ proj.T)
-        model.bert.embeddings.token_type_embeddings.weight.copy_(emb.token_type_embeddings.weight @ proj.T)
-    with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    return {"layers": layers, "hidden": hidden, "params": count_params(model)}
+def bert_shapes(e: int, num_blocks: int, shape: TeacherShape, space_sizes: tuple[int, ...] = ()) -> list[Architecture]:
+    """Every hand-designed shape considered: hidden 64..teacher's in steps of 64 (and the searched space's sizes),
+    1..3 BERT layers per block."""
+    sizes = sorted(set(range(64, shape.hidden + 1, 64)) | set(space_sizes))
+    return [bert_architecture(e, num_blocks, h, k) for k in range(1, MAX_LAYERS_PER_BLOCK + 1) for h in sizes]
+
+
+def match_params(target: int, e: int, num_blocks: int, shape: TeacherShape,
+                 space_sizes: tuple[int, ...] = ()) -> Architecture:
+    """The shape closest in parameters to ``target`` (ties: deeper)."""
+    return min(bert_shapes(e, num_blocks, shape, space_sizes),
+               key=lambda a: (abs(model_params(a, shape) - target), -a.blocks[0].depth))
+
+
+def ensure_entries(table: LatencyTable, archs: list[Architecture], shape: TeacherShape, seq_len: int, batch: int) -> int:
+    """Time the parts of ``archs`` the table lacks (hidden sizes outside the searched space); returns how many."""
+    sizes = sorted({b.hidden for a in archs for b in a.blocks})
+    space = SpaceConfig(teacher_hidden=shape.hidden, teacher_layers=len(archs[0].blocks), num_blocks=len(archs[0].blocks),
+                        layers_per_block=2, hidden_sizes=tuple(sizes), ops=BERT_OPS)
+    before = len(table.entries)
+    measure_table(op_specs(space, shape, sorted({a.embedding_size for a in archs})), [seq_len], [batch],
+                  threads=table.threads, repeats=max(3, table.repeats), table=table, stat=table.stat)
+    return len(table.entries) - before
+
+
+def match_latency(target_ms: float, e: int, num_blocks: int, shape: TeacherShape, table: LatencyTable, seq_len: int,
+                  batch: int, space_sizes: tuple[int, ...] = ()) -> Architecture:
+    """The shape whose predicted latency is closest to ``target_ms`` (ties: deeper)."""
+    archs = bert_shapes(e, num_blocks, shape, space_sizes)
+    ensure_entries(table, archs, shape, seq_len, batch)
+    return min(archs, key=lambda a: (abs(predict_latency(table, a, shape.hidden, seq_len, batch) - target_ms),
+                                     -a.blocks[0].depth))
+
+
+def train_baseline(arch: Architecture, settings: SupernetSettings, teacher_layers: int, shape: TeacherShape,
+                   states: BlockStates, train_idx: list[int], held_idx: list[int], out: Path, resume: bool,
+                   device: torch.device) -> tuple[Supernet, list[dict]]:
+    """Block-wise distillation of the one path ``arch`` with the supernet's own loop and settings."""
+    path = arch.blocks[0]
+    space = SpaceConfig(teacher_hidden=shape.hidden, teacher_layers=teacher_layers, num_blocks=len(arch.blocks),
+                        layers_per_block=len(path.ops), hidden_sizes=(path.hidden,), ops=BERT_OPS,
+                        min_depth=len(path.ops))
+    torch.manual_seed(settings.seed)
+    net = Supernet(space)
+    one_path = dataclasses.replace(settings, bins=1, bin_by="params")  # nothing to shrink: same steps, same lr
+    _, log = train_supernet(net, states, train_idx, held_idx, one_path, [path], out, resume, device)
+    return net.cpu().eval(), log
+
+
+def layers_and_hidden(arch: Architecture) -> tuple[int, int]:
+    """(BERT layers in all, hidden size) of a hand-designed shape."""
+    return sum(b.depth for b in arch.blocks) // 2, arch.blocks[0].hidden

@@ -80,8 +80,11 @@ def add_nasbert_parser(sub: argparse._SubParsersAction) -> None:
     pre.add_argument("--lr", type=float, default=5e-4)
     pre.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
 
-    base = nsub.add_parser("baseline", help="a hand-designed BERT of the same size as each selected model")
+    base = nsub.add_parser("baseline", help="hand-designed BERTs of each selected model's size and latency, "
+                           "block-wise distilled like the supernet (resumable)")
     base.add_argument("--out", required=True)
+    base.add_argument("--no-resume", action="store_true", help="start every baseline's training over")
+    base.add_argument("--no-measure", action="store_true", help="skip measuring the baselines' latency")
 
     ft = nsub.add_parser("finetune", help="fine-tune a selected model with distillation from a fine-tuned teacher")
     ft.add_argument("--model", required=True)
@@ -122,8 +125,10 @@ def run_nasbert_command(args: argparse.Namespace) -> None:
         result = pipeline.pretrain(args.out, args.model, args.save, args.epochs, args.batch_size, args.lr, args.threads)
         print(f"pre-training KD done ({result['seconds']} s): {args.save}")
     elif cmd == "baseline":
-        for b in pipeline.baseline(args.out):
-            print(f"{b['name']}: BERT {b['layers']} layers, hidden {b['hidden']}, {b['params'] / 1e6:.2f}M params")
+        for b in pipeline.baseline(args.out, resume=not args.no_resume, measure=not args.no_measure):
+            lat = f", predicted {b['predicted_ms_b1']:.2f} ms at batch 1" if "predicted_ms_b1" in b else ""
+            print(f"{b['name']}: BERT {b['layers']} layers, hidden {b['hidden']}, {b['params'] / 1e6:.2f}M params{lat}, "
+                  f"held-out loss {b['exact_loss']:.4f} ({b['like']}: {b['like_exact_loss']:.4f}) -> {b['dir']}")
     elif cmd == "finetune":
         from .finetune import finetune
 

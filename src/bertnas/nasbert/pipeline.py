@@ -8,7 +8,8 @@
    evaluate the best T exactly, export the winner as a standalone ``nasbert`` model.
 4. :func:`pretrain`  - (optional) pre-training distillation of a selected model on the corpus.
 5. :func:`finetune`  - fine-tune with (1 - lambda) task loss + lambda KL to a fine-tuned teacher.
-   :func:`baseline` builds the paper's comparison: a hand-designed BERT of the same size.
+   :func:`baseline` builds the paper's comparison, trained the same way: a hand-designed BERT of the same
+   size and one of the same latency, block-wise distilled by the supernet's own loop as one fixed path.
 
 Run directory: ``settings.json space.json tokenizer/ supernet/{supernet.safetensors,candidates.json,log.json}
 latency.json selection.json models/NAME/``.
@@ -32,9 +33,10 @@ from ..utils import atomic_dir, read_json, resolve_device, run_metadata, set_see
 from .config import SupernetSettings
 from .costs import (TeacherShape, block_op_specs, model_params, model_parts, op_specs, path_latencies,
                     predict_latency)
-from .distill import cache_key, compute_block_states, load_pretrained_teacher, score_path, teacher_fingerprint
+from .distill import (cache_key, chain_loss, compute_block_states, load_pretrained_teacher, score_path,
+                      teacher_fingerprint)
 from .select import build_student, choose_embedding_size, combine, out_of_budget, parse_constraints, select_best
-from .space import SpaceConfig, Supernet, enumerate_paths, path_params
+from .space import Architecture, SpaceConfig, Supernet, enumerate_paths, path_params
 from .train import train_supernet
 
 logger = logging.getLogger("bertnas")
@@ -283,20 +285,68 @@ def pretrain(out: str | Path, model_dir: str, save: str | Path, epochs: int = 1,
     return pretrain_distill(model_dir, states, train_idx, save, epochs, batch_size, lr, settings.seed)
 
 
-def baseline(out: str | Path) -> list[dict]:
-    """The hand-designed BERT of the same size as each selected model: ``out/models/bert-NAME``."""
-    from .baseline import build_baseline
+def baseline(out: str | Path, resume: bool = True, measure: bool = True) -> list[dict]:
+    """Two hand-designed BERTs per selected model, trained as the NAS-BERT models are: ``out/models/bert-NAME-params``
+    (closest in parameters) and ``out/models/bert-NAME-latency`` (closest in predicted latency at batch 1; needs
+    the latency table). Each distinct shape is block-wise distilled once, for the supernet's epochs."""
+    from .baseline import layers_and_hidden, match_latency, match_params, train_baseline
 
     out = Path(out)
-    settings, _ = _open_run(out)
+    settings, space = _open_run(out)
     if not (out / "selection.json").is_file():
         raise BertnasError(f"{out}/selection.json not found: run `bertnas nasbert select --out {out}` first")
+    set_seed(settings.seed)
+    set_threads(settings.threads)
+    shape = TeacherShape(**read_json(out / "teacher_shape.json"))
+    table = LatencyTable.load(out / "latency.json") if (out / "latency.json").is_file() else None
     teacher, tokenizer = load_pretrained_teacher(settings.teacher)
-    built = []
+    states, (train_idx, held_idx) = _states(settings, teacher, tokenizer, space.boundaries())
+    held_out = list(states.batches(held_idx, settings.batch_size))
+    device = resolve_device(settings.device)
+    wanted: list[tuple[dict, str, Architecture]] = []
     for m in read_json(out / "selection.json")["models"]:
-        info = build_baseline(teacher, tokenizer, int(m["params"]), out / "models" / f"bert-{m['name']}")
-        info.update({"name": f"bert-{m['name']}", "like": m["name"], "target_params": m["params"]})
-        logger.info("baseline %s: %d layers, hidden %d, %.2fM params", info["name"], info["layers"], info["hidden"], info["params"] / 1e6)
+        arch = Architecture.parse(m["architecture"])
+        e, n = arch.embedding_size, len(arch.blocks)
+        wanted.append((m, "params", match_params(int(m["params"]), e, n, shape, space.hidden_sizes)))
+        target = m.get("measured_ms_b1", m.get("predicted_ms_b1"))
+        if table is None or target is None:
+            logger.warning("no latency-matched baseline for %s: run `bertnas nasbert latency --out %s` before select",
+                           m["name"], out)
+            continue
+        wanted.append((m, "latency", match_latency(float(target), e, n, shape, table, int(m.get("seq_len", 128)), 1,
+                                                   space.hidden_sizes)))
+    if table is not None:
+        table.save(out / "latency.json")  # with any parts the baselines' sizes added
+    trained: dict[str, tuple] = {}
+    built = []
+    for m, match, arch in wanted:
+        key = str(arch)
+        t0 = time.time()
+        if key not in trained:
+            slug = "-".join(f"{b.hidden}x{b.depth // 2}" for b in arch.blocks[:1]) + f"-E{arch.embedding_size}"
+            net, log = train_baseline(arch, settings, space.teacher_layers, shape, states, train_idx, held_idx,
+                                      out / "baselines" / slug, resume, device)
+            trained[key] = (net, log, chain_loss(net, list(arch.blocks), held_out))
+        net, log, exact = trained[key]
+        model = build_student(arch, net, teacher, shape)
+        name = f"bert-{m['name']}-{match}"
+        target = out / "models" / name
+        with atomic_dir(target) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        layers, hidden = layers_and_hidden(arch)
+        info = {"name": name, "like": m["name"], "match": match, "architecture": key, "layers": layers, "hidden": hidden,
+                "params": count_params(model), "target_params": m["params"], "exact_loss": exact,
+                "like_exact_loss": m.get("exact_loss"), "train_block_mse": log[-1]["train_block_mse"] if log else None,
+                "epochs": len(log), "dir": str(target), "seq_len": int(m.get("seq_len", 128))}
+        if table is not None:
+            info["predicted_ms_b1"] = predict_latency(table, arch, shape.hidden, info["seq_len"], 1)
+            info["target_ms_b1"] = m.get("measured_ms_b1", m.get("predicted_ms_b1"))
+        if measure:
+            info.update(measure_model(model, shape.vocab_size, info["seq_len"], table))
+        info["seconds"] = round(time.time() - t0, 1)
+        logger.info("baseline %s: BERT %d layers, hidden %d, %.2fM params, held-out chained loss %.4f (%s: %.4f)", name,
+                    layers, hidden, info["params"] / 1e6, exact, m["name"], m.get("exact_loss") or float("nan"))
         built.append(info)
     write_json(out / "baselines.json", {"models": built})
     return built

@@ -98,7 +98,9 @@ def _teacher_row(teachers: dict[str, list[dict]], latency: dict | None) -> tuple
 def report(run: Path) -> str:
     lines = []
     sel = (_load(run / "selection.json") or {}).get("models", [])
-    bases = {b["like"]: b for b in (_load(run / "baselines.json") or {}).get("models", [])}
+    bases: dict[str, list[dict]] = {}
+    for b in (_load(run / "baselines.json") or {}).get("models", []):
+        bases.setdefault(b["like"], []).append(b)
     teacher = _load(run / "teacher_latency.json")
     lines += ["| model | architecture | params | latency b1 (ms, median) | latency b32 (ms, median) | predicted / measured b1 (ms, min) "
               "| predicted / measured b32 (ms, min) | SST-2 acc | MRPC F1 / acc |",
@@ -107,9 +109,9 @@ def report(run: Path) -> str:
     for m in sel:
         name = m["name"]
         rows = [(f"NAS-BERT {name}", "`" + m["architecture"].replace("|", "\\|") + "`", m["params"], name, m)]
-        b = bases.get(name)
-        if b:
-            rows.append((f"BERT {b['layers']}L-H{b['hidden']} (hand-designed)", "-", b["params"], f"bert-{name}", None))
+        for b in bases.get(name, []):
+            match = f"{b['match']}-matched" if "match" in b else "hand-designed"
+            rows.append((f"BERT {b['layers']}L-H{b['hidden']} ({match})", "-", b["params"], b["name"], b))
         for label, arch, params, key, sel_entry in rows:
             sst2, mrpc = _load(run / "sst2" / key / "results.json"), _load(run / "mrpc" / key / "results.json")
             b1, b32, lat = _latency([sst2, mrpc])
@@ -118,10 +120,10 @@ def report(run: Path) -> str:
             for bs in (1, 32):
                 e = sel_entry or {}
                 if f"predicted_ms_b{bs}" in e and f"measured_ms_b{bs}" in e:
-                    pred.append(f"{e[f'predicted_ms_b{bs}']:.1f} / {e[f'measured_ms_b{bs}']:.1f} ({100 * e[f'error_b{bs}']:+.0f}%; "
-                                f"sum of parts {100 * (e[f'sum_of_parts_ms_b{bs}'] / e[f'measured_ms_b{bs}'] - 1):+.0f}%)"
-                                if f"sum_of_parts_ms_b{bs}" in e else
-                                f"{e[f'predicted_ms_b{bs}']:.1f} / {e[f'measured_ms_b{bs}']:.1f} ({100 * e[f'error_b{bs}']:+.0f}%)")
+                    p_ms, m_ms = e[f"predicted_ms_b{bs}"], e[f"measured_ms_b{bs}"]
+                    parts = (f"; sum of parts {100 * (e[f'sum_of_parts_ms_b{bs}'] / m_ms - 1):+.0f}%"
+                             if f"sum_of_parts_ms_b{bs}" in e else "")
+                    pred.append(f"{p_ms:.1f} / {m_ms:.1f} ({100 * (p_ms / m_ms - 1):+.0f}%{parts})")
                 else:
                     pred.append("-")
             lines.append("| " + " | ".join([label, arch, f"{params / 1e6:.2f}M", b1, b32, *pred, _metric(sst2), _metric(mrpc)]) + " |")
@@ -129,6 +131,15 @@ def report(run: Path) -> str:
     lines += row
     if notes:
         lines += [""] + notes
+    trained = [b for models in bases.values() for b in models if "exact_loss" in b]
+    if trained:  # the architectures compared before any fine-tuning, on the supernet's held-out sentences
+        lines += ["", "| model | trained like it | params | predicted b1 (ms) | held-out chained block MSE |", "|---|---|---:|---:|---:|"]
+        for m in sel:
+            lines.append(f"| NAS-BERT {m['name']} | (selected) | {m['params'] / 1e6:.2f}M | "
+                         f"{m.get('predicted_ms_b1', float('nan')):.2f} | {m['exact_loss']:.4f} |")
+            for b in bases.get(m["name"], []):
+                lines.append(f"| BERT {b['layers']}L-H{b['hidden']} | {b['match']}-matched | {b['params'] / 1e6:.2f}M | "
+                             f"{b.get('predicted_ms_b1', float('nan')):.2f} | {b['exact_loss']:.4f} |")
     if teacher:
         lines.append("")
         for label, lat in speed.items():

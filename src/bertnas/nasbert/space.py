@@ -115,8 +115,8 @@ class SpaceConfig:
 
     Args:
         teacher_hidden: hidden size of the teacher (adapters map to and from it).
-        teacher_layers: layers of the teacher; cut into ``num_blocks`` equal blocks.
-        num_blocks: blocks of the student (paper: 4); must divide ``teacher_layers``.
+        teacher_layers: layers of the teacher; cut into ``num_blocks`` blocks as equal as whole layers allow.
+        num_blocks: blocks of the student (paper: 4); at most ``teacher_layers``.
         layers_per_block: searchable layers per block (paper: 6, i.e. 24 sub-layers in all).
         hidden_sizes: hidden sizes a block may take (paper: 128, 192, 256, 384, 512).
         ops: op names a layer may take (identity is added at the tail automatically).
@@ -140,9 +140,9 @@ class SpaceConfig:
     def validate(self) -> "SpaceConfig":
         if self.num_blocks < 1 or self.layers_per_block < 1:
             raise BertnasError(f"num_blocks and layers_per_block must be >= 1, got {self.num_blocks}, {self.layers_per_block}")
-        if self.teacher_layers % self.num_blocks:
-            raise BertnasError(f"the teacher's {self.teacher_layers} layers do not split into {self.num_blocks} equal blocks: "
-                               "pick a --num-blocks that divides them")
+        if self.num_blocks > self.teacher_layers:
+            raise BertnasError(f"the teacher has {self.teacher_layers} layers, fewer than {self.num_blocks} blocks: "
+                               f"pick --num-blocks {self.teacher_layers} or fewer")
         if not self.hidden_sizes or min(self.hidden_sizes) < 1:
             raise BertnasError(f"hidden sizes must be positive, got {self.hidden_sizes}")
         for h in self.hidden_sizes:
@@ -155,13 +155,12 @@ class SpaceConfig:
             raise BertnasError(f"min_depth must be in 1..{self.layers_per_block}, got {self.min_depth}")
         return self
 
-    @property
-    def teacher_layers_per_block(self) -> int:
-        return self.teacher_layers // self.num_blocks
-
     def boundaries(self) -> list[int]:
-        """Teacher hidden-state indices at block edges: 0 (embeddings), then the last layer of each block."""
-        return [n * self.teacher_layers_per_block for n in range(self.num_blocks + 1)]
+        """Teacher hidden-state indices at block edges: 0 (embeddings), then the last layer of each block.
+
+        Equal blocks when the layers divide evenly (12 in 4: 0,3,6,9,12); otherwise as near equal as whole
+        layers allow (6 in 4: 0,2,3,5,6), so a 6-layer teacher can still teach the paper's 4 blocks."""
+        return [(n * self.teacher_layers + self.num_blocks // 2) // self.num_blocks for n in range(self.num_blocks + 1)]
 
     def to_dict(self) -> dict:
         return asdict(self)
