@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
-# NAS-BERT on this machine (2 CPU cores shared with other jobs: every stage runs on 1 torch thread): one supernet from the MiniLM encoder over the SST-2 + MRPC training
-# sentences, three models of different sizes, each with a same-size hand-designed BERT, all fine-tuned on SST-2
-# and MRPC with distillation from the fine-tuned MiniLM teachers. Results and wall times: docs/nasbert.md.
-#   bash benchmarks/nasbert.sh                 (run dir: /tmp/nb-run; STAGES="supernet latency ..." to run some)
+# NAS-BERT on this machine (2 CPU cores; every stage on 1 torch thread): one supernet from the MiniLM encoder over
+# the SST-2 + MRPC training sentences, models selected under latency (and optional parameter) budgets, each with
+# two hand-designed BERTs trained the same way (matched on parameters and on latency), all pre-training-distilled
+# and fine-tuned on SST-2 and MRPC with distillation from the fine-tuned MiniLM teachers. Results: docs/nasbert.md.
+#   bash benchmarks/nasbert.sh          (run dir: /tmp/nb-run; every stage resumes or skips what is done)
+# Knobs (environment): R, SENTENCES (0 = all), EPOCHS, BLOCKS, LAYERS, LATENCY_MS, PARAMS, SST2_EXAMPLES, SST2_SEEDS,
+# MRPC_SEEDS, STAGES="supernet teacher latency select baseline pretrain finetune" to run some.
 set -euo pipefail
 SHARED=${SHARED:-/work/shared}
 R=${R:-/tmp/nb-run}
 export BERTNAS_CACHE_DIR=${BERTNAS_CACHE_DIR:-/tmp/bertnas-cache}
-STAGES=${STAGES:-"supernet latency select baseline pretrain finetune teacher"}
+STAGES=${STAGES:-"supernet teacher latency select baseline pretrain finetune"}
 TEACHER=$SHARED/pretrained/minilm-L6-H384-uncased
-BUDGETS=${BUDGETS:-4M,7M,12M}
+SENTENCES=${SENTENCES:-0}          # 0: every SST-2 + MRPC training sentence
+EPOCHS=${EPOCHS:-20}
+BLOCKS=${BLOCKS:-4}
+LAYERS=${LAYERS:-2}
+LATENCY_MS=${LATENCY_MS:-2.8,9.4}  # 1/10 and 1/3 of the MiniLM teacher's batch-1 latency here (28.3 ms, 1 thread)
+PARAMS=${PARAMS:-}                 # optional parameter budgets, e.g. 5M,10M
 SST2_EXAMPLES=${SST2_EXAMPLES:-8000}
+SST2_SEEDS=${SST2_SEEDS:-"0 1"}
+MRPC_SEEDS=${MRPC_SEEDS:-"0"}
 LOG=$R/stage_times.tsv
 mkdir -p "$R"
+[[ "$SENTENCES" == 0 ]] && MAX=1000000 || MAX=$SENTENCES
 
 stage() {  # stage NAME CMD...: run, append the wall time to $LOG
   local name=$1; shift
@@ -23,27 +34,15 @@ stage() {  # stage NAME CMD...: run, append the wall time to $LOG
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 done_() { [[ -f "$1" ]] && echo "skip: $1 exists"; }  # finished runs are not repeated when the script is run again
 
-if has supernet; then
+if has supernet; then  # resumes from its last epoch checkpoint
   stage supernet bertnas nasbert supernet --teacher "$TEACHER" \
     --corpus "$SHARED/data/glue/SST-2,$SHARED/data/glue/MRPC" --out "$R" \
-    --max-sentences 12000 --heldout-sentences 256 --max-len 64 --num-blocks 3 --layers-per-block 2 \
-    --hidden-sizes 128,192,256,384 --epochs 6 --warmup-epochs 1 --bins 4 --samples-per-bin 16 --keep-per-bin 4 \
+    --max-sentences "$MAX" --heldout-sentences 256 --max-len 64 --num-blocks "$BLOCKS" --layers-per-block "$LAYERS" \
+    --hidden-sizes 128,192,256,384 --epochs "$EPOCHS" --warmup-epochs 1 --bins 4 --samples-per-bin 16 --keep-per-bin 4 \
     --score-batches 4 --batch-size 32 --lr 5e-4 --seed 0 --threads 1
 fi
-has latency && stage latency bertnas nasbert latency --out "$R" --seq-len 128 --batch-sizes 1,32 --embedding-sizes 64,128,256 --threads 1 --repeats 20 --stat min
-has select && stage select bertnas nasbert select --out "$R" --max-params "$BUDGETS" --embedding-sizes 64,128,256 --top-t 20
-has baseline && stage baseline bertnas nasbert baseline --out "$R"
-
-MODELS=$(python -c "import json,sys; print(' '.join(m['name'] for m in json.load(open('$R/selection.json'))['models']))")
-if has pretrain; then
-  for m in $MODELS; do
-    for kind in $KINDS; do
-      stage "pretrain $kind$m" bertnas nasbert pretrain --out "$R" --model "$R/models/$kind$m" --save "$R/pretrained/$kind$m" --epochs 1 --threads 1
-    done
-  done
-fi
 if has teacher; then  # the MiniLM teacher's latency, measured the same way as the students'
-  stage teacher-latency python - "$SHARED/teachers/sst2-minilm-L6-H384" "$R/teacher_latency.json" <<'PY'
+  done_ "$R/teacher_latency.json" || stage teacher-latency python - "$SHARED/teachers/sst2-minilm-L6-H384" "$R/teacher_latency.json" <<'PY'
 import json, sys, torch
 from transformers import AutoModelForSequenceClassification
 from bertnas.measure.profile import profile_classifier
@@ -56,14 +55,41 @@ for b in (1, 32):  # the minimum too, the statistic of the latency table
 json.dump(r, open(sys.argv[2], "w"), indent=2); print(r)
 PY
 fi
-if has finetune; then
+has latency && stage latency bertnas nasbert latency --out "$R" --seq-len 128 --batch-sizes 1,32 --embedding-sizes 64,128,256 --threads 1 --repeats 20 --stat min
+if has select; then
+  stage select bertnas nasbert select --out "$R" --max-latency-ms "$LATENCY_MS" --embedding-sizes 64,128,256 --top-t 20
+  [[ -n "$PARAMS" ]] && stage select-params bertnas nasbert select --out "$R" --max-params "$PARAMS" --embedding-sizes 64,128,256 --top-t 20
+fi
+has baseline && stage baseline bertnas nasbert baseline --out "$R"
+
+MODELS=$(python - "$R" <<'PY'
+import json, os, sys
+r = sys.argv[1]
+names = [m["name"] for m in json.load(open(f"{r}/selection.json"))["models"]]
+if os.path.isfile(f"{r}/baselines.json"):
+    names += [b["name"] for b in json.load(open(f"{r}/baselines.json"))["models"]]
+print(" ".join(names))
+PY
+)
+if has pretrain; then
   for m in $MODELS; do
-    for kind in $KINDS; do
-      done_ "$R/sst2/$kind$m/results.json" || stage "finetune sst2 $kind$m" bertnas nasbert finetune --model "$R/pretrained/$kind$m" --teacher "$SHARED/teachers/sst2-minilm-L6-H384" \
-        --task sst2 --data-dir "$SHARED/data/glue/SST-2" --out "$R/sst2/$kind$m" --max-seq-len 64 --epochs 2 \
-        --max-train-examples "$SST2_EXAMPLES" --lr 2e-4 --batch-size 32 --threads 1
-      done_ "$R/mrpc/$kind$m/results.json" || stage "finetune mrpc $kind$m" bertnas nasbert finetune --model "$R/pretrained/$kind$m" --teacher "$SHARED/teachers/mrpc-minilm-L6-H384" \
-        --task mrpc --data-dir "$SHARED/data/glue/MRPC" --out "$R/mrpc/$kind$m" --max-seq-len 128 --epochs 3 --lr 2e-4 --batch-size 32 --threads 1
+    done_ "$R/pretrained/$m/config.json" || stage "pretrain $m" bertnas nasbert pretrain --out "$R" --model "$R/models/$m" --save "$R/pretrained/$m" --epochs 1 --threads 1
+  done
+fi
+if has finetune; then
+  for s in $SST2_SEEDS; do
+    for m in $MODELS; do
+      done_ "$R/sst2/$m/seed$s/results.json" || stage "finetune sst2 $m seed $s" bertnas nasbert finetune --model "$R/pretrained/$m" \
+        --teacher "$SHARED/teachers/sst2-minilm-L6-H384" --task sst2 --data-dir "$SHARED/data/glue/SST-2" \
+        --out "$R/sst2/$m/seed$s" --max-seq-len 64 --epochs 2 --max-train-examples "$SST2_EXAMPLES" --lr 2e-4 \
+        --batch-size 32 --threads 1 --seed "$s"
+    done
+  done
+  for s in $MRPC_SEEDS; do
+    for m in $MODELS; do
+      done_ "$R/mrpc/$m/seed$s/results.json" || stage "finetune mrpc $m seed $s" bertnas nasbert finetune --model "$R/pretrained/$m" \
+        --teacher "$SHARED/teachers/mrpc-minilm-L6-H384" --task mrpc --data-dir "$SHARED/data/glue/MRPC" \
+        --out "$R/mrpc/$m/seed$s" --max-seq-len 128 --epochs 3 --lr 2e-4 --batch-size 32 --threads 1 --seed "$s"
     done
   done
 fi
