@@ -311,3 +311,25 @@ def test_baselines_are_trained_like_the_supernet(run_dir):
         assert [e["lr"] for e in ckpt["log"]] == pytest.approx([e["lr"] for e in supernet_log])
         model = AutoModel.from_pretrained(b["dir"])
         assert model.config.architecture == b["architecture"]
+
+
+def test_states_on_the_fly_match_the_cache(teacher_dir, corpus, tmp_path):
+    """A cache over --max-cache-gb is never written: the same batches come from the teacher run per batch."""
+    from bertnas.nasbert.distill import LiveBlockStates
+
+    teacher, tok = load_pretrained_teacher(str(teacher_dir))
+    texts = corpus.read_text().splitlines()[:40]
+    cached = compute_block_states(teacher, tok, texts, [0, 1, 2], 32, tmp_path / "cached")
+    live = compute_block_states(teacher, tok, texts, [0, 1, 2], 32, tmp_path / "live", max_cache_bytes=0)
+    assert isinstance(live, LiveBlockStates) and not (tmp_path / "live").exists()
+    assert len(live) == len(cached) and live.teacher_hidden == cached.teacher_hidden == 32
+    a, b = cached.collate([0, 7, 3]), live.collate([0, 7, 3])
+    for key in ("input_ids", "token_type_ids", "attention_mask"):
+        assert torch.equal(a[key], b[key])
+    assert b["states"].shape == a["states"].shape and not b["states"].is_inference()
+    assert torch.allclose(a["states"], b["states"], atol=2e-2, rtol=1e-2)  # the cache holds float16
+    # a supernet trains from live states too (and writes no cache)
+    net = Supernet(SpaceConfig(teacher_hidden=32, teacher_layers=2, num_blocks=2, layers_per_block=1, hidden_sizes=(32,)))
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    losses = train_step(net, [BlockPath(32, ("mha",))] * 2, next(live.batches(list(range(16)), 8)), opt)
+    assert all(math.isfinite(x) for x in losses)

@@ -104,8 +104,9 @@ class LatencyTable:
 def measure_table(
     specs: list[OpSpec], seq_lens: Iterable[int], batch_sizes: Iterable[int], threads: int | None = None,
     warmup: int = 3, repeats: int = 10, table: LatencyTable | None = None, stat: str = "median",
+    device: torch.device | str = "cpu",
 ) -> LatencyTable:
-    """Time every spec at every (seq_len, batch); entries already in ``table`` are kept, not re-measured."""
+    """Time every spec at every (seq_len, batch) on ``device``; entries already in ``table`` are kept."""
     if stat not in ("median", "min"):
         raise BertnasError(f"latency statistic must be 'median' or 'min', got {stat!r}")
     if table is not None and table.stat != stat:
@@ -116,12 +117,13 @@ def measure_table(
     with torch.random.fork_rng(devices=[]):  # a measurement (cache miss) leaves the caller's random state as a hit does
         torch.manual_seed(0)
         for spec, seq_len, batch in progress(jobs, desc="latency table"):
-            module = spec.build().eval()
-            args = spec.inputs(batch, seq_len)
-            timing = measure_latency(lambda: module(*args), warmup=warmup, repeats=repeats, threads=threads)
+            module = spec.build().eval().to(device)
+            args = tuple(a.to(device) if isinstance(a, torch.Tensor) else a for a in spec.inputs(batch, seq_len))
+            timing = measure_latency(lambda: module(*args), warmup=warmup, repeats=repeats, threads=threads,
+                                     device=device)
             table.entries[table_key(spec.op, spec.size, seq_len, batch)] = timing[f"{stat}_ms"]
             table.threads = timing["threads"]
-    table.hardware = hardware_info()
+    table.hardware = {**hardware_info(), "device": str(device)}
     table.repeats = repeats
     return table
 

@@ -119,13 +119,17 @@ def count_flops(module: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
 
 
 def measure_latency(
-    fn: Callable[[], Any], warmup: int = 3, repeats: int = 10, threads: int | None = None
+    fn: Callable[[], Any], warmup: int = 3, repeats: int = 10, threads: int | None = None,
+    device: torch.device | str | None = None,
 ) -> dict[str, Any]:
     """Wall-clock time of ``fn()`` in milliseconds: median, mean and min over ``repeats`` timed calls.
 
     The thread count is pinned when ``threads`` is given (and restored afterwards) because CPU latency
     depends on it more than on anything else; warm-up calls absorb one-off allocation and kernel selection.
+    On a CUDA ``device`` each call is timed by CUDA events (GPU time, not the host's launch time).
     """
+    if device is not None and torch.device(device).type == "cuda":
+        return _cuda_latency(fn, warmup, repeats)
     if repeats < 1:
         raise BertnasError(f"latency repeats must be >= 1, got {repeats}; pass repeats=1 or more")
     if warmup < 0:
@@ -158,6 +162,25 @@ def measure_latency(
         "repeats": repeats,
         "threads": used_threads,
     }
+
+
+def _cuda_latency(fn: Callable[[], Any], warmup: int, repeats: int) -> dict[str, Any]:
+    if repeats < 1:
+        raise BertnasError(f"latency repeats must be >= 1, got {repeats}; pass repeats=1 or more")
+    times: list[float] = []
+    with torch.inference_mode():
+        for _ in range(warmup):
+            fn()
+        torch.cuda.synchronize()
+        for _ in range(repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(float(start.elapsed_time(end)))
+    return {"median_ms": statistics.median(times), "mean_ms": statistics.fmean(times), "min_ms": min(times),
+            "repeats": repeats, "threads": torch.get_num_threads(), "timer": "cuda events"}
 
 
 def random_batch(vocab_size: int, batch: int, seq_len: int, generator: torch.Generator, device: str) -> dict:

@@ -59,6 +59,7 @@ def add_nasbert_parser(sub: argparse._SubParsersAction) -> None:
                      help="statistic of the timed calls (min is steadier on a CPU shared with other jobs)")
     lat.add_argument("--calibration-models", type=int, default=4,
                      help="random whole students timed to fit the table's scale and offset (0: plain sum of parts)")
+    lat.add_argument("--device", default="cpu", help="device the models will serve on: cpu, cuda, cuda:1 (default: cpu)")
 
     sel = nsub.add_parser("select", help="one standalone model per budget from the trained supernet")
     sel.add_argument("--out", required=True)
@@ -70,6 +71,7 @@ def add_nasbert_parser(sub: argparse._SubParsersAction) -> None:
     sel.add_argument("--seq-len", type=int, default=128)
     sel.add_argument("--latency-batch", type=int, default=1)
     sel.add_argument("--no-measure", action="store_true", help="skip measuring the selected models' latency")
+    sel.add_argument("--device", default="cpu", help="device for the exact evaluation and the latency checks (default: cpu)")
 
     pre = nsub.add_parser("pretrain", help="(optional) pre-training distillation of a model on the run's corpus")
     pre.add_argument("--out", required=True, help="the supernet run directory (its cached teacher states are used)")
@@ -79,6 +81,7 @@ def add_nasbert_parser(sub: argparse._SubParsersAction) -> None:
     pre.add_argument("--batch-size", type=int, default=32)
     pre.add_argument("--lr", type=float, default=5e-4)
     pre.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    pre.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1")
 
     base = nsub.add_parser("baseline", help="hand-designed BERTs of each selected model's size and latency, "
                            "block-wise distilled like the supernet (resumable)")
@@ -113,16 +116,18 @@ def run_nasbert_command(args: argparse.Namespace) -> None:
     elif cmd == "latency":
         table = pipeline.latency(args.out, args.seq_len, _ints(args.batch_sizes, "--batch-sizes"),
                                  _ints(args.embedding_sizes, "--embedding-sizes"), args.threads, args.repeats, args.stat,
-                                 args.calibration_models)
+                                 args.calibration_models, args.device)
         print(f"latency table: {len(table.entries)} entries in {args.out}/latency.json")
     elif cmd == "select":
         for m in pipeline.select(args.out, args.max_params, args.max_latency_ms, _ints(args.embedding_sizes, "--embedding-sizes"),
-                                 args.embedding_fraction, args.top_t, args.seq_len, args.latency_batch, not args.no_measure):
+                                 args.embedding_fraction, args.top_t, args.seq_len, args.latency_batch, not args.no_measure,
+                                 args.device):
             lat = " ".join(f"b{b}: predicted {m[f'predicted_ms_b{b}']:.2f} ms, measured {m[f'measured_ms_b{b}']:.2f} ms"
                            for b in (1, 32) if f"predicted_ms_b{b}" in m and f"measured_ms_b{b}" in m)
             print(f"{m['name']}: {m['params'] / 1e6:.2f}M params  {m['architecture']}  {lat}  -> {m['dir']}")
     elif cmd == "pretrain":
-        result = pipeline.pretrain(args.out, args.model, args.save, args.epochs, args.batch_size, args.lr, args.threads)
+        result = pipeline.pretrain(args.out, args.model, args.save, args.epochs, args.batch_size, args.lr, args.threads,
+                                   args.device)
         print(f"pre-training KD done ({result['seconds']} s): {args.save}")
     elif cmd == "baseline":
         for b in pipeline.baseline(args.out, resume=not args.no_resume, measure=not args.no_measure):

@@ -36,6 +36,9 @@ class SupernetSettings:
         score_batches: held-out batches per scored path (paper: 5).
         teacher_batch_size: batch size of the one teacher pass.
         cache_dir: where the teacher states are cached (default: $BERTNAS_CACHE_DIR or ~/.cache/bertnas).
+        max_cache_gb: the most disk the cached states may take (float16: tokens x (N + 1) x teacher hidden x 2
+            bytes; a BERT-base teacher with 4 blocks takes 7.7 KB a token); a bigger corpus, or one that would fill
+            the disk, gets its states computed per batch instead (the teacher then runs every epoch).
         threads: torch threads (default: torch's). Steps of a supernet are many small ops: on a shared or
             busy CPU one thread is far faster than two that wait on each other (measured: 0.08 s vs 3 s a step).
     """
@@ -62,6 +65,7 @@ class SupernetSettings:
     score_batches: int = 2
     teacher_batch_size: int = 64
     cache_dir: str | None = None
+    max_cache_gb: float = 50.0
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -82,6 +86,8 @@ class SupernetSettings:
                      "latency_seq_len", "latency_batch", "latency_repeats"):
             if getattr(self, name) < 1:
                 raise BertnasError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.max_cache_gb < 0:
+            raise BertnasError(f"--max-cache-gb must be >= 0 (0: never cache), got {self.max_cache_gb}")
         if self.warmup_epochs < 0 or self.lr <= 0:
             raise BertnasError("--warmup-epochs must be >= 0 and --lr > 0")
         if self.bin_by not in BIN_AXES:
@@ -100,7 +106,7 @@ class SupernetSettings:
     def training_key(self) -> dict:
         """The settings a checkpoint depends on: resuming with other values starts over."""
         d = self.to_dict()
-        for k in ("epochs", "device", "cache_dir", "teacher_batch_size", "threads", "latency_repeats"):
+        for k in ("epochs", "device", "cache_dir", "teacher_batch_size", "threads", "latency_repeats", "max_cache_gb"):
             d.pop(k)
         return d
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -63,7 +64,7 @@ class BlockStates:
     tokens: np.ndarray  # (n_tokens,) int32 token ids
     types: np.ndarray  # (n_tokens,) int8 token types
     offsets: np.ndarray  # (n_sentences + 1,) int64
-    states: np.ndarray  # (n_tokens, N + 1, T) float16, memory-mapped
+    states: np.ndarray | None  # (n_tokens, N + 1, T) float16, memory-mapped (None: computed per batch)
     meta: dict
 
     def __len__(self) -> int:
@@ -72,22 +73,34 @@ class BlockStates:
     def length(self, i: int) -> int:
         return int(self.offsets[i + 1] - self.offsets[i])
 
-    def collate(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        """Padded batch: input_ids/token_type_ids/attention_mask (B, L) and states (B, L, N + 1, T)."""
+    @property
+    def teacher_hidden(self) -> int:
+        return int(self.meta["teacher_hidden"])
+
+    def token_batch(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """Padded input_ids/token_type_ids/attention_mask (B, L) of the sentences ``indices``."""
         length = max(self.length(i) for i in indices)
-        n_edges, t = self.states.shape[1:]
         ids = np.zeros((len(indices), length), dtype=np.int64)
         types = np.zeros((len(indices), length), dtype=np.int64)
         mask = np.zeros((len(indices), length), dtype=np.int64)
-        states = np.zeros((len(indices), length, n_edges, t), dtype=np.float32)
         for row, i in enumerate(indices):
             a, b = self.offsets[i], self.offsets[i + 1]
             ids[row, : b - a] = self.tokens[a:b]
             types[row, : b - a] = self.types[a:b]
             mask[row, : b - a] = 1
-            states[row, : b - a] = self.states[a:b]
         return {"input_ids": torch.from_numpy(ids), "token_type_ids": torch.from_numpy(types),
-                "attention_mask": torch.from_numpy(mask), "states": torch.from_numpy(states)}
+                "attention_mask": torch.from_numpy(mask)}
+
+    def collate(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """Padded batch: input_ids/token_type_ids/attention_mask (B, L) and states (B, L, N + 1, T)."""
+        batch = self.token_batch(indices)
+        n_edges, t = self.states.shape[1:]
+        states = np.zeros((len(indices), batch["input_ids"].size(1), n_edges, t), dtype=np.float32)
+        for row, i in enumerate(indices):
+            a, b = self.offsets[i], self.offsets[i + 1]
+            states[row, : b - a] = self.states[a:b]
+        batch["states"] = torch.from_numpy(states)
+        return batch
 
     def batches(self, indices: list[int], batch_size: int, generator: torch.Generator | None = None) -> Iterator[dict]:
         """Length-grouped batches over ``indices``: shuffled order of batches when a generator is given."""
@@ -97,6 +110,31 @@ class BlockStates:
             chunks = [chunks[j] for j in torch.randperm(len(chunks), generator=generator).tolist()]
         for chunk in chunks:
             yield self.collate(chunk)
+
+
+class LiveBlockStates(BlockStates):
+    """The same batches as :class:`BlockStates`, with the teacher's states computed per batch instead of read
+    from disk: for corpora whose cache would not fit (the teacher then runs once per epoch, not once in all)."""
+
+    def __init__(self, teacher: torch.nn.Module, boundaries: list[int], device: torch.device, tokens: np.ndarray,
+                 types: np.ndarray, offsets: np.ndarray, meta: dict) -> None:
+        super().__init__(Path("(computed on the fly)"), tokens, types, offsets, None, meta)
+        self.teacher, self.boundaries, self.device = teacher.eval(), list(boundaries), device
+
+    def collate(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        batch = self.token_batch(indices)
+        self.teacher.to(self.device)
+        with torch.inference_mode(), _autocast(self.device):
+            out = self.teacher(**{k: v.to(self.device) for k, v in batch.items()}, output_hidden_states=True)
+            states = torch.stack([out.hidden_states[b] for b in self.boundaries], 2)
+        keep = batch["attention_mask"][:, :, None, None].to(torch.float32)  # padding is zero, as in the cache
+        batch["states"] = states.float().cpu().clone() * keep  # out of inference mode: these are training targets
+        return batch
+
+
+def cache_bytes(tokens: int, edges: int, hidden: int) -> int:
+    """Disk the cached states take: float16 per token, edge and hidden unit."""
+    return tokens * edges * hidden * 2
 
 
 def cache_key(fingerprint: str, texts: list[str], max_len: int, boundaries: list[int]) -> str:
@@ -109,8 +147,12 @@ def cache_key(fingerprint: str, texts: list[str], max_len: int, boundaries: list
 def compute_block_states(
     teacher: torch.nn.Module, tokenizer, texts: list[str], boundaries: list[int], max_len: int,
     directory: Path, batch_size: int = 64, device: torch.device = torch.device("cpu"),
+    max_cache_bytes: float | None = None,
 ) -> BlockStates:
-    """Run the teacher once over ``texts`` and write its states at ``boundaries`` to ``directory``."""
+    """Run the teacher once over ``texts`` and write its states at ``boundaries`` to ``directory``.
+
+    When the cache would take more than ``max_cache_bytes`` (or more than 90% of the free disk), nothing is
+    written: the states are computed per batch instead (:class:`LiveBlockStates`)."""
     directory = Path(directory)
     if (directory / "meta.json").is_file():
         return open_block_states(directory)
@@ -119,6 +161,18 @@ def compute_block_states(
     lengths = np.array([len(x) for x in ids], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     t = int(teacher.config.hidden_size)
+    meta = {"version": CACHE_VERSION, "sentences": len(texts), "tokens": int(offsets[-1]), "boundaries": boundaries,
+            "max_len": max_len, "teacher_hidden": t}
+    size = cache_bytes(int(offsets[-1]), len(boundaries), t)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(directory.parent).free
+    if (max_cache_bytes is not None and size > max_cache_bytes) or size > 0.9 * free:
+        why = (f"over --max-cache-gb {max_cache_bytes / 1e9:g}" if max_cache_bytes is not None and size > max_cache_bytes
+               else f"more than 90% of the {free / 1e9:.1f} GB free in {directory.parent}")
+        logger.info("teacher states would take %.1f GB on disk, %s: computing them per batch instead (the teacher "
+                    "runs every epoch)", size / 1e9, why)
+        return LiveBlockStates(teacher, boundaries, device, np.concatenate([np.asarray(x, dtype=np.int32) for x in ids]),
+                               np.concatenate([np.asarray(x, dtype=np.int8) for x in types]), offsets, meta)
     teacher.to(device)
     with atomic_dir(directory) as tmp:
         states = np.lib.format.open_memmap(tmp / "states.npy", mode="w+", dtype=np.float16,
@@ -146,8 +200,7 @@ def compute_block_states(
         np.save(tmp / "tokens.npy", np.concatenate([np.asarray(x, dtype=np.int32) for x in ids]))
         np.save(tmp / "types.npy", np.concatenate([np.asarray(x, dtype=np.int8) for x in types]))
         np.save(tmp / "offsets.npy", offsets)
-        write_json(tmp / "meta.json", {"version": CACHE_VERSION, "sentences": len(texts), "tokens": int(offsets[-1]),
-                                       "boundaries": boundaries, "max_len": max_len, "teacher_hidden": t})
+        write_json(tmp / "meta.json", meta)
     logger.info("cached teacher states for %d sentences (%d tokens) in %s", len(texts), int(offsets[-1]), directory)
     return open_block_states(directory)
 

@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..data.corpus import read_corpus
+from ..data.encode import to_device
 from ..errors import BertnasError
 from ..measure.latency_table import LatencyTable, cached_table, measure_table
 from ..measure.profile import random_batch, count_params, measure_latency
@@ -71,7 +72,8 @@ def _states(settings: SupernetSettings, teacher=None, tokenizer=None, boundaries
     key = cache_key(teacher_fingerprint(teacher), texts, settings.max_len, boundaries)
     cache = Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
     states = compute_block_states(teacher, tokenizer, texts, boundaries, settings.max_len,
-                                  cache / f"nasbert-states-{key}", settings.teacher_batch_size, resolve_device(settings.device))
+                                  cache / f"nasbert-states-{key}", settings.teacher_batch_size, resolve_device(settings.device),
+                                  settings.max_cache_gb * 1e9)
     return states, _split(len(texts), settings.heldout_sentences, settings.seed)
 
 
@@ -163,19 +165,24 @@ def _load_supernet(out: Path, space: SpaceConfig) -> Supernet:
 
 def latency(out: str | Path, seq_len: int = 128, batch_sizes: tuple[int, ...] = (1, 32),
             embedding_sizes: tuple[int, ...] = (64, 128, 256), threads: int | None = None, repeats: int = 10,
-            stat: str = "median", calibration_models: int = 4) -> LatencyTable:
-    """Stage 2: every op, adapter, embedding and head any student can hold, timed on this device."""
+            stat: str = "median", calibration_models: int = 4, device: str = "cpu") -> LatencyTable:
+    """Stage 2: every op, adapter, embedding and head any student can hold, timed on ``device`` (the one the
+    models will serve on; on CUDA by CUDA events)."""
     out = Path(out)
     _, space = _open_run(out)
     shape = TeacherShape(**read_json(out / "teacher_shape.json"))
     path = out / "latency.json"
     table = LatencyTable.load(path) if path.is_file() else None
+    device = resolve_device(device)
     if table is not None and threads is not None and table.threads not in (None, threads):
         table = None  # measured with another thread count: start over
+    if table is not None and table.hardware.get("device", "cpu") != str(device):
+        table = None  # measured on another device: start over
     table = measure_table(op_specs(space, shape, list(embedding_sizes)), [seq_len], list(batch_sizes), threads=threads,
-                          repeats=repeats, table=table, stat=stat)
+                          repeats=repeats, table=table, stat=stat, device=device)
     if calibration_models:
-        _calibrate(table, space, shape, list(embedding_sizes), seq_len, tuple(batch_sizes), calibration_models, repeats)
+        _calibrate(table, space, shape, list(embedding_sizes), seq_len, tuple(batch_sizes), calibration_models, repeats,
+                   device)
     table.save(path)
     logger.info("latency table: %d entries in %s", len(table.entries), path)
     return table
@@ -183,8 +190,9 @@ def latency(out: str | Path, seq_len: int = 128, batch_sizes: tuple[int, ...] = 
 
 def select(out: str | Path, max_params: str | None = None, max_latency_ms: str | None = None,
            embedding_sizes: tuple[int, ...] = (64, 128, 256), embedding_fraction: float = 0.5, top_t: int = 20,
-           seq_len: int = 128, latency_batch: int = 1, measure: bool = True) -> list[dict]:
-    """Stage 3: one standalone model per budget, written to ``out/models/NAME``; returns their summaries."""
+           seq_len: int = 128, latency_batch: int = 1, measure: bool = True, device: str = "cpu") -> list[dict]:
+    """Stage 3: one standalone model per budget, written to ``out/models/NAME``; returns their summaries.
+    ``device`` runs the exact evaluation and times the selected models (the latency table's device)."""
     out = Path(out)
     constraints = parse_constraints(max_params, max_latency_ms)
     if top_t < 1:
@@ -198,7 +206,9 @@ def select(out: str | Path, max_params: str | None = None, max_latency_ms: str |
     net = _load_supernet(out, space)
     teacher, tokenizer = load_pretrained_teacher(settings.teacher)
     states, (_, held_idx) = _states(settings, teacher, tokenizer, space.boundaries())
-    held_out = list(states.batches(held_idx, settings.batch_size))  # every held-out sentence
+    device = resolve_device(device)
+    held_out = [to_device(b, device) for b in states.batches(held_idx, settings.batch_size)]  # every held-out sentence
+    net.to(device)
     results = []
     for c in constraints:
         t0 = time.time()
@@ -207,7 +217,8 @@ def select(out: str | Path, max_params: str | None = None, max_latency_ms: str |
         if not found:
             raise out_of_budget(blocks, list(embedding_sizes), shape, table, c, seq_len, latency_batch)
         best = select_best(found, net, held_out)
-        model = build_student(best.arch, net, teacher, shape)
+        model = build_student(best.arch, net.cpu(), teacher, shape)
+        net.to(device)
         target = out / "models" / c.name
         with atomic_dir(target) as tmp:
             model.save_pretrained(tmp)
@@ -223,7 +234,7 @@ def select(out: str | Path, max_params: str | None = None, max_latency_ms: str |
                 except BertnasError:
                     pass
         if measure:
-            entry.update(measure_model(model, shape.vocab_size, seq_len, table))
+            entry.update(measure_model(model, shape.vocab_size, seq_len, table, device=device))
             for b in (1, 32):
                 if f"predicted_ms_b{b}" in entry:
                     entry[f"error_b{b}"] = entry[f"predicted_ms_b{b}"] / entry[f"measured_ms_b{b}"] - 1
@@ -238,7 +249,7 @@ def select(out: str | Path, max_params: str | None = None, max_latency_ms: str |
 
 
 def _calibrate(table: LatencyTable, space: SpaceConfig, shape: TeacherShape, embedding_sizes: list[int], seq_len: int,
-               batch_sizes: tuple[int, ...], count: int, repeats: int) -> None:
+               batch_sizes: tuple[int, ...], count: int, repeats: int, device: torch.device = torch.device("cpu")) -> None:
     """Time ``count`` random whole students (seeded) and fit the table's per-batch scale and offset."""
     from .modeling import NasBertConfig, NasBertForSequenceClassification
     from .space import Architecture
@@ -251,38 +262,42 @@ def _calibrate(table: LatencyTable, space: SpaceConfig, shape: TeacherShape, emb
         arch = Architecture(rng.choice(embedding_sizes), tuple(rng.choice(paths) for _ in range(space.num_blocks)))
         model = NasBertForSequenceClassification(NasBertConfig(
             vocab_size=shape.vocab_size, max_position_embeddings=shape.max_positions, type_vocab_size=shape.type_vocab_size,
-            hidden_size=shape.hidden, architecture=str(arch))).eval()
+            hidden_size=shape.hidden, architecture=str(arch))).eval().to(device)
         for b in batch_sizes:
-            batch = random_batch(shape.vocab_size, b, seq_len, torch.Generator().manual_seed(b), "cpu")
+            batch = random_batch(shape.vocab_size, b, seq_len, torch.Generator().manual_seed(b), device)
             measured[b].append(measure_latency(lambda: model(**batch), warmup=3, repeats=repeats,
-                                               threads=table.threads)[f"{table.stat}_ms"])
+                                               threads=table.threads, device=device)[f"{table.stat}_ms"])
             sums[b].append(table.sum_of_parts(model_parts(arch, shape.hidden), seq_len, b))
     for b in batch_sizes:
         scale, offset = table.calibrate(sums[b], measured[b], seq_len, b)
         logger.info("latency calibration at batch %d: measured = %.3f x sum of parts %+.3f ms (%d models)", b, scale, offset, count)
 
 
-def measure_model(model, vocab_size: int, seq_len: int, table: LatencyTable | None, repeats: int = 20) -> dict:
+def measure_model(model, vocab_size: int, seq_len: int, table: LatencyTable | None, repeats: int = 20,
+                  device: torch.device | str = "cpu") -> dict:
     """Whole-model latency at batch 1 and 32, with the table's threads and statistic (so they compare)."""
     threads = table.threads if table else None
     stat = table.stat if table else "median"
     out = {"measured_stat": stat}
-    model.eval()
+    model.eval().to(device)
     for b in (1, 32):
-        batch = random_batch(vocab_size, b, seq_len, torch.Generator().manual_seed(b), "cpu")
-        out[f"measured_ms_b{b}"] = measure_latency(lambda: model(**batch), warmup=3, repeats=repeats, threads=threads)[f"{stat}_ms"]
+        batch = random_batch(vocab_size, b, seq_len, torch.Generator().manual_seed(b), device)
+        out[f"measured_ms_b{b}"] = measure_latency(lambda: model(**batch), warmup=3, repeats=repeats, threads=threads,
+                                                   device=device)[f"{stat}_ms"]
+    model.cpu()
     return out
 
 
 def pretrain(out: str | Path, model_dir: str, save: str | Path, epochs: int = 1, batch_size: int = 32, lr: float = 5e-4,
-             threads: int | None = None) -> dict:
+             threads: int | None = None, device: str = "auto") -> dict:
     """Stage 4 (optional): pre-training distillation of ``model_dir`` on the run's corpus states."""
     from .pretrain import pretrain_distill
 
     set_threads(threads)
     settings, space = _open_run(Path(out))
     states, (train_idx, _) = _states(settings, boundaries=space.boundaries())
-    return pretrain_distill(model_dir, states, train_idx, save, epochs, batch_size, lr, settings.seed)
+    return pretrain_distill(model_dir, states, train_idx, save, epochs, batch_size, lr, settings.seed,
+                            resolve_device(device))
 
 
 def baseline(out: str | Path, resume: bool = True, measure: bool = True) -> list[dict]:

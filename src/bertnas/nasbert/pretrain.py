@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification
 
+from ..data.encode import to_device
 from ..errors import BertnasError
 from ..teacher.loading import load_tokenizer
 from ..training.loop import stop_if_nonfinite
@@ -25,7 +26,8 @@ logger = logging.getLogger("bertnas")
 
 
 def pretrain_distill(model_dir: str, states: BlockStates, train_idx: list[int], out: str | Path, epochs: int = 1,
-                     batch_size: int = 32, lr: float = 5e-4, seed: int = 0) -> dict:
+                     batch_size: int = 32, lr: float = 5e-4, seed: int = 0,
+                     device: torch.device = torch.device("cpu")) -> dict:
     """Distil the teacher's last hidden state into ``model_dir``; saves the classifier to ``out``."""
     if not (Path(model_dir) / "config.json").is_file():
         raise BertnasError(f"--model {model_dir} has no config.json")
@@ -33,8 +35,10 @@ def pretrain_distill(model_dir: str, states: BlockStates, train_idx: list[int], 
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
     tokenizer = load_tokenizer(model_dir)
     encoder = model.base_model
-    hidden, t = int(model.config.hidden_size), int(states.states.shape[-1])
+    hidden, t = int(model.config.hidden_size), states.teacher_hidden
     to_teacher = torch.nn.Identity() if hidden == t else torch.nn.Linear(hidden, t)
+    encoder.to(device)
+    to_teacher.to(device)
     params = list(encoder.parameters()) + list(to_teacher.parameters())
     optimizer = adamw(params, lr=lr, weight_decay=0.01)
     steps = epochs * ((len(train_idx) + batch_size - 1) // batch_size)
@@ -47,6 +51,7 @@ def pretrain_distill(model_dir: str, states: BlockStates, train_idx: list[int], 
         n_steps = (len(train_idx) + batch_size - 1) // batch_size
         for i, b in enumerate(progress(states.batches(train_idx, batch_size, gen), desc=f"pre-training KD epoch {epoch}",
                                        total=n_steps)):
+            b = to_device(b, device)
             hidden_states = encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
                                     token_type_ids=b["token_type_ids"]).last_hidden_state
             loss = masked_mse(to_teacher(hidden_states), b["states"][:, :, -1], b["attention_mask"])
@@ -59,6 +64,7 @@ def pretrain_distill(model_dir: str, states: BlockStates, train_idx: list[int], 
             stop_if_nonfinite({"mse": float(loss.detach())}, "nasbert pretrain", epoch, epochs, i + 1, n_steps)
         log.append({"epoch": epoch, "mse": total / max(1, n)})
         logger.info("pre-training KD epoch %d: final-state MSE %.4f", epoch, total / max(1, n))
+    model.cpu()
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
