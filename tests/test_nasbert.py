@@ -249,8 +249,7 @@ def test_corpus_reader(tmp_path, synthetic_files):
 
     (tmp_path / "a.txt").write_text("one line\n\n  two line  \none line\n")
     assert read_corpus(str(tmp_path)) == ["one line", "two line"]
-    glue = read_corpus(str(synthetic_files["pair"]))
-    assert len(glue) > 160  # both sentences of each pair
+    assert len(read_corpus(str(synthetic_files["pair"]), pairs=False)) > 160  # both sentences of each pair
     assert len(read_corpus(f"{tmp_path},{synthetic_files['single']}", max_sentences=10)) == 10
     with pytest.raises(BertnasError, match="not found"):
         read_corpus(str(tmp_path / "nope"))
@@ -333,3 +332,28 @@ def test_states_on_the_fly_match_the_cache(teacher_dir, corpus, tmp_path):
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     losses = train_step(net, [BlockPath(32, ("mha",))] * 2, next(live.batches(list(range(16)), 8)), opt)
     assert all(math.isfinite(x) for x in losses)
+
+
+def test_pair_tasks_give_pairs_to_the_supernet(synthetic_files, teacher_dir, tmp_path):
+    """A pair task's folder gives each pair as one item, tokenized as the task sees it (A [SEP] B, types 0 then 1);
+    --corpus-pairs split gives every sentence alone; tabs inside plain text never make a pair."""
+    from bertnas.data.corpus import read_corpus, split_pair
+    from bertnas.nasbert.distill import tokenize_items
+
+    pair_dir = synthetic_files["pair"]
+    items = read_corpus(str(pair_dir))
+    split = read_corpus(str(pair_dir), pairs=False)
+    assert all(split_pair(x)[1] is not None for x in items) and len(split) > len(items)
+    assert all(split_pair(x)[1] is None for x in split)
+    (tmp_path / "plain.txt").write_text("one\ttwo three\nfour five\n")
+    assert read_corpus(str(tmp_path / "plain.txt")) == ["one two three", "four five"]
+    _, tok = load_pretrained_teacher(str(teacher_dir))
+    mixed = [items[0], "a lone sentence", items[1]]
+    ids, types = tokenize_items(tok, mixed, 64)
+    a, b = split_pair(items[1])
+    want = tok(a, b, truncation=True, max_length=64, return_token_type_ids=True)
+    assert ids[2] == want["input_ids"] and types[2] == want["token_type_ids"] and 1 in types[2]
+    assert ids[1] == tok("a lone sentence")["input_ids"] and set(types[1]) == {0}
+    # a run saved before the setting existed keeps reading sentences alone
+    assert SupernetSettings.from_dict({"teacher": "t", "corpus": "c"}).corpus_pairs == "split"
+    assert SupernetSettings().corpus_pairs == "pairs"

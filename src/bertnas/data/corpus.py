@@ -2,8 +2,9 @@
 
 ``--corpus`` is a comma-separated list of sources. Each source is
 - a text file: one sentence or paragraph per line (blank lines skipped);
-- a GLUE task folder (has ``train.tsv`` with a header): the sentence columns of ``train.tsv``
-  (both sentences of a pair, each as its own line of text);
+- a GLUE task folder (has ``train.tsv`` with a header): the sentence columns of ``train.tsv``; a pair task's
+  two sentences stay one item, ``A<TAB>B``, tokenized as the task sees them (A [SEP] B, token types 0 and 1),
+  unless ``pairs=False`` (each sentence its own line);
 - any other folder: every ``*.txt`` file inside it (recursively, sorted);
 - a ``datasets`` id (``hf:NAME`` or ``hf:NAME:CONFIG``), only if the ``datasets`` package is installed.
 
@@ -24,6 +25,18 @@ logger = logging.getLogger("bertnas")
 
 #: Header names of text columns in GLUE-style train.tsv files.
 TEXT_COLUMNS = ("sentence", "sentence1", "sentence2", "#1 String", "#2 String", "question", "question1", "question2")
+
+#: Column pairs that make one input of a pair task.
+PAIR_COLUMNS = (("sentence1", "sentence2"), ("#1 String", "#2 String"), ("question1", "question2"), ("question", "sentence"))
+
+#: Between the two texts of a pair item (plain text files have their tabs turned into spaces, so never hold it).
+PAIR_SEPARATOR = "\t"
+
+
+def split_pair(item: str) -> tuple[str, str | None]:
+    """``"A<TAB>B"`` -> ("A", "B"); a single text -> (text, None)."""
+    a, sep, b = item.partition(PAIR_SEPARATOR)
+    return (a, b) if sep else (item, None)
 
 NUL = b"\x00"
 
@@ -60,31 +73,36 @@ def check_text_file(path: Path) -> None:
 def _read_lines(path: Path) -> list[str]:
     check_text_file(path)
     with open(path, encoding="utf-8", errors="replace") as fh:
-        return [line.strip() for line in fh if line.strip()]
+        return [line.strip().replace(PAIR_SEPARATOR, " ") for line in fh if line.strip()]
 
 
-def _read_glue_train(path: Path) -> list[str]:
+def _read_glue_train(path: Path, pairs: bool = True) -> list[str]:
     check_text_file(path)
     try:
-        return _read_tsv_columns(path)
+        return _read_tsv_columns(path, pairs)
     except UnicodeDecodeError as exc:  # past the checked block: still a one-line error, not a traceback
         raise BertnasError(f"corpus file {path} is not valid UTF-8 past its first {TEXT_CHECK_BYTES} bytes: "
                            "convert it to UTF-8") from exc
 
 
-def _read_tsv_columns(path: Path) -> list[str]:
+def _read_tsv_columns(path: Path, pairs: bool = True) -> list[str]:
     with open(path, encoding="utf-8-sig", newline="") as fh:
         reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, None)
         if header is None:
             return []
-        columns = [i for i, name in enumerate(header) if name.strip() in TEXT_COLUMNS]
+        names = [name.strip() for name in header]
+        columns = [i for i, name in enumerate(names) if name in TEXT_COLUMNS]
         if not columns:
             raise BertnasError(f"{path}: no sentence column in the header ({', '.join(header[:8])}); "
                                f"expected one of {', '.join(TEXT_COLUMNS)}")
+        pair = next(((names.index(a), names.index(b)) for a, b in PAIR_COLUMNS if a in names and b in names), None)
         out = []
         for row in reader:
-            out += [row[i].strip() for i in columns if i < len(row) and row[i].strip()]
+            if pairs and pair is not None and max(pair) < len(row) and row[pair[0]].strip() and row[pair[1]].strip():
+                out.append(row[pair[0]].strip() + PAIR_SEPARATOR + row[pair[1]].strip())
+            else:
+                out += [row[i].strip() for i in columns if i < len(row) and row[i].strip()]
         return out
 
 
@@ -102,7 +120,7 @@ def _read_datasets(name: str) -> list[str]:
     return [t.strip() for t in ds[column] if t and t.strip()]
 
 
-def read_source(source: str) -> list[str]:
+def read_source(source: str, pairs: bool = True) -> list[str]:
     """The lines of text of one corpus source (see the module docstring)."""
     if source.startswith("hf:"):
         return _read_datasets(source)
@@ -112,15 +130,17 @@ def read_source(source: str) -> list[str]:
     if path.is_file():
         return _read_lines(path)
     if (path / "train.tsv").is_file():
-        return _read_glue_train(path / "train.tsv")
+        return _read_glue_train(path / "train.tsv", pairs)
     files = sorted(path.rglob("*.txt"))
     if not files:
         raise BertnasError(f"corpus folder {source} has no .txt files and no train.tsv")
     return [line for f in files for line in _read_lines(f)]
 
 
-def read_corpus(spec: str, max_sentences: int | None = None, seed: int = 0, min_chars: int = 1) -> list[str]:
+def read_corpus(spec: str, max_sentences: int | None = None, seed: int = 0, min_chars: int = 1,
+                pairs: bool = True) -> list[str]:
     """All sources of a comma-separated ``spec``, de-duplicated in order, then a seeded random subset.
+    Items are texts, or ``A<TAB>B`` pairs from pair tasks' folders (:func:`split_pair`) when ``pairs``.
 
     The subset keeps large corpora bounded on CPU; the same seed always picks the same sentences.
     """
@@ -129,7 +149,7 @@ def read_corpus(spec: str, max_sentences: int | None = None, seed: int = 0, min_
     seen: set[str] = set()
     texts: list[str] = []
     for source in (s.strip() for s in spec.split(",") if s.strip()):
-        lines = read_source(source)
+        lines = read_source(source, pairs)
         logger.info("corpus %s: %d lines", source, len(lines))
         for line in lines:
             if len(line) >= min_chars and line not in seen:

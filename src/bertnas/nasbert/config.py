@@ -20,6 +20,8 @@ class SupernetSettings:
         teacher: pre-trained BERT-family encoder (directory with config.json) to distil from.
         corpus: comma-separated text files, folders of .txt files or GLUE task folders.
         max_sentences: random subset of the corpus (seeded) kept for CPU runs.
+        corpus_pairs: "pairs" (a pair task's folder gives each pair as one input, A [SEP] B with token types 0/1,
+            so the supernet learns the states pair tasks will feed it) or "split" (every sentence alone).
         heldout_sentences: sentences held out to score paths (never trained on).
         max_len: tokens per sentence (longer ones are truncated).
         num_blocks, layers_per_block, hidden_sizes: the space (paper: 4, 6, 128..512).
@@ -46,6 +48,7 @@ class SupernetSettings:
     teacher: str = ""
     corpus: str = ""
     max_sentences: int = 20000
+    corpus_pairs: str = "pairs"
     heldout_sentences: int = 256
     max_len: int = 64
     num_blocks: int = 3
@@ -90,6 +93,8 @@ class SupernetSettings:
             raise BertnasError(f"--max-cache-gb must be >= 0 (0: never cache), got {self.max_cache_gb}")
         if self.warmup_epochs < 0 or self.lr <= 0:
             raise BertnasError("--warmup-epochs must be >= 0 and --lr > 0")
+        if self.corpus_pairs not in ("pairs", "split"):
+            raise BertnasError(f"--corpus-pairs {self.corpus_pairs!r}: choose pairs or split")
         if self.bin_by not in BIN_AXES:
             raise BertnasError(f"--bin-by {self.bin_by!r}: choose {' or '.join(BIN_AXES)}")
         self.hidden_list()
@@ -101,6 +106,7 @@ class SupernetSettings:
     @classmethod
     def from_dict(cls, d: dict) -> "SupernetSettings":
         known = {f.name for f in fields(cls)}
+        d = {"corpus_pairs": "split", **d}  # runs saved before the setting read every sentence alone
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def training_key(self) -> dict:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from transformers import AutoModel
 
+from ..data.corpus import split_pair
 from ..errors import BertnasError, first_line
 from ..teacher.knowledge import bf16_supported
 from ..teacher.loading import check_source, load_tokenizer
@@ -132,6 +133,24 @@ class LiveBlockStates(BlockStates):
         return batch
 
 
+def tokenize_items(tokenizer, texts: list[str], max_len: int) -> tuple[list[list[int]], list[list[int]]]:
+    """Token ids and token types of corpus items: single texts, and pairs (``A<TAB>B``) as a pair task's input
+    (A [SEP] B, types 0 then 1), in the items' order."""
+    ids: list = [None] * len(texts)
+    types: list = [None] * len(texts)
+    split = [split_pair(t) for t in texts]
+    for is_pair in (False, True):
+        where = [i for i, (_, b) in enumerate(split) if (b is not None) == is_pair]
+        if not where:
+            continue
+        args = ([split[i][0] for i in where], [split[i][1] for i in where]) if is_pair else ([texts[i] for i in where],)
+        enc = tokenizer(*args, truncation=True, max_length=max_len, return_token_type_ids=True, return_attention_mask=False)
+        got_types = enc.get("token_type_ids") or [[0] * len(x) for x in enc["input_ids"]]
+        for k, i in enumerate(where):
+            ids[i], types[i] = enc["input_ids"][k], got_types[k]
+    return ids, types
+
+
 def cache_bytes(tokens: int, edges: int, hidden: int) -> int:
     """Disk the cached states take: float16 per token, edge and hidden unit."""
     return tokens * edges * hidden * 2
@@ -156,8 +175,7 @@ def compute_block_states(
     directory = Path(directory)
     if (directory / "meta.json").is_file():
         return open_block_states(directory)
-    enc = tokenizer(texts, truncation=True, max_length=max_len, return_token_type_ids=True, return_attention_mask=False)
-    ids, types = enc["input_ids"], enc.get("token_type_ids") or [[0] * len(x) for x in enc["input_ids"]]
+    ids, types = tokenize_items(tokenizer, texts, max_len)
     lengths = np.array([len(x) for x in ids], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     t = int(teacher.config.hidden_size)

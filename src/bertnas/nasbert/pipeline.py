@@ -59,7 +59,8 @@ def _split(n: int, heldout: int, seed: int) -> tuple[list[int], list[int]]:
 
 
 def _read_texts(settings: SupernetSettings) -> list[str]:
-    return read_corpus(settings.corpus, settings.max_sentences + settings.heldout_sentences, settings.seed)
+    return read_corpus(settings.corpus, settings.max_sentences + settings.heldout_sentences, settings.seed,
+                       pairs=settings.corpus_pairs == "pairs")
 
 
 def _states(settings: SupernetSettings, teacher=None, tokenizer=None, boundaries=None, texts: list[str] | None = None):
