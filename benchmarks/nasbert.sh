@@ -4,7 +4,7 @@
 # two hand-designed BERTs trained the same way (matched on parameters and on latency), all pre-training-distilled
 # and fine-tuned on SST-2 and MRPC with distillation from the fine-tuned MiniLM teachers. Results: docs/nasbert.md.
 #   bash benchmarks/nasbert.sh          (run dir: /tmp/nb-run; every stage resumes or skips what is done)
-# Knobs (environment): R, SENTENCES (0 = all), EPOCHS, BLOCKS, LAYERS, LATENCY_MS, PARAMS, SST2_EXAMPLES, SST2_SEEDS,
+# Knobs (environment): R, CORPUS, SENTENCES (0 = all), EPOCHS, BLOCKS, LAYERS, LATENCY_MS, PARAMS, SST2_EXAMPLES, SST2_SEEDS,
 # MRPC_SEEDS, STAGES="supernet teacher latency select baseline pretrain finetune" to run some.
 set -euo pipefail
 SHARED=${SHARED:-/work/shared}
@@ -12,7 +12,9 @@ R=${R:-/tmp/nb-run}
 export BERTNAS_CACHE_DIR=${BERTNAS_CACHE_DIR:-/tmp/bertnas-cache}
 STAGES=${STAGES:-"supernet teacher latency select baseline pretrain finetune"}
 TEACHER=$SHARED/pretrained/minilm-L6-H384-uncased
-SENTENCES=${SENTENCES:-0}          # 0: every SST-2 + MRPC training sentence
+CORPUS=${CORPUS:-$SHARED/data/glue/SST-2,$SHARED/data/glue/MRPC}  # MRPC gives its pairs as pairs
+SST2_SAMPLE=${SST2_SAMPLE:-0}      # N > 0: the corpus is a seeded N of SST-2's sentences + every MRPC pair
+SENTENCES=${SENTENCES:-0}          # 0: every corpus item
 EPOCHS=${EPOCHS:-20}
 BLOCKS=${BLOCKS:-4}
 LAYERS=${LAYERS:-2}
@@ -24,6 +26,16 @@ MRPC_SEEDS=${MRPC_SEEDS:-"0"}
 LOG=$R/stage_times.tsv
 mkdir -p "$R"
 [[ "$SENTENCES" == 0 ]] && MAX=1000000 || MAX=$SENTENCES
+if [[ "$SST2_SAMPLE" != 0 ]]; then
+  mkdir -p "$R/corpus"
+  python - "$SHARED/data/glue/SST-2/train.tsv" "$SST2_SAMPLE" "$R/corpus/sst2-$SST2_SAMPLE.txt" <<'PY'
+import csv, random, sys
+rows = [r["sentence"].strip() for r in csv.DictReader(open(sys.argv[1]), delimiter="\t", quoting=csv.QUOTE_NONE)]
+rows = list(dict.fromkeys(r for r in rows if r))
+open(sys.argv[3], "w").write("\n".join(random.Random(0).sample(rows, int(sys.argv[2]))) + "\n")
+PY
+  CORPUS="$R/corpus/sst2-$SST2_SAMPLE.txt,$SHARED/data/glue/MRPC"
+fi
 
 stage() {  # stage NAME CMD...: run, append the wall time to $LOG
   local name=$1; shift
@@ -36,7 +48,7 @@ done_() { [[ -f "$1" ]] && echo "skip: $1 exists"; }  # finished runs are not re
 
 if has supernet; then  # resumes from its last epoch checkpoint
   stage supernet bertnas nasbert supernet --teacher "$TEACHER" \
-    --corpus "$SHARED/data/glue/SST-2,$SHARED/data/glue/MRPC" --out "$R" \
+    --corpus "$CORPUS" --out "$R" \
     --max-sentences "$MAX" --heldout-sentences 256 --max-len 64 --num-blocks "$BLOCKS" --layers-per-block "$LAYERS" \
     --hidden-sizes 128,192,256,384 --epochs "$EPOCHS" --warmup-epochs 1 --bins 4 --samples-per-bin 16 --keep-per-bin 4 \
     --score-batches 4 --batch-size 32 --lr 5e-4 --seed 0 --threads 1
