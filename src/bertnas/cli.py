@@ -115,7 +115,7 @@ def _check_out(out: str | None) -> None:
         raise BertnasError(f"--out {out} is an existing file: pass a directory path (it is created if missing)")
 
 
-_DISTRIBUTED_COMMANDS = ("run", "probe", "search", "retrain", "evaluate")
+_DISTRIBUTED_COMMANDS = ("run", "probe", "search", "retrain", "evaluate", "nasbert supernet", "nasbert pretrain")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         from .adabert import pipeline
 
         _check_out(getattr(args, "out", None))
-        if ddp.launched() and (args.command not in _DISTRIBUTED_COMMANDS or getattr(args, "dry_run", False)):
-            what = f"{args.command} --dry-run" if getattr(args, "dry_run", False) else args.command
+        command = " ".join(filter(None, [args.command, getattr(args, "nasbert_command", None)]))
+        if ddp.launched() and (command not in _DISTRIBUTED_COMMANDS or getattr(args, "dry_run", False)):
+            what = f"{command} --dry-run" if getattr(args, "dry_run", False) else command
             raise BertnasError(f"`bertnas {what}` runs in one process: start it without torchrun (under torchrun: "
                                f"{', '.join(_DISTRIBUTED_COMMANDS)})")
 

@@ -108,7 +108,7 @@ def _settings(args: argparse.Namespace, cls):
 def run_nasbert_command(args: argparse.Namespace) -> None:
     from . import pipeline
 
-    cmd = args.nasbert_command
+    cmd = args.nasbert_command  # under torchrun the main CLI lets only supernet and pretrain through
     if cmd == "supernet":
         summary = pipeline.supernet(_settings(args, SupernetSettings), args.out, resume=not args.no_resume)
         print(f"supernet trained: {summary['paths_per_block_end']} paths left per block "

@@ -37,6 +37,7 @@ class SupernetSettings:
         keep_per_bin: m, shrinking stops at this many paths per bin (paper: 10).
         score_batches: held-out batches per scored path (paper: 5).
         teacher_batch_size: batch size of the one teacher pass.
+        dropout: dropout inside every op of the supernet (and the models built from it).
         cache_dir: where the teacher states are cached (default: $BERTNAS_CACHE_DIR or ~/.cache/bertnas).
         max_cache_gb: the most disk the cached states may take (float16: tokens x (N + 1) x teacher hidden x 2
             bytes; a BERT-base teacher with 4 blocks takes 7.7 KB a token); a bigger corpus, or one that would fill
@@ -67,6 +68,7 @@ class SupernetSettings:
     keep_per_bin: int = 4
     score_batches: int = 2
     teacher_batch_size: int = 64
+    dropout: float = 0.1
     cache_dir: str | None = None
     max_cache_gb: float = 50.0
     seed: int = 0
@@ -89,6 +91,8 @@ class SupernetSettings:
                      "latency_seq_len", "latency_batch", "latency_repeats"):
             if getattr(self, name) < 1:
                 raise BertnasError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise BertnasError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.max_cache_gb < 0:
             raise BertnasError(f"--max-cache-gb must be >= 0 (0: never cache), got {self.max_cache_gb}")
         if self.warmup_epochs < 0 or self.lr <= 0:

@@ -24,6 +24,7 @@ from ..data.corpus import split_pair
 from ..errors import BertnasError, first_line
 from ..teacher.knowledge import bf16_supported
 from ..teacher.loading import check_source, load_tokenizer
+from ..training import distributed as ddp
 from ..utils import atomic_dir, progress, write_json
 from .space import BlockPath, Supernet
 
@@ -230,29 +231,49 @@ def open_block_states(directory: Path) -> BlockStates:
                        np.load(directory / "offsets.npy"), np.load(directory / "states.npy", mmap_mode="r"), meta)
 
 
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over real tokens only (padding excluded), averaged over features."""
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+               denominator: float | None = None) -> torch.Tensor:
+    """Mean squared error over real tokens only (padding excluded), averaged over features; over a shard of a
+    batch, ``denominator`` (the whole batch's real tokens x features, over the ranks' share) makes the ranks'
+    averaged gradients the whole batch's exactly."""
     keep = mask.to(pred.dtype)[..., None]  # (B, L, 1)
-    return ((pred - target) ** 2 * keep).sum() / (keep.sum() * pred.size(-1)).clamp(min=1.0)
+    total = ((pred - target) ** 2 * keep).sum()
+    if denominator is not None:
+        return total / denominator
+    return total / (keep.sum() * pred.size(-1)).clamp(min=1.0)
 
 
-def block_loss(supernet: Supernet, block: int, path: BlockPath, batch: dict) -> torch.Tensor:
+def block_loss(supernet: Supernet, block: int, path: BlockPath, batch: dict,
+               denominator: float | None = None) -> torch.Tensor:
     """MSE of student block ``block`` on ``path``, fed the teacher's state n-1, to the teacher's state n."""
     states, mask = batch["states"], batch["attention_mask"]
     pred = supernet.run_block(block, path, states[:, :, block], mask)
-    return masked_mse(pred, states[:, :, block + 1], mask)
+    return masked_mse(pred, states[:, :, block + 1], mask, denominator)
 
 
-def train_step(supernet: Supernet, paths: list[BlockPath], batch: dict, optimizer: torch.optim.Optimizer) -> list[float]:
+def train_step(supernet: Supernet, paths: list[BlockPath], batch: dict, optimizer: torch.optim.Optimizer,
+               denominator: float | None = None) -> list[float]:
     """One step: one sampled path per block, each block's own MSE (the graphs are disjoint, so summing the
-    losses before ``backward`` gives every block exactly its own gradient)."""
+    losses before ``backward`` gives every block exactly its own gradient). Under torchrun the gradients are
+    averaged over ranks before clipping (every rank drew the same paths)."""
     supernet.train()
-    losses = [block_loss(supernet, n, path, batch) for n, path in enumerate(paths)]
+    losses = [block_loss(supernet, n, path, batch, denominator) for n, path in enumerate(paths)]
     optimizer.zero_grad(set_to_none=True)
     torch.stack(losses).sum().backward()
+    ddp.average_gradients(supernet.parameters())
     torch.nn.utils.clip_grad_norm_(supernet.parameters(), 1.0)
     optimizer.step()
     return [float(x.detach()) for x in losses]
+
+
+def shard_for_rank(batch: dict, hidden: int) -> tuple[dict, float | None]:
+    """This rank's rows of a global batch and the loss denominator that makes its share exact (None without
+    torchrun): the whole batch's real tokens x ``hidden``, divided by the ranks when the batch is split."""
+    local, share = ddp.shard(batch)
+    if share is None:
+        return batch, None
+    tokens = float(batch["attention_mask"].sum()) * hidden
+    return local, tokens / (ddp.world_size() if share.split else 1)
 
 
 @torch.no_grad()

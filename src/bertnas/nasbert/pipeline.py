@@ -30,6 +30,7 @@ from ..errors import BertnasError
 from ..measure.latency_table import LatencyTable, cached_table, measure_table
 from ..measure.profile import random_batch, count_params, measure_latency
 from ..teacher.knowledge import default_cache_dir
+from ..training import distributed as ddp
 from ..utils import atomic_dir, read_json, resolve_device, run_metadata, set_seed, write_json
 from .config import SupernetSettings
 from .costs import (TeacherShape, block_op_specs, model_params, model_parts, op_specs, path_latencies,
@@ -63,8 +64,10 @@ def _read_texts(settings: SupernetSettings) -> list[str]:
                        pairs=settings.corpus_pairs == "pairs")
 
 
-def _states(settings: SupernetSettings, teacher=None, tokenizer=None, boundaries=None, texts: list[str] | None = None):
-    """The corpus' cached teacher states (computed once per teacher, corpus subset, length and blocks)."""
+def _states(settings: SupernetSettings, teacher=None, tokenizer=None, boundaries=None, texts: list[str] | None = None,
+            keep: bool = True):
+    """The corpus' cached teacher states (computed once per teacher, corpus subset, length and blocks) and the
+    train / held-out split; ``keep=False`` only fills the cache (returns None)."""
     texts = _read_texts(settings) if texts is None else texts
     if len(texts) < 2:
         raise BertnasError(f"corpus {settings.corpus} has {len(texts)} sentence(s): at least 2 are needed (train + held out)")
@@ -75,7 +78,7 @@ def _states(settings: SupernetSettings, teacher=None, tokenizer=None, boundaries
     states = compute_block_states(teacher, tokenizer, texts, boundaries, settings.max_len,
                                   cache / f"nasbert-states-{key}", settings.teacher_batch_size, resolve_device(settings.device),
                                   settings.max_cache_gb * 1e9)
-    return states, _split(len(texts), settings.heldout_sentences, settings.seed)
+    return (states, _split(len(texts), settings.heldout_sentences, settings.seed)) if keep else None
 
 
 def _open_run(out: Path) -> tuple[SupernetSettings, SpaceConfig]:
@@ -88,6 +91,8 @@ def supernet(settings: SupernetSettings, out: str | Path, resume: bool = True) -
     """Stage 1: block-wise distillation of the supernet with progressive shrinking."""
     settings.validate()
     out = Path(out)
+    device = resolve_device(settings.device)
+    ddp.setup(device)  # under torchrun: data-parallel steps; rank 0 runs the teacher, times ops and writes files
     set_seed(settings.seed)
     set_threads(settings.threads)
     t_start = time.time()
@@ -96,38 +101,47 @@ def supernet(settings: SupernetSettings, out: str | Path, resume: bool = True) -
     shape = TeacherShape.of(teacher.config)
     space = SpaceConfig(teacher_hidden=shape.hidden, teacher_layers=int(teacher.config.num_hidden_layers),
                         num_blocks=settings.num_blocks, layers_per_block=settings.layers_per_block,
-                        hidden_sizes=settings.hidden_list()).validate()
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "settings.json", settings.to_dict())
-    write_json(out / "space.json", space.to_dict())
-    write_json(out / "teacher_shape.json", shape.__dict__)
-    write_json(out / "run_meta.json", run_metadata())
-    with atomic_dir(out / "tokenizer") as tmp:
-        tokenizer.save_pretrained(tmp)
+                        hidden_sizes=settings.hidden_list(), dropout=settings.dropout).validate()
 
+    def write_run_files() -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "settings.json", settings.to_dict())
+        write_json(out / "space.json", space.to_dict())
+        write_json(out / "teacher_shape.json", shape.__dict__)
+        write_json(out / "run_meta.json", run_metadata())
+        with atomic_dir(out / "tokenizer") as tmp:
+            tokenizer.save_pretrained(tmp)
+
+    ddp.on_main(write_run_files)
     t0 = time.time()
-    states, (train_idx, held_idx) = _states(settings, teacher, tokenizer, space.boundaries(), texts)
+    ddp.on_main(_states, settings, teacher, tokenizer, space.boundaries(), texts, keep=False)  # rank 0 fills the cache
+    states, (train_idx, held_idx) = _states(settings, teacher, tokenizer, space.boundaries(), texts)  # then all open it
     teacher_seconds = time.time() - t0
     logger.info("teacher states: %d training + %d held-out sentences (%.0f s)", len(train_idx), len(held_idx), teacher_seconds)
 
     paths = enumerate_paths(space)
     t0 = time.time()
-    latencies = _path_latency(settings, space, paths, out)
+    timed = ddp.on_main(_path_latency, settings, space, paths, out)  # one timing, so every rank bins alike
+    latencies = None if timed is None else {p: timed[str(p)] for p in paths}
     latency_seconds = time.time() - t0
     torch.manual_seed(settings.seed)
     net = Supernet(space)
     t0 = time.time()
-    state, log = train_supernet(net, states, train_idx, held_idx, settings, paths, out / "supernet", resume,
-                                resolve_device(settings.device), latencies)
+    state, log = train_supernet(net, states, train_idx, held_idx, settings, paths, out / "supernet", resume, device,
+                                latencies)
     train_seconds = time.time() - t0
     net.cpu()
     teacher.cpu()
 
-    held_out = list(states.batches(held_idx, settings.batch_size))  # every held-out sentence
-    candidates = [[{"path": str(p), "params": path_params(p), "loss": score_path(net, n, p, held_out)}
+    def score_and_save() -> list:
+        held_out = list(states.batches(held_idx, settings.batch_size))  # every held-out sentence
+        blocks = [[{"path": str(p), "params": path_params(p), "loss": score_path(net, n, p, held_out)}
                    for p in state.candidates(n)] for n in range(space.num_blocks)]
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / "supernet" / "supernet.safetensors"))
-    write_json(out / "supernet" / "candidates.json", {"blocks": candidates})
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / "supernet" / "supernet.safetensors"))
+        write_json(out / "supernet" / "candidates.json", {"blocks": blocks})
+        return blocks
+
+    ddp.on_main(score_and_save)
     summary = {"paths_per_block_start": len(paths), "paths_per_block_end": [state.size(n) for n in range(space.num_blocks)],
                "space_size_start": len(paths) ** space.num_blocks, "space_size_end": state.space_size(),
                "shrinks": state.history, "epochs": log, "train_sentences": len(train_idx), "heldout_sentences": len(held_idx),
@@ -136,7 +150,7 @@ def supernet(settings: SupernetSettings, out: str | Path, resume: bool = True) -
                "seconds": {"teacher_states": round(teacher_seconds, 1), "op_latency": round(latency_seconds, 1),
                            "supernet_training": round(train_seconds, 1),
                            "total": round(time.time() - t_start, 1)}}
-    write_json(out / "supernet" / "log.json", summary)
+    ddp.on_main(write_json, out / "supernet" / "log.json", summary)
     return summary
 
 
@@ -152,7 +166,7 @@ def _path_latency(settings: SupernetSettings, space: SpaceConfig, paths: list, o
     if measured:
         logger.info("timed %d block ops for the latency bins (batch %d, sequence %d)", measured, settings.latency_batch,
                     settings.latency_seq_len)
-    return path_latencies(table, paths, settings.latency_seq_len, settings.latency_batch)
+    return {str(p): ms for p, ms in path_latencies(table, paths, settings.latency_seq_len, settings.latency_batch).items()}
 
 
 def _load_supernet(out: Path, space: SpaceConfig) -> Supernet:
@@ -296,9 +310,11 @@ def pretrain(out: str | Path, model_dir: str, save: str | Path, epochs: int = 1,
 
     set_threads(threads)
     settings, space = _open_run(Path(out))
+    device = resolve_device(device)
+    ddp.setup(device)  # under torchrun: data-parallel steps, rank 0 writes
+    ddp.on_main(_states, settings, boundaries=space.boundaries(), keep=False)  # rank 0 fills the cache if needed
     states, (train_idx, _) = _states(settings, boundaries=space.boundaries())
-    return pretrain_distill(model_dir, states, train_idx, save, epochs, batch_size, lr, settings.seed,
-                            resolve_device(device))
+    return pretrain_distill(model_dir, states, train_idx, save, epochs, batch_size, lr, settings.seed, device)
 
 
 def baseline(out: str | Path, resume: bool = True, measure: bool = True) -> list[dict]:

@@ -17,10 +17,11 @@ from transformers import AutoModelForSequenceClassification
 from ..data.encode import to_device
 from ..errors import BertnasError
 from ..teacher.loading import load_tokenizer
+from ..training import distributed as ddp
 from ..training.loop import stop_if_nonfinite
 from ..training.optim import adamw
 from ..utils import atomic_dir, progress, set_seed, write_json
-from .distill import BlockStates, masked_mse
+from .distill import BlockStates, masked_mse, shard_for_rank
 
 logger = logging.getLogger("bertnas")
 
@@ -51,23 +52,32 @@ def pretrain_distill(model_dir: str, states: BlockStates, train_idx: list[int], 
         n_steps = (len(train_idx) + batch_size - 1) // batch_size
         for i, b in enumerate(progress(states.batches(train_idx, batch_size, gen), desc=f"pre-training KD epoch {epoch}",
                                        total=n_steps)):
-            b = to_device(b, device)
+            local, denominator = shard_for_rank(b, t)  # under torchrun: this rank's rows, exact share of the loss
+            b = to_device(local, device)
             hidden_states = encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
                                     token_type_ids=b["token_type_ids"]).last_hidden_state
-            loss = masked_mse(to_teacher(hidden_states), b["states"][:, :, -1], b["attention_mask"])
+            loss = masked_mse(to_teacher(hidden_states), b["states"][:, :, -1], b["attention_mask"], denominator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            ddp.average_gradients(params)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
-            total, n = total + float(loss.detach()), n + 1
-            stop_if_nonfinite({"mse": float(loss.detach())}, "nasbert pretrain", epoch, epochs, i + 1, n_steps)
+            value = float(loss.detach()) if denominator is None else ddp.average_over_ranks([float(loss.detach())])[0]
+            total, n = total + value, n + 1
+            stop_if_nonfinite({"mse": value}, "nasbert pretrain", epoch, epochs, i + 1, n_steps)
         log.append({"epoch": epoch, "mse": total / max(1, n)})
         logger.info("pre-training KD epoch %d: final-state MSE %.4f", epoch, total / max(1, n))
     model.cpu()
-    with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        write_json(tmp / "pretrain.json", {"from": str(model_dir), "epochs": epochs, "lr": lr, "batch_size": batch_size,
-                                           "sentences": len(train_idx), "log": log, "seconds": round(time.time() - t0, 1)})
+    ddp.check_in_sync({"model": model}, "nasbert pretrain")
+
+    def save() -> None:
+        with atomic_dir(out) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            write_json(tmp / "pretrain.json", {"from": str(model_dir), "epochs": epochs, "lr": lr, "batch_size": batch_size,
+                                               "sentences": len(train_idx), "log": log, "seconds": round(time.time() - t0, 1),
+                                               "ranks": ddp.world_size()})
+
+    ddp.on_main(save)
     return {"log": log, "seconds": round(time.time() - t0, 1)}

@@ -18,11 +18,12 @@ from safetensors.torch import load_file, save_file
 
 from ..data.encode import to_device
 from ..errors import BertnasError
+from ..training import distributed as ddp
 from ..training.loop import stop_if_nonfinite
 from ..training.optim import adamw
 from ..utils import atomic_dir, hash_obj, progress, write_json
 from .config import SupernetSettings
-from .distill import BlockStates, score_path, train_step
+from .distill import BlockStates, score_path, shard_for_rank, train_step
 from .shrink import ShrinkState
 from .space import Supernet
 
@@ -64,7 +65,7 @@ def train_supernet(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_decay(settings.epochs * epoch_steps))
     rng, gen = random.Random(settings.seed), torch.Generator().manual_seed(settings.seed)
     state, log, start = ShrinkState.start(paths, supernet.space.num_blocks, settings.bins, path_latency), [], 0
-    saved = _read_checkpoint(ckpt, key) if resume else None
+    saved = ddp.on_main(_read_checkpoint, ckpt, key) if resume else None  # rank 0 reads, every rank resumes alike
     if saved is not None:
         saved, weights, extra = saved
         try:  # same settings, but not this code's supernet (another version of bertnas): an error with the fix
@@ -83,30 +84,36 @@ def train_supernet(
                 state.space_size())
     for epoch in range(start + 1, settings.epochs + 1):
         t0 = time.time()
-        losses = []
+        losses, rows = [], 0
         candidates = [state.candidates(n) for n in range(len(state.bins))]
         batches = states.batches(train_idx, settings.batch_size, gen)
         for i, batch in enumerate(progress(batches, desc=f"supernet epoch {epoch}", total=epoch_steps)):
-            paths_now = [rng.choice(c) for c in candidates]  # one random path per block per step
-            losses.append(train_step(supernet, paths_now, to_device(batch, device), optimizer))
+            paths_now = [rng.choice(c) for c in candidates]  # one random path per block per step (alike on all ranks)
+            local, denominator = shard_for_rank(batch, supernet.space.teacher_hidden)
+            rows += local["input_ids"].size(0)
+            step = train_step(supernet, paths_now, to_device(local, device), optimizer, denominator)
+            losses.append(step if denominator is None else ddp.average_over_ranks(step))
             stop_if_nonfinite({f"block {n + 1} mse": v for n, v in enumerate(losses[-1])}, "nasbert supernet", epoch,
                               settings.epochs, i + 1, epoch_steps, ckpt, epoch - 1)  # before the epoch's checkpoint
             scheduler.step()
         mean = [sum(x[n] for x in losses) / len(losses) for n in range(len(candidates))]
-        entry = {"epoch": epoch, "train_block_mse": mean, "lr": scheduler.get_last_lr()[0], "seconds": round(time.time() - t0, 1)}
+        entry = {"epoch": epoch, "train_block_mse": mean, "lr": scheduler.get_last_lr()[0], "seconds": round(time.time() - t0, 1),
+                 "examples_this_rank": rows}
         if epoch > settings.warmup_epochs and not state.done(settings.keep_per_bin):
-            scores = []
             held_out = [to_device(b, device) for b in random_heldout_batches(states, heldout_idx, settings, rng)]
-            for n in range(len(state.bins)):
-                sample = state.sample_for_scoring(n, settings.samples_per_bin, rng, settings.keep_per_bin)
-                scores.append({p: score_path(supernet, n, p, held_out) for p in sample})
+            samples = [state.sample_for_scoring(n, settings.samples_per_bin, rng, settings.keep_per_bin)
+                       for n in range(len(state.bins))]  # drawn on every rank: the random state stays alike
+            scores = ddp.on_main(lambda: [{p: score_path(supernet, n, p, held_out) for p in sample}
+                                          for n, sample in enumerate(samples)])
             state.shrink(scores, settings.keep_per_bin, epoch)
             entry["paths_per_block"] = [state.size(n) for n in range(len(state.bins))]
             entry["space_size"] = state.space_size()
         entry["seconds_total"] = round(time.time() - t0, 1)
         log.append(entry)
         logger.info("supernet epoch %d: block MSE %s (%.0f s)", epoch, ["%.4f" % x for x in mean], entry["seconds_total"])
-        _save_checkpoint(ckpt, supernet, optimizer, scheduler, state, epoch, log, key, rng, gen)
+        ddp.check_in_sync({"supernet": supernet}, f"nasbert supernet, epoch {epoch}")
+        if ddp.is_main():
+            _save_checkpoint(ckpt, supernet, optimizer, scheduler, state, epoch, log, key, rng, gen)
     return state, log
 
 

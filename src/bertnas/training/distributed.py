@@ -291,6 +291,16 @@ def mean_over_ranks(values: dict[str, float], share: Share | None) -> dict[str, 
     return dict(zip(values, t.tolist()))
 
 
+def average_over_ranks(values: list[float]) -> list[float]:
+    """The mean of each value over ranks (a step's shard losses scaled to sum to the global one: see the
+    NAS-BERT loop); the values unchanged without torchrun."""
+    if not active():
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=_comm_device())
+    dist.all_reduce(t)
+    return (t / world_size()).tolist()
+
+
 class _GlobalBatchNorm(torch.autograd.Function):
     """Normalise ``x`` (B, C, ...) with the mean and variance of the whole global batch: one all-reduce of the
     per-channel sums in forward and one of the gradient sums in backward (as torch's SyncBatchNorm does)."""
