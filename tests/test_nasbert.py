@@ -6,6 +6,7 @@ import math
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModel
@@ -357,3 +358,16 @@ def test_pair_tasks_give_pairs_to_the_supernet(synthetic_files, teacher_dir, tmp
     # a run saved before the setting existed keeps reading sentences alone
     assert SupernetSettings.from_dict({"teacher": "t", "corpus": "c"}).corpus_pairs == "split"
     assert SupernetSettings().corpus_pairs == "pairs"
+
+
+def test_corpus_tokenized_in_chunks_equals_at_once(synthetic_files, teacher_dir):
+    from bertnas.data.corpus import read_corpus
+    from bertnas.nasbert.distill import tokenize_corpus, tokenize_items
+
+    _, tok = load_pretrained_teacher(str(teacher_dir))
+    items = read_corpus(f"{synthetic_files['pair']},{synthetic_files['single']}")
+    ids, types = tokenize_items(tok, items, 40)
+    tokens, token_types, offsets = tokenize_corpus(tok, items, 40, chunk=7)
+    assert tokens.dtype == np.int32 and token_types.dtype == np.int8 and len(offsets) == len(items) + 1
+    assert [tokens[offsets[i]:offsets[i + 1]].tolist() for i in range(len(items))] == ids
+    assert [token_types[offsets[i]:offsets[i + 1]].tolist() for i in range(len(items))] == types
