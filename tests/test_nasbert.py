@@ -371,3 +371,19 @@ def test_corpus_tokenized_in_chunks_equals_at_once(synthetic_files, teacher_dir)
     assert tokens.dtype == np.int32 and token_types.dtype == np.int8 and len(offsets) == len(items) + 1
     assert [tokens[offsets[i]:offsets[i + 1]].tolist() for i in range(len(items))] == ids
     assert [token_types[offsets[i]:offsets[i + 1]].tolist() for i in range(len(items))] == types
+
+
+def test_report_gives_mean_and_standard_error_over_seeds(tmp_path):
+    from bertnas.nasbert.report import report
+
+    (tmp_path / "selection.json").write_text(json.dumps({"models": [{"name": "3ms", "architecture": "E=64 | 128:mha",
+                                                                      "params": 1_000_000}]}))
+    for seed, acc in ((0, 0.80), (1, 0.84)):
+        d = tmp_path / "sst2" / "3ms" / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "results.json").write_text(json.dumps({"task": "sst2", "headline": "accuracy", "dev": {"accuracy": acc},
+                                                    "teacher": "t", "teacher_dev": {"accuracy": 0.9},
+                                                    "seconds": {"teacher_logits": 1, "training": 2}}))
+    text = report(tmp_path)
+    assert "0.8200 ± 0.0200 (2 seeds)" in text  # mean 0.82, standard error 0.04 / sqrt(2) / sqrt(2)
+    assert "sst2/3ms/seed1" in text

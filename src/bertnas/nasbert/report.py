@@ -17,13 +17,27 @@ def _load(path: Path):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _metric(results: dict | None) -> str:
-    if not results:
+def _metric(results: dict | list[dict] | None) -> str:
+    """One run's dev metric, or over seeds the mean ± standard error (n seeds)."""
+    runs = [r for r in (results if isinstance(results, list) else [results]) if r]
+    if not runs:
         return "-"
-    dev = results["dev"]
-    if "f1" in dev and results["task"] == "mrpc":
-        return f"{dev['f1']:.4f} / {dev['accuracy']:.4f}"
-    return f"{dev[results['headline']]:.4f}"
+    keys = ["f1", "accuracy"] if "f1" in runs[0]["dev"] and runs[0]["task"] == "mrpc" else [runs[0]["headline"]]
+    if len(runs) == 1:
+        return " / ".join(f"{runs[0]['dev'][k]:.4f}" for k in keys)
+    parts = []
+    for k in keys:
+        values = [r["dev"][k] for r in runs]
+        mean = sum(values) / len(values)
+        se = (sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values)) ** 0.5
+        parts.append(f"{mean:.4f} ± {se:.4f}")
+    return " / ".join(parts) + f" ({len(runs)} seeds)"
+
+
+def _runs(run: Path, task: str, key: str) -> list[dict]:
+    """The fine-tuning results of one model on one task: ``task/key/results.json`` or one per ``task/key/seed*/``."""
+    paths = [run / task / key / "results.json"] + sorted((run / task / key).glob("seed*/results.json"))
+    return [r for r in (_load(p) for p in paths) if r]
 
 
 def _latency(results: list[dict | None]) -> tuple[str, str, dict]:
@@ -43,7 +57,7 @@ def _teachers(run: Path) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for task in TASKS:
         seen: dict[tuple, dict] = {}
-        for path in sorted((run / task).glob("*/results.json")):
+        for path in sorted((run / task).glob("*/results.json")) + sorted((run / task).glob("*/seed*/results.json")):
             r = _load(path)
             if not r or not r.get("teacher_dev"):
                 continue
@@ -51,7 +65,7 @@ def _teachers(run: Path) -> dict[str, list[dict]]:
             entry = seen.setdefault(key, {"task": r["task"], "headline": r["headline"], "dev": r["teacher_dev"],
                                           "teacher": r.get("teacher"), "architecture": r.get("teacher_architecture"),
                                           "params": r.get("teacher_params"), "students": []})
-            entry["students"].append(path.parent.name)
+            entry["students"].append(str(path.parent.relative_to(run / task)))
         out[task] = list(seen.values())
     return out
 
@@ -113,8 +127,8 @@ def report(run: Path) -> str:
             match = f"{b['match']}-matched" if "match" in b else "hand-designed"
             rows.append((f"BERT {b['layers']}L-H{b['hidden']} ({match})", "-", b["params"], b["name"], b))
         for label, arch, params, key, sel_entry in rows:
-            sst2, mrpc = _load(run / "sst2" / key / "results.json"), _load(run / "mrpc" / key / "results.json")
-            b1, b32, lat = _latency([sst2, mrpc])
+            sst2, mrpc = _runs(run, "sst2", key), _runs(run, "mrpc", key)
+            b1, b32, lat = _latency(sst2 + mrpc)
             speed[label] = lat
             pred = []
             for bs in (1, 32):
@@ -151,12 +165,12 @@ def report(run: Path) -> str:
     if times.is_file():
         lines += ["", "| stage | wall time (s) |", "|---|---:|"]
         lines += [f"| {a} | {b} |" for a, b in (line.split("\t") for line in times.read_text().splitlines() if "\t" in line)]
-    runs = sorted(run.glob("*/*/results.json"))
+    runs = sorted(run.glob("*/*/results.json")) + sorted(run.glob("*/*/seed*/results.json"))
     if runs:
         lines += ["", "| fine-tuning run | teacher logits (s) | training (s) |", "|---|---:|---:|"]
         for path in runs:
             r = _load(path)
-            lines.append(f"| {path.parent.parent.name} {path.parent.name} | {r['seconds']['teacher_logits']} | {r['seconds']['training']} |")
+            lines.append(f"| {path.relative_to(run).parent} | {r['seconds']['teacher_logits']} | {r['seconds']['training']} |")
     log = _load(run / "supernet" / "log.json")
     if log:
         lines += ["", f"supernet: {log['train_sentences']} training + {log['heldout_sentences']} held-out sentences; "
