@@ -387,3 +387,18 @@ def test_report_gives_mean_and_standard_error_over_seeds(tmp_path):
     text = report(tmp_path)
     assert "0.8200 ± 0.0200 (2 seeds)" in text  # mean 0.82, standard error 0.04 / sqrt(2) / sqrt(2)
     assert "sst2/3ms/seed1" in text
+
+
+def test_a_new_head_is_one_line_not_a_load_report(tmp_path, caplog, capsys):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from bertnas.nasbert.finetune import _load_for_task
+
+    BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                             intermediate_size=64, num_labels=2)).save_pretrained(tmp_path)
+    with caplog.at_level("INFO", logger="bertnas"):
+        model = _load_for_task(tmp_path, 1, {0: "score"})  # a regression task from a 2-label model
+    assert model.classifier.out_features == 1
+    assert any("head made anew for 1 label(s) (the model was saved with 2)" in r.getMessage() for r in caplog.records)
+    out = capsys.readouterr()
+    assert "LOAD REPORT" not in out.err + out.out + caplog.text

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from ..data.encode import batches, encode, num_batches
 from ..data.examples import TaskData
@@ -161,6 +161,27 @@ def read_finetune_run(out: str | Path) -> FinetuneRun:
     return run
 
 
+def _load_for_task(model_dir: str | Path, num_labels: int, labels: dict[int, str]):
+    """The model with a classifier for the task's labels. A head of another size (a selected model comes with 2
+    labels; a regression task needs 1) is made anew: said in one line here, not in transformers' load-report
+    table, which reads like a failure."""
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, num_labels=num_labels, id2label=labels, label2id={v: k for k, v in labels.items()},
+            ignore_mismatched_sizes=True, dtype=torch.float32)
+    finally:
+        hf_logging.set_verbosity(before)
+    saved = AutoConfig.from_pretrained(model_dir).num_labels
+    if saved != num_labels:
+        logger.info("classifier head made anew for %d label(s) (the model was saved with %d); the encoder is kept",
+                    num_labels, saved)
+    return model
+
+
 def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings: FinetuneSettings,
              data_dir: str | None = None, train_file: str | None = None, dev_file: str | None = None,
              measure: bool = True) -> dict:
@@ -188,9 +209,7 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
     soft, teacher_dev = _cached_teacher_outputs(tch, teacher, train, dev, spec)
     teacher_seconds = time.time() - t0
     labels = {i: name for i, name in enumerate(spec.labels or ["score"])}
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, num_labels=spec.num_labels, id2label=labels, label2id={v: k for k, v in labels.items()},
-        ignore_mismatched_sizes=True, dtype=torch.float32).to(device)
+    model = _load_for_task(model_dir, spec.num_labels, labels).to(device)
     optimizer = adamw(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     steps = settings.epochs * num_batches(len(train), settings.batch_size)
     warm = max(1, steps // 10)
