@@ -311,6 +311,13 @@ def test_baselines_are_trained_like_the_supernet(run_dir):
         assert [e["lr"] for e in ckpt["log"]] == pytest.approx([e["lr"] for e in supernet_log])
         model = AutoModel.from_pretrained(b["dir"])
         assert model.config.architecture == b["architecture"]
+    # one model's baselines again (e.g. in a second process): the others stay in baselines.json
+    again = pipeline.baseline(run_dir, measure=False, models=[selected[0]["name"]])
+    assert [b["name"] for b in again] == [b["name"] for b in built[:2]]
+    assert [b["name"] for b in json.loads((run_dir / "baselines.json").read_text())["models"]] == \
+        [b["name"] for b in built[2:]] + [b["name"] for b in again]
+    with pytest.raises(BertnasError, match="not selected"):
+        pipeline.baseline(run_dir, models=["nope"])
 
 
 def test_states_on_the_fly_match_the_cache(teacher_dir, corpus, tmp_path):

@@ -88,6 +88,7 @@ def add_nasbert_parser(sub: argparse._SubParsersAction) -> None:
     base.add_argument("--out", required=True)
     base.add_argument("--no-resume", action="store_true", help="start every baseline's training over")
     base.add_argument("--no-measure", action="store_true", help="skip measuring the baselines' latency")
+    base.add_argument("--models", help="comma-separated selected models to build baselines for (default: all)")
 
     ft = nsub.add_parser("finetune", help="fine-tune a selected model with distillation from a fine-tuned teacher")
     ft.add_argument("--model", required=True)
@@ -130,7 +131,8 @@ def run_nasbert_command(args: argparse.Namespace) -> None:
                                    args.device)
         print(f"pre-training KD done ({result['seconds']} s): {args.save}")
     elif cmd == "baseline":
-        for b in pipeline.baseline(args.out, resume=not args.no_resume, measure=not args.no_measure):
+        models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+        for b in pipeline.baseline(args.out, resume=not args.no_resume, measure=not args.no_measure, models=models):
             lat = f", predicted {b['predicted_ms_b1']:.2f} ms at batch 1" if "predicted_ms_b1" in b else ""
             print(f"{b['name']}: BERT {b['layers']} layers, hidden {b['hidden']}, {b['params'] / 1e6:.2f}M params{lat}, "
                   f"held-out loss {b['exact_loss']:.4f} ({b['like']}: {b['like_exact_loss']:.4f}) -> {b['dir']}")

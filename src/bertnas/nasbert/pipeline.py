@@ -317,7 +317,7 @@ def pretrain(out: str | Path, model_dir: str, save: str | Path, epochs: int = 1,
     return pretrain_distill(model_dir, states, train_idx, save, epochs, batch_size, lr, settings.seed, device)
 
 
-def baseline(out: str | Path, resume: bool = True, measure: bool = True) -> list[dict]:
+def baseline(out: str | Path, resume: bool = True, measure: bool = True, models: list[str] | None = None) -> list[dict]:
     """Two hand-designed BERTs per selected model, trained as the NAS-BERT models are: ``out/models/bert-NAME-params``
     (closest in parameters) and ``out/models/bert-NAME-latency`` (closest in predicted latency at batch 1; needs
     the latency table). Each distinct shape is block-wise distilled once, for the supernet's epochs."""
@@ -336,7 +336,14 @@ def baseline(out: str | Path, resume: bool = True, measure: bool = True) -> list
     held_out = list(states.batches(held_idx, settings.batch_size))
     device = resolve_device(settings.device)
     wanted: list[tuple[dict, str, Architecture]] = []
-    for m in read_json(out / "selection.json")["models"]:
+    selected = read_json(out / "selection.json")["models"]
+    unknown = sorted(set(models or []) - {m["name"] for m in selected})
+    if unknown:
+        raise BertnasError(f"--models {','.join(unknown)}: not selected in {out} (selected: "
+                           f"{', '.join(m['name'] for m in selected)})")
+    for m in selected:
+        if models and m["name"] not in models:
+            continue
         arch = Architecture.parse(m["architecture"])
         e, n = arch.embedding_size, len(arch.blocks)
         wanted.append((m, "params", match_params(int(m["params"]), e, n, shape, space.hidden_sizes)))
@@ -380,7 +387,9 @@ def baseline(out: str | Path, resume: bool = True, measure: bool = True) -> list
         logger.info("baseline %s: BERT %d layers, hidden %d, %.2fM params, held-out chained loss %.4f (%s: %.4f)", name,
                     layers, hidden, info["params"] / 1e6, exact, m["name"], m.get("exact_loss") or float("nan"))
         built.append(info)
-    write_json(out / "baselines.json", {"models": built})
+    previous = read_json(out / "baselines.json")["models"] if (out / "baselines.json").is_file() else []
+    names = {b["name"] for b in built}
+    write_json(out / "baselines.json", {"models": [p for p in previous if p["name"] not in names] + built})
     return built
 
 
