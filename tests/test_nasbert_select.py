@@ -17,13 +17,13 @@ SIZES = (64, 128, 192)
 SEQ, BATCH = 16, 1
 
 
-def _table(rng: random.Random, calibrated: bool) -> LatencyTable:
+def _table(rng: random.Random, calibrated: bool, sizes: tuple[int, ...] = SIZES) -> LatencyTable:
     """Per-part latencies that grow with size, with noise, like a measured table."""
     table = LatencyTable(stat="min")
-    for h in SIZES:
+    for h in sizes:
         for op, w in (("mha", 3.0), ("ffn", 2.0), ("sep3", 1.0), ("sep5", 1.2), ("sep7", 1.4)):
             table.entries[table_key(op, h, SEQ, BATCH)] = w * h / 64 * rng.uniform(0.7, 1.3)
-    dims = list(SIZES) + [SHAPE.hidden]
+    dims = sorted(set(sizes) | {SHAPE.hidden})
     for a in dims:
         for b in dims:
             table.entries[table_key("linear", f"{a}>{b}", SEQ, BATCH)] = a * b / 20000 * rng.uniform(0.8, 1.2)
@@ -35,9 +35,9 @@ def _table(rng: random.Random, calibrated: bool) -> LatencyTable:
     return table
 
 
-def _blocks(rng: random.Random, n_blocks: int, per_block: int) -> list[list[dict]]:
+def _blocks(rng: random.Random, n_blocks: int, per_block: int, sizes: tuple[int, ...] = SIZES) -> list[list[dict]]:
     space = SpaceConfig(teacher_hidden=SHAPE.hidden, teacher_layers=n_blocks, num_blocks=n_blocks, layers_per_block=2,
-                        hidden_sizes=SIZES)
+                        hidden_sizes=sizes)
     paths = enumerate_paths(space)
     return [[{"path": str(p), "loss": rng.uniform(0.05, 1.0)} for p in rng.sample(paths, per_block)]
             for _ in range(n_blocks)]
@@ -99,3 +99,24 @@ def test_pareto_top_keeps_what_fewer_than_t_dominate():
         for i in range(300):
             dominators = int(np.sum((costs <= costs[i]).all(1) & (loss < loss[i])))
             assert (i in kept) == (dominators < top), (top, i, dominators)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_budgets_just_under_the_largest_model(seed):
+    """Where the largest hidden size is the teacher's, a budget just under the largest model still binds (an
+    upper bound that counted one adapter too few once treated it as slack and returned models over it)."""
+    rng = random.Random(seed)
+    sizes = (64, SHAPE.hidden)
+    table = _table(rng, calibrated=False, sizes=sizes)
+    blocks = _blocks(rng, n_blocks=3, per_block=12, sizes=sizes)
+    for block in blocks:  # the larger the path, the lower its loss: the budget is what keeps models out
+        for c in block:
+            c["loss"] = rng.uniform(1.0, 1.01) / (1 + model_params(Architecture(16, (BlockPath.parse(c["path"]),)), SHAPE))
+    largest = max(model_params(Architecture(16, tuple(BlockPath.parse(c["path"]) for c in combo)), SHAPE)
+                  for combo in itertools.product(*blocks))
+    for below in (1, 500, 5000):
+        constraint = Constraint(largest - below, None)
+        for top_t in (1, 5):
+            got = combine(blocks, 16, SHAPE, table, constraint, SEQ, BATCH, top_t)
+            want = _brute_force(blocks, 16, table, constraint, top_t)
+            assert [(pytest.approx(c.approx_loss), str(c.arch)) for c in got] == want, (below, top_t)

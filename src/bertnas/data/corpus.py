@@ -117,7 +117,7 @@ def _read_datasets(name: str) -> list[str]:
     column = next((c for c in ("text", "sentence", "content") if c in ds.column_names), None)
     if column is None:
         raise BertnasError(f"dataset {parts[0]} has no text column (columns: {', '.join(ds.column_names)})")
-    return [t.strip() for t in ds[column] if t and t.strip()]
+    return [t.strip().replace(PAIR_SEPARATOR, " ") for t in ds[column] if t and t.strip()]
 
 
 def read_source(source: str, pairs: bool = True) -> list[str]:

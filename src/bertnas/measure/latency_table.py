@@ -123,8 +123,9 @@ def measure_table(
                                      device=device)
             table.entries[table_key(spec.op, spec.size, seq_len, batch)] = timing[f"{stat}_ms"]
             table.threads = timing["threads"]
-    table.hardware = {**hardware_info(), "device": str(device)}
-    table.repeats = repeats
+    if jobs or not table.hardware:  # a table that measured nothing keeps the device it was measured on
+        table.hardware = {**hardware_info(), "device": str(device)}
+        table.repeats = repeats
     return table
 
 

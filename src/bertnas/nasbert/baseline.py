@@ -47,22 +47,24 @@ def match_params(target: int, e: int, num_blocks: int, shape: TeacherShape,
                key=lambda a: (abs(model_params(a, shape) - target), -a.blocks[0].depth))
 
 
-def ensure_entries(table: LatencyTable, archs: list[Architecture], shape: TeacherShape, seq_len: int, batch: int) -> int:
+def ensure_entries(table: LatencyTable, archs: list[Architecture], shape: TeacherShape, seq_len: int, batch: int,
+                   device: str = "cpu") -> int:
     """Time the parts of ``archs`` the table lacks (hidden sizes outside the searched space); returns how many."""
     sizes = sorted({b.hidden for a in archs for b in a.blocks})
     space = SpaceConfig(teacher_hidden=shape.hidden, teacher_layers=len(archs[0].blocks), num_blocks=len(archs[0].blocks),
                         layers_per_block=2, hidden_sizes=tuple(sizes), ops=BERT_OPS)
     before = len(table.entries)
     measure_table(op_specs(space, shape, sorted({a.embedding_size for a in archs})), [seq_len], [batch],
-                  threads=table.threads, repeats=max(3, table.repeats), table=table, stat=table.stat)
+                  threads=table.threads, repeats=max(3, table.repeats), table=table, stat=table.stat, device=device)
     return len(table.entries) - before
 
 
 def match_latency(target_ms: float, e: int, num_blocks: int, shape: TeacherShape, table: LatencyTable, seq_len: int,
-                  batch: int, space_sizes: tuple[int, ...] = ()) -> Architecture:
-    """The shape whose predicted latency is closest to ``target_ms`` (ties: deeper)."""
+                  batch: int, space_sizes: tuple[int, ...] = (), device: str = "cpu") -> Architecture:
+    """The shape whose predicted latency is closest to ``target_ms`` (ties: deeper); parts the table lacks are
+    timed on ``device`` (the table's)."""
     archs = bert_shapes(e, num_blocks, shape, space_sizes)
-    ensure_entries(table, archs, shape, seq_len, batch)
+    ensure_entries(table, archs, shape, seq_len, batch, device)
     return min(archs, key=lambda a: (abs(predict_latency(table, a, shape.hidden, seq_len, batch) - target_ms),
                                      -a.blocks[0].depth))
 
@@ -74,7 +76,7 @@ def train_baseline(arch: Architecture, settings: SupernetSettings, teacher_layer
     path = arch.blocks[0]
     space = SpaceConfig(teacher_hidden=shape.hidden, teacher_layers=teacher_layers, num_blocks=len(arch.blocks),
                         layers_per_block=len(path.ops), hidden_sizes=(path.hidden,), ops=BERT_OPS,
-                        min_depth=len(path.ops))
+                        min_depth=len(path.ops), dropout=settings.dropout)
     torch.manual_seed(settings.seed)
     net = Supernet(space)
     one_path = dataclasses.replace(settings, bins=1, bin_by="params")  # nothing to shrink: same steps, same lr

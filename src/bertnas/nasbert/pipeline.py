@@ -125,7 +125,8 @@ def supernet(settings: SupernetSettings, out: str | Path, resume: bool = True) -
     latencies = None if timed is None else {p: timed[str(p)] for p in paths}
     latency_seconds = time.time() - t0
     torch.manual_seed(settings.seed)
-    net = Supernet(space)
+    net = Supernet(space)  # the same initial weights on every rank
+    ddp.seed_per_rank(settings.seed)  # then each rank its own dropout masks, as one process over the batch
     t0 = time.time()
     state, log = train_supernet(net, states, train_idx, held_idx, settings, paths, out / "supernet", resume, device,
                                 latencies)
@@ -230,7 +231,7 @@ def select(out: str | Path, max_params: str | None = None, max_latency_ms: str |
         e = choose_embedding_size(list(embedding_sizes), shape, c.max_params, embedding_fraction)
         found = combine(blocks, e, shape, table, c, seq_len, latency_batch, top_t)
         if not found:
-            raise out_of_budget(blocks, list(embedding_sizes), shape, table, c, seq_len, latency_batch)
+            raise out_of_budget(blocks, e, shape, table, c, seq_len, latency_batch)
         best = select_best(found, net, held_out)
         model = build_student(best.arch, net.cpu(), teacher, shape)
         net.to(device)
@@ -331,6 +332,7 @@ def baseline(out: str | Path, resume: bool = True, measure: bool = True, models:
     set_threads(settings.threads)
     shape = TeacherShape(**read_json(out / "teacher_shape.json"))
     table = LatencyTable.load(out / "latency.json") if (out / "latency.json").is_file() else None
+    table_device = table.hardware.get("device", "cpu") if table is not None else "cpu"  # where models are timed
     teacher, tokenizer = load_pretrained_teacher(settings.teacher)
     states, (train_idx, held_idx) = _states(settings, teacher, tokenizer, space.boundaries())
     held_out = list(states.batches(held_idx, settings.batch_size))
@@ -347,13 +349,13 @@ def baseline(out: str | Path, resume: bool = True, measure: bool = True, models:
         arch = Architecture.parse(m["architecture"])
         e, n = arch.embedding_size, len(arch.blocks)
         wanted.append((m, "params", match_params(int(m["params"]), e, n, shape, space.hidden_sizes)))
-        target = m.get("measured_ms_b1", m.get("predicted_ms_b1"))
+        target = m.get("predicted_ms_b1")  # both sides from the same table: predicted against predicted
         if table is None or target is None:
             logger.warning("no latency-matched baseline for %s: run `bertnas nasbert latency --out %s` before select",
                            m["name"], out)
             continue
         wanted.append((m, "latency", match_latency(float(target), e, n, shape, table, int(m.get("seq_len", 128)), 1,
-                                                   space.hidden_sizes)))
+                                                   space.hidden_sizes, table_device)))
     if table is not None:
         table.save(out / "latency.json")  # with any parts the baselines' sizes added
     trained: dict[str, tuple] = {}
@@ -380,9 +382,9 @@ def baseline(out: str | Path, resume: bool = True, measure: bool = True, models:
                 "epochs": len(log), "dir": str(target), "seq_len": int(m.get("seq_len", 128))}
         if table is not None:
             info["predicted_ms_b1"] = predict_latency(table, arch, shape.hidden, info["seq_len"], 1)
-            info["target_ms_b1"] = m.get("measured_ms_b1", m.get("predicted_ms_b1"))
+            info["target_ms_b1"] = m.get("predicted_ms_b1")
         if measure:
-            info.update(measure_model(model, shape.vocab_size, info["seq_len"], table))
+            info.update(measure_model(model, shape.vocab_size, info["seq_len"], table, device=table_device))
         info["seconds"] = round(time.time() - t0, 1)
         logger.info("baseline %s: BERT %d layers, hidden %d, %.2fM params, held-out chained loss %.4f (%s: %.4f)", name,
                     layers, hidden, info["params"] / 1e6, exact, m["name"], m.get("exact_loss") or float("nan"))

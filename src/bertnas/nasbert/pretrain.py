@@ -34,6 +34,7 @@ def pretrain_distill(model_dir: str, states: BlockStates, train_idx: list[int], 
         raise BertnasError(f"--model {model_dir} has no config.json")
     set_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
+    ddp.seed_per_rank(seed)  # under torchrun: each rank its own dropout masks
     tokenizer = load_tokenizer(model_dir)
     encoder = model.base_model
     hidden, t = int(model.config.hidden_size), states.teacher_hidden

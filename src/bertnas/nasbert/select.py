@@ -195,7 +195,7 @@ def combine(
         l_max = (constraint.max_latency_ms - offset) / scale
     n_blocks = len(paths)
     # a budget even the dearest combination meets cannot bind: leave it out of the dominance test
-    dearest_p = pr.fixed_params + sum(x.max() for x in pr.params) + n_blocks * pr.adapter_params.max()
+    dearest_p = pr.fixed_params + sum(x.max() for x in pr.params) + (n_blocks + 1) * pr.adapter_params.max()
     dearest_l = pr.fixed_latency + sum(x.max() for x in pr.latency) + (n_blocks + 1) * pr.adapter_latency.max()
     dims = [d for d, limit, dearest in ((0, p_max, dearest_p), (1, l_max, dearest_l)) if dearest + 1 > limit]
     # the cheapest possible rest after block n: cheapest paths, cheapest adapters (a lower bound, so exact)
@@ -262,17 +262,17 @@ def cheapest(blocks: list[list[dict]], e: int, shape: TeacherShape, table: Laten
     return total
 
 
-def out_of_budget(blocks: list[list[dict]], embedding_sizes: list[int], shape: TeacherShape,
+def out_of_budget(blocks: list[list[dict]], e: int, shape: TeacherShape,
                   table: LatencyTable | None, constraint: Constraint, seq_len: int, batch: int) -> BertnasError:
     """The error for a budget no surviving model meets: the smallest model's parameters and, for a latency
-    budget, the fastest model's predicted latency, so the user knows which budget would fit."""
-    e = min(embedding_sizes)
+    budget, the fastest model's predicted latency (with the embedding size ``e`` the search used), so the user
+    knows which budget would fit."""
     facts = [f"the smallest surviving model has {cheapest(blocks, e, shape, None, seq_len, batch, 'params') / 1e6:.2f}M "
              "parameters"]
     if constraint.max_latency_ms is not None and table is not None:
         fastest = cheapest(blocks, e, shape, table, seq_len, batch, "latency")
         facts.append(f"the fastest is predicted at {fastest:.2f} ms (batch {batch}, sequence {seq_len})")
-    return BertnasError(f"no architecture fits the budget {constraint.name}: {' and '.join(facts)}; raise the "
+    return BertnasError(f"no architecture fits the budget {constraint.name} with embedding size {e}: {' and '.join(facts)}; raise the "
                         "budget, or shrink a supernet whose space keeps smaller layers")
 
 

@@ -112,8 +112,7 @@ def train_supernet(
         log.append(entry)
         logger.info("supernet epoch %d: block MSE %s (%.0f s)", epoch, ["%.4f" % x for x in mean], entry["seconds_total"])
         ddp.check_in_sync({"supernet": supernet}, f"nasbert supernet, epoch {epoch}")
-        if ddp.is_main():
-            _save_checkpoint(ckpt, supernet, optimizer, scheduler, state, epoch, log, key, rng, gen)
+        ddp.on_main(_save_checkpoint, ckpt, supernet, optimizer, scheduler, state, epoch, log, key, rng, gen)
     return state, log
 
 

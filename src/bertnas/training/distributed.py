@@ -291,6 +291,13 @@ def mean_over_ranks(values: dict[str, float], share: Share | None) -> dict[str, 
     return dict(zip(values, t.tolist()))
 
 
+def seed_per_rank(seed: int) -> None:
+    """Reseed torch differently on every rank (dropout masks of different rows must differ, as in one process);
+    nothing without torchrun. Seed shared generators (batches, samples) before this, or separately."""
+    if active():
+        torch.manual_seed(seed * 1000 + 1_000_003 * rank())
+
+
 def average_over_ranks(values: list[float]) -> list[float]:
     """The mean of each value over ranks (a step's shard losses scaled to sum to the global one: see the
     NAS-BERT loop); the values unchanged without torchrun."""
