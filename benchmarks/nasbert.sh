@@ -4,7 +4,7 @@
 # two hand-designed BERTs trained the same way (matched on parameters and on latency), all pre-training-distilled
 # and fine-tuned on SST-2 and MRPC with distillation from the fine-tuned MiniLM teachers. Results: docs/nasbert.md.
 #   bash benchmarks/nasbert.sh          (run dir: /tmp/nb-run; every stage resumes or skips what is done)
-# Knobs (environment): R, CORPUS, SENTENCES (0 = all), EPOCHS, BLOCKS, LAYERS, LATENCY_MS, PARAMS, SST2_EXAMPLES, SST2_SEEDS,
+# Knobs (environment): R, CORPUS, SENTENCES (0 = all), EPOCHS, BLOCKS, LAYERS, BINS, LATENCY_MS, PARAMS, SST2_EXAMPLES, SST2_SEEDS,
 # MRPC_SEEDS, STAGES="supernet teacher latency select baseline pretrain finetune" to run some.
 set -euo pipefail
 SHARED=${SHARED:-/work/shared}
@@ -18,7 +18,8 @@ SENTENCES=${SENTENCES:-0}          # 0: every corpus item
 EPOCHS=${EPOCHS:-20}
 BLOCKS=${BLOCKS:-4}
 LAYERS=${LAYERS:-2}
-LATENCY_MS=${LATENCY_MS:-2.8,9.4}  # 1/10 and 1/3 of the MiniLM teacher's batch-1 latency here (28.3 ms, 1 thread)
+BINS=${BINS:-10}                   # B ranges per axis (the paper's 10): the fastest tenth of paths keeps m of its own
+LATENCY_MS=${LATENCY_MS:-3.85,12.8}  # 1/10 and 1/3 of the MiniLM teacher's batch-1 latency (38.5 ms, 1 thread, min)
 PARAMS=${PARAMS:-}                 # optional parameter budgets, e.g. 5M,10M
 SST2_EXAMPLES=${SST2_EXAMPLES:-8000}
 SST2_SEEDS=${SST2_SEEDS:-"0 1"}
@@ -50,7 +51,7 @@ if has supernet; then  # resumes from its last epoch checkpoint
   stage supernet bertnas nasbert supernet --teacher "$TEACHER" \
     --corpus "$CORPUS" --out "$R" \
     --max-sentences "$MAX" --heldout-sentences 256 --max-len 64 --num-blocks "$BLOCKS" --layers-per-block "$LAYERS" \
-    --hidden-sizes 128,192,256,384 --epochs "$EPOCHS" --warmup-epochs 1 --bins 4 --samples-per-bin 16 --keep-per-bin 4 \
+    --hidden-sizes 128,192,256,384 --epochs "$EPOCHS" --warmup-epochs 1 --bins "$BINS" --samples-per-bin 16 --keep-per-bin 4 \
     --score-batches 4 --batch-size 32 --lr 5e-4 --seed 0 --threads 1
 fi
 if has teacher; then  # the MiniLM teacher's latency, measured the same way as the students'
