@@ -28,7 +28,8 @@ class SupernetSettings:
         epochs: passes over the training sentences (paper: 3 warm-up + shrinking epochs).
         batch_size, lr: AdamW on all supernet weights, linear decay.
         warmup_epochs: epochs before the first shrink (paper: 3).
-        bins: B, ranges per axis of the bins per block (paper: 10).
+        bins: B, ranges per axis of the bins per block (paper: 10). Fewer, wider ranges put the whole fast region
+            in one bin that keeps only its m lowest-loss (widest) paths.
         bin_by: "params,latency" (the paper: a B x B grid of parameter and latency ranges, each non-empty cell
             a bin, so every latency range keeps at least m paths) or "params" (B parameter ranges only).
         latency_seq_len, latency_batch, latency_repeats: how the block ops are timed for the latency axis
@@ -59,7 +60,7 @@ class SupernetSettings:
     batch_size: int = 32
     lr: float = 5e-4
     warmup_epochs: int = 1
-    bins: int = 4
+    bins: int = 10
     bin_by: str = "params,latency"
     latency_seq_len: int = 128
     latency_batch: int = 1
