@@ -228,10 +228,15 @@ def select(out: str | Path, max_params: str | None = None, max_latency_ms: str |
     results = []
     for c in constraints:
         t0 = time.time()
-        e = choose_embedding_size(list(embedding_sizes), shape, c.max_params, embedding_fraction)
-        found = combine(blocks, e, shape, table, c, seq_len, latency_batch, top_t)
+        chosen = choose_embedding_size(list(embedding_sizes), shape, c.max_params, embedding_fraction)
+        for e in [chosen] + sorted((x for x in embedding_sizes if x < chosen), reverse=True):  # smaller E if need be
+            found = combine(blocks, e, shape, table, c, seq_len, latency_batch, top_t)
+            if found:
+                break
         if not found:
             raise out_of_budget(blocks, e, shape, table, c, seq_len, latency_batch)
+        if e != chosen:
+            logger.info("budget %s: nothing fits with embedding size %d, selected with %d", c.name, chosen, e)
         best = select_best(found, net, held_out)
         model = build_student(best.arch, net.cpu(), teacher, shape)
         net.to(device)
