@@ -409,3 +409,22 @@ def test_a_new_head_is_one_line_not_a_load_report(tmp_path, caplog, capsys):
     assert any("head made anew for 1 label(s) (the model was saved with 2)" in r.getMessage() for r in caplog.records)
     out = capsys.readouterr()
     assert "LOAD REPORT" not in out.err + out.out + caplog.text
+
+
+def test_models_without_attention_pool_the_mean():
+    """[CLS] of an all-convolution model sees only its neighbours: a word at the end of a long input never reaches
+    it. Such models read the mean of the real tokens instead (pooling_for), which every word reaches."""
+    from bertnas.nasbert.modeling import pooling_for
+
+    conv = Architecture.parse("E=16 | 32:sep3,identity | 32:sep3,identity")
+    assert pooling_for(conv) == "mean" and pooling_for(Architecture.parse("E=16 | 32:sep3,mha | 32:sep3,identity")) == "cls"
+    ids = torch.randint(5, 50, (1, 40))
+    late = ids.clone()
+    late[0, 38] = 4  # a word far from [CLS]
+    for pooling, reaches in (("cls", False), ("mean", True)):
+        torch.manual_seed(0)
+        model = NasBertForSequenceClassification(NasBertConfig(vocab_size=50, max_position_embeddings=64, hidden_size=32,
+                                                               architecture=str(conv), pooling=pooling)).eval()
+        with torch.no_grad():
+            a, b = model(input_ids=ids).logits, model(input_ids=late).logits
+        assert (not torch.allclose(a, b)) == reaches, pooling

@@ -27,6 +27,9 @@ class NasBertConfig(PretrainedConfig):
         hidden_size: the teacher's hidden size T (embedding output and final output are at T).
         architecture: the searched architecture as text, ``E=128 | 256:mha,ffn | 128:sep3,identity``.
         dropout: dropout inside ops, on the embedding and before the classifier.
+        pooling: what the classifier reads: "cls" (the first token, as BERT) or "mean" (the mean of the real
+            tokens). A model without attention has no op that carries the sentence to [CLS] (its convolutions see
+            a few neighbours), so :func:`pooling_for` gives such models "mean".
     """
 
     model_type = "nasbert"
@@ -41,8 +44,12 @@ class NasBertConfig(PretrainedConfig):
         dropout: float = 0.1,
         layer_norm_eps: float = 1e-12,
         pad_token_id: int = 0,
+        pooling: str = "cls",
         **kwargs,
     ) -> None:
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+        self.pooling = pooling
         self.vocab_size = vocab_size
         self.max_position_embeddings = max_position_embeddings
         self.type_vocab_size = type_vocab_size
@@ -54,6 +61,11 @@ class NasBertConfig(PretrainedConfig):
 
     def parsed_architecture(self) -> Architecture:
         return Architecture.parse(self.architecture)
+
+
+def pooling_for(arch: Architecture) -> str:
+    """"cls" when some block attends (attention carries every token to [CLS]), else "mean"."""
+    return "cls" if any("mha" in b.ops[: b.depth] for b in arch.blocks) else "mean"
 
 
 class NasBertEmbeddings(nn.Module):
@@ -134,7 +146,8 @@ class NasBertModel(PreTrainedModel):
 
 
 class NasBertForSequenceClassification(PreTrainedModel):
-    """Encoder -> tanh pooler on the first token ([CLS]) -> dropout -> dense, as BERT's classifier."""
+    """Encoder -> tanh pooler on the first token ([CLS]; or the mean of the real tokens, ``config.pooling``) ->
+    dropout -> dense, as BERT's classifier."""
 
     config_class = NasBertConfig
     base_model_prefix = "nasbert"
@@ -166,7 +179,13 @@ class NasBertForSequenceClassification(PreTrainedModel):
         **kwargs,
     ) -> SequenceClassifierOutput:
         out = self.nasbert(input_ids, attention_mask, token_type_ids, output_hidden_states=output_hidden_states)
-        pooled = torch.tanh(self.pooler(out.last_hidden_state[:, 0]))  # (B, T)
+        hidden = out.last_hidden_state
+        if getattr(self.config, "pooling", "cls") == "mean":
+            mask = (attention_mask if attention_mask is not None else torch.ones_like(input_ids))[..., None].to(hidden.dtype)
+            first = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, T): the mean of the real tokens
+        else:
+            first = hidden[:, 0]  # (B, T): [CLS]
+        pooled = torch.tanh(self.pooler(first))
         logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
         loss = None
         if labels is not None:

@@ -21,7 +21,7 @@ from ..errors import BertnasError
 from ..measure.latency_table import LatencyTable
 from .costs import TeacherShape, block_parts, embedding_params, head_params, model_params, predict_latency
 from .distill import chain_loss
-from .modeling import NasBertConfig, NasBertForSequenceClassification
+from .modeling import NasBertConfig, NasBertForSequenceClassification, pooling_for
 from .space import Architecture, BlockPath, Supernet, linear_params, path_params
 
 logger = logging.getLogger("bertnas")
@@ -301,7 +301,7 @@ def build_student(
     config = NasBertConfig(vocab_size=shape.vocab_size, max_position_embeddings=shape.max_positions,
                            type_vocab_size=shape.type_vocab_size, hidden_size=shape.hidden, architecture=str(arch),
                            dropout=supernet.space.dropout, pad_token_id=int(teacher.config.pad_token_id or 0),
-                           num_labels=num_labels)
+                           num_labels=num_labels, pooling=pooling_for(arch))
     model = NasBertForSequenceClassification(config)
     enc = model.nasbert
     with torch.no_grad():
