@@ -163,8 +163,11 @@ def report(run: Path) -> str:
                              f"{teacher['params'] / lat['params']:.1f}x smaller")
     times = run / "stage_times.tsv"
     if times.is_file():
-        lines += ["", "| stage | wall time (s) |", "|---|---:|"]
-        lines += [f"| {a} | {b} |" for a, b in (line.split("\t") for line in times.read_text().splitlines() if "\t" in line)]
+        lines += ["", "| stage | wall time (s) | note |", "|---|---:|---|"]
+        for line in times.read_text().splitlines():  # NAME<TAB>SECONDS[<TAB>NOTE]
+            parts = line.split("\t")
+            if len(parts) >= 2:
+                lines.append(f"| {parts[0]} | {parts[1]} | {' '.join(parts[2:])} |")
     runs = sorted(run.glob("*/*/results.json")) + sorted(run.glob("*/*/seed*/results.json"))
     if runs:
         lines += ["", "| fine-tuning run | teacher logits (s) | training (s) |", "|---|---:|---:|"]
