@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import bertnas  # noqa: E402,F401  (registers the adabert and nasbert model type
 from transformers import AutoModelForSequenceClassification  # noqa: E402
 
 from bertnas.measure.profile import count_params, hardware_info, measure_latency, random_batch  # noqa: E402
+from bertnas.stats import spread  # noqa: E402
 
 
 def timed(model_dir: Path) -> dict:
@@ -35,10 +35,6 @@ def timed(model_dir: Path) -> dict:
         batch = random_batch(vocab, b, 128, torch.Generator().manual_seed(b), "cpu")
         out[f"min_ms_b{b}"] = measure_latency(lambda: model(**batch), warmup=3, repeats=20, threads=1)["min_ms"]
     return out
-
-
-def mean_se(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else float("nan"))
 
 
 def main() -> None:
@@ -57,10 +53,10 @@ def main() -> None:
         if not seeds:
             continue
         results = [json.loads(p.read_text()) for p in seeds]
-        acc = [r["dev"]["accuracy"] for r in results]
-        m, se = mean_se(acc)
+        acc = spread([r["dev"]["accuracy"] for r in results])
+        m, se = acc["mean"], acc["se"] if acc["se"] is not None else float("nan")
         rows.append({"model": f"NAS-BERT {name}" if not name.startswith("bert-") else name, "dir": str(seeds[0].parent / "model"),
-                     "sst2_acc": m, "sst2_se": se, "seeds": len(acc), "train_examples": results[0].get("train_examples"),
+                     "sst2_acc": m, "sst2_se": se, "seeds": acc["n"], "train_examples": results[0].get("train_examples"),
                      **timed(seeds[0].parent / "model")})
     for a in args.adabert_run:
         r = json.loads((Path(a) / "results.json").read_text())

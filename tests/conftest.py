@@ -54,3 +54,26 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def one_line_error(capsys, argv: list[str]) -> str:
+    """Run the CLI in-process on ``argv``: exit 2 and one line ``bertnas: error: ...``, no traceback; the line."""
+    from bertnas.cli import main
+
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("bertnas: error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def check_int8_export(run: Path, report: dict) -> Path:
+    """What every int8 export promises: a smaller file, its size, agreement and metric change in export.json,
+    a latency; returns the int8 model's path."""
+    fp32, int8 = run / "export" / "model.onnx", run / "export" / "model.int8.onnx"
+    assert int8.is_file() and int8.stat().st_size < fp32.stat().st_size
+    q = report["int8"]
+    assert q["bytes"] == int8.stat().st_size and 0.0 <= q["prediction_agreement"] <= 1.0
+    assert q["metric_change"] == pytest.approx(report["dev"]["int8"]["accuracy"] - report["dev"]["pytorch"]["accuracy"])
+    assert report["latency"]["int8"]["latency_ms_b1"] > 0
+    return int8

@@ -10,7 +10,7 @@ import statistics
 import pytest
 
 from bertnas.bench import BenchSettings, run_bench
-from bertnas.bench.stats import paired_verdict
+from bertnas.stats import paired_verdict
 from bertnas.errors import BertnasError
 
 from test_bench import _cfg

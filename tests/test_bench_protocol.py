@@ -12,7 +12,7 @@ import torch
 
 from bertnas import RunConfig
 from bertnas.bench import BenchSettings, run_bench
-from bertnas.bench.stats import paired_verdict, spread
+from bertnas.stats import paired_verdict, spread
 from bertnas.errors import BertnasError
 
 from test_bench import TINY, _cfg

@@ -16,6 +16,7 @@ pytest.importorskip("onnx")
 
 from bertnas.cli import main  # noqa: E402
 from bertnas.export.onnx import DEFAULT_TOLERANCE, export_model  # noqa: E402
+from conftest import check_int8_export, one_line_error  # noqa: E402
 
 TINY = dict(augment=0, max_seq_len=32, hidden_size=16, k_max=3, search_epochs=1, retrain_epochs=1, probe_epochs=1,
             search_batch_size=16, retrain_batch_size=16, eval_seq_len=32, latency_repeats=2, latency_threads=1,
@@ -111,13 +112,7 @@ def test_pair_export_handles_tokenizers_without_token_types(runs, exported):
 
 
 def test_int8_is_smaller_and_reports_its_metric(runs, exported):
-    run, report = runs["single"], exported["single"]
-    fp32, int8 = run / "export" / "model.onnx", run / "export" / "model.int8.onnx"
-    assert int8.is_file() and int8.stat().st_size < fp32.stat().st_size
-    q = report["int8"]
-    assert q["bytes"] == int8.stat().st_size and 0.0 <= q["prediction_agreement"] <= 1.0
-    assert q["metric_change"] == pytest.approx(report["dev"]["int8"]["accuracy"] - report["dev"]["pytorch"]["accuracy"])
-    assert report["latency"]["int8"]["latency_ms_b1"] > 0
+    int8 = check_int8_export(runs["single"], exported["single"])
     _session(int8)  # loads
     assert "model.int8.onnx" not in json.dumps(exported["pair"])  # only when asked
 
@@ -209,42 +204,34 @@ def test_students_export_with_dynamo_at_any_batch_and_length(tmp_path, pair):
     assert len({length for _, length in checked}) == 3 and len({n for n, _ in checked}) == 3
 
 
-def _error(capsys, argv: list[str]) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert err.startswith("bertnas: error: ") and "\n" not in err and "Traceback" not in err, err
-    return err
-
-
 def test_bad_inputs_are_one_line_errors_and_write_nothing(runs, exported, tmp_path, capsys):
     run = runs["single"]
-    assert "not a bertnas run directory" in _error(capsys, ["export", "--out", str(tmp_path / "nothing")])
+    assert "not a bertnas run directory" in one_line_error(capsys, ["export", "--out", str(tmp_path / "nothing")])
     no_model = tmp_path / "no-model"
     no_model.mkdir()
     shutil.copy(run / "config.json", no_model / "config.json")
-    assert "bertnas retrain" in _error(capsys, ["export", "--out", str(no_model)])
+    assert "bertnas retrain" in one_line_error(capsys, ["export", "--out", str(no_model)])
     (tmp_path / "demo" / "run").mkdir(parents=True)  # `bertnas demo --out demo` keeps its run in demo/run
     shutil.copy(run / "config.json", tmp_path / "demo" / "run" / "config.json")
-    assert f"--out {tmp_path / 'demo' / 'run'}" in _error(capsys, ["export", "--out", str(tmp_path / "demo")])
+    assert f"--out {tmp_path / 'demo' / 'run'}" in one_line_error(capsys, ["export", "--out", str(tmp_path / "demo")])
     assert not (no_model / "export").exists()
     before = (run / "export" / "export.json").read_bytes()
-    assert "--format" in _error(capsys, ["export", "--out", str(run), "--format", "tflite"])
-    assert "--quantize" in _error(capsys, ["export", "--out", str(run), "--quantize", "int4"])
+    assert "--format" in one_line_error(capsys, ["export", "--out", str(run), "--format", "tflite"])
+    assert "--quantize" in one_line_error(capsys, ["export", "--out", str(run), "--quantize", "int4"])
     assert (run / "export" / "export.json").read_bytes() == before  # the earlier export is untouched
     assert not [p for p in run.iterdir() if p.name.startswith(".export")]
 
 
 def test_missing_onnxruntime_names_the_extra(runs, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
-    err = _error(capsys, ["export", "--out", str(runs["single"])])
+    err = one_line_error(capsys, ["export", "--out", str(runs["single"])])
     assert 'pip install "bertnas[onnx]"' in err
 
 
 def test_a_failed_check_keeps_the_previous_export(runs, exported, capsys):
     run = runs["pair"]
     before = (run / "export" / "model.onnx").read_bytes()
-    err = _error(capsys, ["export", "--out", str(run), "--tolerance", "1e-30", "--no-latency"])
+    err = one_line_error(capsys, ["export", "--out", str(run), "--tolerance", "1e-30", "--no-latency"])
     assert "differs from PyTorch" in err or "tolerance" in err
     assert (run / "export" / "model.onnx").read_bytes() == before
     assert not [p for p in run.iterdir() if p.name.startswith(".export")]

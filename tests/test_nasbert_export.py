@@ -18,7 +18,7 @@ pytest.importorskip("onnx")
 
 from bertnas.cli import main  # noqa: E402
 from bertnas.export.onnx import DEFAULT_TOLERANCE  # noqa: E402
-from conftest import make_teacher  # noqa: E402
+from conftest import check_int8_export, make_teacher, one_line_error  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -160,29 +160,15 @@ def test_export_matches_pytorch_on_the_runs_dev_data(runs, exported, variant):
 
 
 def test_int8_is_smaller_and_reports_its_dev_metric(runs, exported):
-    run, report = runs["single"], exported["single"]
-    fp32, int8 = run / "export" / "model.onnx", run / "export" / "model.int8.onnx"
-    assert int8.is_file() and int8.stat().st_size < fp32.stat().st_size
-    q = report["int8"]
-    assert q["bytes"] == int8.stat().st_size and 0.0 <= q["prediction_agreement"] <= 1.0
-    assert q["metric_change"] == pytest.approx(report["dev"]["int8"]["accuracy"] - report["dev"]["pytorch"]["accuracy"])
-    assert report["latency"]["int8"]["latency_ms_b1"] > 0
+    check_int8_export(runs["single"], exported["single"])
     assert not (runs["pair"] / "export" / "model.int8.onnx").exists()  # only when asked
-
-
-def _error(capsys, argv: list[str]) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert err.startswith("bertnas: error: ") and "\n" not in err and "Traceback" not in err, err
-    return err
 
 
 def test_directories_of_no_known_kind_are_one_line_errors(runs, exported, tmp_path, capsys):
     run = runs["single"]
     empty = tmp_path / "empty"
     empty.mkdir()
-    err = _error(capsys, ["export", "--out", str(empty)])
+    err = one_line_error(capsys, ["export", "--out", str(empty)])
     assert "not a bertnas run directory" in err and "results.json + model/" in err
     assert "bertnas nasbert finetune --out DIR" in err and "bertnas run" in err
 
@@ -190,28 +176,28 @@ def test_directories_of_no_known_kind_are_one_line_errors(runs, exported, tmp_pa
     shutil.copytree(run / "model", old / "model")
     results = json.loads((run / "results.json").read_text())
     (old / "results.json").write_text(json.dumps({k: v for k, v in results.items() if k != "data"}))
-    err = _error(capsys, ["export", "--out", str(old)])
+    err = one_line_error(capsys, ["export", "--out", str(old)])
     assert "does not say where the task data is" in err and f"--out {old}` again" in err
     assert "bertnas nasbert finetune --model" in err
 
     no_model = tmp_path / "no-model"
     no_model.mkdir()
     shutil.copy(run / "results.json", no_model / "results.json")
-    err = _error(capsys, ["export", "--out", str(no_model)])
+    err = one_line_error(capsys, ["export", "--out", str(no_model)])
     assert str(no_model / "model") in err and "bertnas nasbert finetune" in err
 
     stranger = tmp_path / "stranger"  # some other tool's results.json
     stranger.mkdir()
     (stranger / "results.json").write_text('{"accuracy": 0.9}')
-    assert "not written by `bertnas nasbert finetune`" in _error(capsys, ["export", "--out", str(stranger)])
+    assert "not written by `bertnas nasbert finetune`" in one_line_error(capsys, ["export", "--out", str(stranger)])
 
     supernet = tmp_path / "nb"
     (supernet / "supernet").mkdir(parents=True)
     (supernet / "settings.json").write_text("{}")
-    err = _error(capsys, ["export", "--out", str(supernet)])
+    err = one_line_error(capsys, ["export", "--out", str(supernet)])
     assert "supernet run" in err and "bertnas nasbert finetune --model" in err
 
-    err = _error(capsys, ["export", "--out", str(run / "model")])  # the model dir, not its run
+    err = one_line_error(capsys, ["export", "--out", str(run / "model")])  # the model dir, not its run
     assert "model directory" in err and f"--out {run}" in err
     for d in (empty, old, no_model, stranger, supernet, run / "model"):
         assert not (d / "export").exists() and not [p for p in d.iterdir() if p.name.startswith(".export")]
@@ -220,7 +206,7 @@ def test_directories_of_no_known_kind_are_one_line_errors(runs, exported, tmp_pa
 def test_a_failed_check_keeps_the_previous_export(runs, exported, capsys):
     run = runs["bert"]
     before = (run / "export" / "export.json").read_bytes()
-    err = _error(capsys, ["export", "--out", str(run), "--tolerance", "1e-30", "--no-latency"])
+    err = one_line_error(capsys, ["export", "--out", str(run), "--tolerance", "1e-30", "--no-latency"])
     assert "tolerance" in err
     assert (run / "export" / "export.json").read_bytes() == before
     assert not [p for p in run.iterdir() if p.name.startswith(".export")]

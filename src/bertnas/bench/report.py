@@ -18,7 +18,7 @@ from ..data.examples import TaskSpec
 from ..measure.profile import hardware_info
 from .bins import CostBins
 from .settings import BenchSettings, budget_suffix
-from .stats import paired_verdict, spread
+from ..stats import paired_verdict, spread
 
 
 def _second_metric(spec: TaskSpec) -> str | None:

@@ -128,14 +128,14 @@ def measure_latency(
     depends on it more than on anything else; warm-up calls absorb one-off allocation and kernel selection.
     On a CUDA ``device`` each call is timed by CUDA events (GPU time, not the host's launch time).
     """
-    if device is not None and torch.device(device).type == "cuda":
-        return _cuda_latency(fn, warmup, repeats)
     if repeats < 1:
         raise BertnasError(f"latency repeats must be >= 1, got {repeats}; pass repeats=1 or more")
     if warmup < 0:
         raise BertnasError(f"latency warmup must be >= 0, got {warmup}; pass warmup=0 or more")
     if threads is not None and threads < 1:
         raise BertnasError(f"thread count must be >= 1, got {threads}; pass threads=None to keep torch's default")
+    if device is not None and torch.device(device).type == "cuda":
+        return _cuda_latency(fn, warmup, repeats)
     previous = torch.get_num_threads()
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     times: list[float] = []
@@ -155,18 +155,16 @@ def measure_latency(
     finally:
         if threads is not None:
             torch.set_num_threads(previous)
-    return {
-        "median_ms": statistics.median(times),
-        "mean_ms": statistics.fmean(times),
-        "min_ms": min(times),
-        "repeats": repeats,
-        "threads": used_threads,
-    }
+    return _timings(times, used_threads)
+
+
+def _timings(times: list[float], threads: int, **extra: Any) -> dict[str, Any]:
+    """The summary every latency measurement returns (milliseconds)."""
+    return {"median_ms": statistics.median(times), "mean_ms": statistics.fmean(times), "min_ms": min(times),
+            "repeats": len(times), "threads": threads, **extra}
 
 
 def _cuda_latency(fn: Callable[[], Any], warmup: int, repeats: int) -> dict[str, Any]:
-    if repeats < 1:
-        raise BertnasError(f"latency repeats must be >= 1, got {repeats}; pass repeats=1 or more")
     times: list[float] = []
     with torch.inference_mode():
         for _ in range(warmup):
@@ -179,8 +177,7 @@ def _cuda_latency(fn: Callable[[], Any], warmup: int, repeats: int) -> dict[str,
             end.record()
             end.synchronize()
             times.append(float(start.elapsed_time(end)))
-    return {"median_ms": statistics.median(times), "mean_ms": statistics.fmean(times), "min_ms": min(times),
-            "repeats": repeats, "threads": torch.get_num_threads(), "timer": "cuda events"}
+    return _timings(times, torch.get_num_threads(), timer="cuda events")
 
 
 def random_batch(vocab_size: int, batch: int, seq_len: int, generator: torch.Generator, device: str) -> dict:

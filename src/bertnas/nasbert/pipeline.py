@@ -369,7 +369,7 @@ def baseline(out: str | Path, resume: bool = True, measure: bool = True, models:
         key = str(arch)
         t0 = time.time()
         if key not in trained:
-            slug = "-".join(f"{b.hidden}x{b.depth // 2}" for b in arch.blocks[:1]) + f"-E{arch.embedding_size}"
+            slug = f"{arch.blocks[0].hidden}x{arch.blocks[0].depth // 2}-E{arch.embedding_size}"  # hidden x layers a block
             net, log = train_baseline(arch, settings, space.teacher_layers, shape, states, train_idx, held_idx,
                                       out / "baselines" / slug, resume, device)
             trained[key] = (net, log, chain_loss(net, list(arch.blocks), held_out))

@@ -64,7 +64,7 @@ def pretrain_distill(model_dir: str, states: BlockStates, train_idx: list[int], 
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
-            value = float(loss.detach()) if denominator is None else ddp.average_over_ranks([float(loss.detach())])[0]
+            value = ddp.average_over_ranks([float(loss.detach())])[0]  # the whole batch's (unchanged in one process)
             total, n = total + value, n + 1
             stop_if_nonfinite({"mse": value}, "nasbert pretrain", epoch, epochs, i + 1, n_steps)
         log.append({"epoch": epoch, "mse": total / max(1, n)})

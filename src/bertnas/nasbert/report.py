@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..stats import spread
+
 
 def _load(path: Path):
     return json.loads(path.read_text()) if path.is_file() else None
@@ -25,13 +27,8 @@ def _metric(results: dict | list[dict] | None) -> str:
     keys = ["f1", "accuracy"] if "f1" in runs[0]["dev"] and runs[0]["task"] == "mrpc" else [runs[0]["headline"]]
     if len(runs) == 1:
         return " / ".join(f"{runs[0]['dev'][k]:.4f}" for k in keys)
-    parts = []
-    for k in keys:
-        values = [r["dev"][k] for r in runs]
-        mean = sum(values) / len(values)
-        se = (sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values)) ** 0.5
-        parts.append(f"{mean:.4f} ± {se:.4f}")
-    return " / ".join(parts) + f" ({len(runs)} seeds)"
+    parts = [spread([r["dev"][k] for r in runs]) for k in keys]
+    return " / ".join(f"{p['mean']:.4f} ± {p['se']:.4f}" for p in parts) + f" ({len(runs)} seeds)"
 
 
 def _runs(run: Path, task: str, key: str) -> list[dict]:

@@ -92,7 +92,7 @@ def train_supernet(
             local, denominator = shard_for_rank(batch, supernet.space.teacher_hidden)
             rows += local["input_ids"].size(0)
             step = train_step(supernet, paths_now, to_device(local, device), optimizer, denominator)
-            losses.append(step if denominator is None else ddp.average_over_ranks(step))
+            losses.append(ddp.average_over_ranks(step))  # the whole batch's losses (unchanged in one process)
             stop_if_nonfinite({f"block {n + 1} mse": v for n, v in enumerate(losses[-1])}, "nasbert supernet", epoch,
                               settings.epochs, i + 1, epoch_steps, ckpt, epoch - 1)  # before the epoch's checkpoint
             scheduler.step()

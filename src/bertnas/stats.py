@@ -1,4 +1,4 @@
-"""The bench's few statistics: a row's spread over seeds, and the verdict of one row against another.
+"""Statistics over seeds, shared by the bench and the NAS-BERT report: a row's spread, one row against another.
 
 A verdict pairs the two rows by seed index (seed i of both rows shares its data order and initial draws), so
 the seed-to-seed noise that both rows share cancels, and says "beats"/"below" only when the mean paired
