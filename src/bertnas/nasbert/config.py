@@ -130,6 +130,11 @@ class FinetuneSettings:
         kd_lambda: weight of the KL term (paper: 0.5).
         temperature: softmax temperature of both teacher and student in the KL term (ours: 1).
         max_train_examples: a seeded random subset of the training split (CPU runs), None for all.
+        augment: teacher-labelled copies of each training example (TinyBERT-style word replacement, deletion
+            and swaps, ``teacher.augment``, the same copies AdaBERT trains on); 0 turns it off.
+        augment_replace_prob, augment_edit_prob: as AdaBERT's ``--augment-replace-prob/--augment-edit-prob``.
+        val_examples: training examples held out to pick the epoch kept (default: 10%, at most 5,000, none
+            below 200 examples; 0: none, the last epoch is kept). The dev set is only reported.
         threads: torch threads (default: torch's; see SupernetSettings.threads).
     """
 
@@ -140,6 +145,10 @@ class FinetuneSettings:
     temperature: float = 1.0
     max_seq_len: int = 128
     max_train_examples: int | None = None
+    augment: int = 0
+    augment_replace_prob: float = 0.4
+    augment_edit_prob: float = 0.1
+    val_examples: int | None = None
     weight_decay: float = 0.01
     seed: int = 0
     device: str = "auto"
@@ -152,6 +161,13 @@ class FinetuneSettings:
             raise BertnasError(f"--kd-lambda must be in [0, 1], got {self.kd_lambda}")
         if self.temperature <= 0:
             raise BertnasError(f"--temperature must be > 0, got {self.temperature}")
+        if self.augment < 0:
+            raise BertnasError(f"--augment must be >= 0 (0 turns augmentation off), got {self.augment}")
+        for name in ("augment_replace_prob", "augment_edit_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise BertnasError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
+        if self.val_examples is not None and self.val_examples < 0:
+            raise BertnasError(f"--val-examples must be >= 0 (0 holds nothing out), got {self.val_examples}")
         return self
 
     def to_dict(self) -> dict:

@@ -25,12 +25,14 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from ..data.encode import batches, encode, num_batches
+from ..data.encode import batches, concat, encode, num_batches
 from ..data.examples import TaskData
 from ..data.metrics import compute_metrics
 from ..data.readers import load_task
+from ..data.split import carve, take, validation_size
 from ..errors import BertnasError
 from ..measure.profile import count_params, profile_classifier
+from ..teacher.augment import AugmentSettings, augment_encoded, teacher_labels
 from ..teacher.knowledge import bf16_supported, default_cache_dir
 from ..teacher.loading import load_teacher, load_tokenizer
 from ..training.loop import stop_if_nonfinite
@@ -47,7 +49,8 @@ def teacher_logits(model: torch.nn.Module, data, batch_size: int = 64, label_ord
     out = torch.zeros(len(data), model.config.num_labels)
     order = sorted(range(len(data)), key=lambda i: len(data.input_ids[i]))
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_supported(torch.device("cpu"))):
-        for b in batches(data, batch_size, subset=order):
+        for b in progress(batches(data, batch_size, subset=order), desc="teacher logits",
+                          total=num_batches(len(data), batch_size), examples=len(data)):
             logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"]).logits
             out[b["index"]] = logits.float()
     return out if label_order is None else out[:, label_order]
@@ -97,6 +100,22 @@ def _cached_teacher_outputs(tch, name: str, train, dev, spec) -> tuple[torch.Ten
     torch.save({"logits": soft, "dev": json.dumps(teacher_dev)}, tmp)
     os.replace(tmp, path)
     return soft, teacher_dev
+
+
+def with_teacher(tch, name: str, train, dev, spec, settings: FinetuneSettings):
+    """The training set with ``settings.augment`` copies of every example appended (the word replacement,
+    deletion and swaps AdaBERT trains on, ``teacher.augment``), the teacher's logits for all of it, and the
+    teacher's dev metrics. A copy's gold label is the teacher's prediction; the originals keep theirs."""
+    n = len(train)
+    if settings.augment:
+        aug = AugmentSettings(settings.augment, settings.augment_replace_prob, settings.augment_edit_prob, settings.seed)
+        table = tch.model.get_input_embeddings().weight.detach().float().cpu()
+        train = concat(train, augment_encoded(train, tch.tokenizer, table, aug))
+    soft, teacher_dev = _cached_teacher_outputs(tch, name, train, dev, spec)
+    if settings.augment:
+        train.labels[n:] = teacher_labels(soft[n:], spec.is_regression)
+        logger.info("augmentation: %d teacher-labelled copies of %d training examples", len(train) - n, n)
+    return train, soft, teacher_dev
 
 
 def _shape(config) -> str | None:
@@ -205,8 +224,11 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
                            "teacher with the same vocabulary")
     train = encode(tokenizer, train_ex, settings.max_seq_len, spec.is_regression)
     dev = encode(tokenizer, data.dev, settings.max_seq_len, spec.is_regression)
+    held = carve(len(train), len(train), validation_size(settings.val_examples, len(train)), settings.seed)
+    val = take(train, held.val) if held.active else None
+    train = take(train, held.train)
     t0 = time.time()
-    soft, teacher_dev = _cached_teacher_outputs(tch, teacher, train, dev, spec)
+    train, soft, teacher_dev = with_teacher(tch, teacher, train, dev, spec, settings)
     teacher_seconds = time.time() - t0
     labels = {i: name for i, name in enumerate(spec.labels or ["score"])}
     model = _load_for_task(model_dir, spec.num_labels, labels).to(device)
@@ -235,18 +257,23 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
             total += float(loss.detach())
             stop_if_nonfinite({"loss": float(loss.detach())}, "nasbert finetune", epoch, settings.epochs, i + 1, n_steps)
         metrics = evaluate(model, dev, spec)
-        history.append({"epoch": epoch, "train_loss": total / num_batches(len(train), settings.batch_size), "dev": metrics})
-        logger.info("finetune epoch %d: dev %s", epoch, metrics)
-        if best is None or metrics[spec.headline] > best[spec.headline]:
-            best, best_state = metrics, copy.deepcopy(model.state_dict())
+        val_metrics = evaluate(model, val, spec) if val is not None else None
+        history.append({"epoch": epoch, "train_loss": total / num_batches(len(train), settings.batch_size),
+                        "val": val_metrics, "dev": metrics})
+        logger.info("finetune epoch %d: %sdev %s", epoch, f"validation {val_metrics}, " if val_metrics else "", metrics)
+        score = val_metrics[spec.headline] if val_metrics else epoch  # no validation split: the last epoch is kept
+        if best is None or score > best["score"]:
+            best = {"score": score, "epoch": epoch, "val": val_metrics, "dev": metrics}
+            best_state = copy.deepcopy(model.state_dict())
     train_seconds = time.time() - t0
     model.load_state_dict(best_state)
     model.eval()
     results = {"task": spec.name, "headline": spec.headline, "model": str(model_dir), "teacher": teacher,
                "architecture": getattr(model.config, "architecture", None), "params": count_params(model),
-               "dev": best, "teacher_dev": teacher_dev, "teacher_architecture": _shape(tch.model.config),
+               "dev": best["dev"], "epoch_kept": best["epoch"], "val": best["val"],
+               "val_examples": len(held.val), "teacher_dev": teacher_dev, "teacher_architecture": _shape(tch.model.config),
                "teacher_params": count_params(tch.model), "data": _data_source(task, data_dir, train_file, dev_file),
-               "history": history, "train_examples": len(train),
+               "history": history, "train_examples": len(held.train), "augmented_examples": len(train) - len(held.train),
                "settings": settings.to_dict(), "seconds": {"teacher_logits": round(teacher_seconds, 1),
                                                           "training": round(train_seconds, 1)}}
     if measure:

@@ -1,0 +1,116 @@
+"""`bertnas nasbert finetune`: the epoch kept is chosen on a validation split carved from the training data (the dev
+set is only reported), teacher-labelled augmentation adds copies whose labels are the teacher's, and bad settings
+are one-line errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from bertnas.cli import main
+from conftest import make_teacher, one_line_error
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict[str, Path]:
+    """A tiny teacher, a tiny NAS-BERT student with its vocabulary, and a 400-example synthetic pair task."""
+    from transformers import AutoTokenizer
+
+    from bertnas.data.synthetic import generate, write_task
+    from bertnas.nasbert.modeling import NasBertConfig, NasBertForSequenceClassification
+
+    root = tmp_path_factory.mktemp("nbft")
+    teacher = make_teacher(root / "teacher", seed=5)
+    tok = AutoTokenizer.from_pretrained(teacher)
+    torch.manual_seed(0)
+    student = NasBertForSequenceClassification(NasBertConfig(vocab_size=len(tok), max_position_embeddings=160,
+                                                             hidden_size=32, architecture="E=16 | 16:mha,sep3 | 32:ffn,identity"))
+    student.save_pretrained(root / "student")
+    tok.save_pretrained(root / "student")
+    data = write_task(generate("pair", n_train=400, n_dev=48, seed=2), root / "pair")
+    return {"teacher": teacher, "student": root / "student", "data": data, "root": root}
+
+
+def _run(setup, name: str, *extra: str) -> dict:
+    out = setup["root"] / name
+    code = main(["nasbert", "finetune", "--model", str(setup["student"]), "--teacher", str(setup["teacher"]),
+                 "--task", "synthetic-pair", "--data-dir", str(setup["data"]), "--out", str(out), "--max-seq-len", "24",
+                 "--batch-size", "16", "--threads", "1", "--no-measure", "--lr", "2e-3", *extra])
+    assert code == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def test_the_epoch_kept_is_the_best_on_validation_and_dev_is_only_reported(setup):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from bertnas.data.encode import encode
+    from bertnas.data.readers import load_task
+    from bertnas.nasbert.finetune import evaluate
+
+    r = _run(setup, "val", "--epochs", "4", "--val-examples", "80")
+    assert r["val_examples"] == 80 and r["train_examples"] == 320 and r["augmented_examples"] == 0
+    val_scores = [h["val"]["accuracy"] for h in r["history"]]
+    assert r["epoch_kept"] == 1 + val_scores.index(max(val_scores))  # the first best epoch on validation
+    kept = r["history"][r["epoch_kept"] - 1]
+    assert r["dev"] == kept["dev"] and r["val"] == kept["val"]
+    # the saved model is the kept epoch's: its dev metric is the one reported
+    model = AutoModelForSequenceClassification.from_pretrained(setup["root"] / "val" / "model")
+    data = load_task("synthetic-pair", str(setup["data"]))
+    dev = encode(AutoTokenizer.from_pretrained(setup["root"] / "val" / "model"), data.dev, 24)
+    assert evaluate(model, dev, data.spec)["accuracy"] == pytest.approx(r["dev"]["accuracy"], abs=1e-9)
+
+
+def test_without_a_validation_split_the_last_epoch_is_kept(setup):
+    r = _run(setup, "noval", "--epochs", "2", "--val-examples", "0")
+    assert r["val_examples"] == 0 and r["val"] is None and r["epoch_kept"] == 2
+    assert r["dev"] == r["history"][-1]["dev"]
+
+
+def test_augmentation_adds_teacher_labelled_copies_and_is_seeded(setup):
+    a = _run(setup, "aug-a", "--epochs", "1", "--augment", "2", "--val-examples", "40")
+    assert a["train_examples"] == 360 and a["augmented_examples"] == 720
+    assert a["settings"]["augment"] == 2
+    b = _run(setup, "aug-b", "--epochs", "1", "--augment", "2", "--val-examples", "40")
+    assert a["history"][0]["train_loss"] == pytest.approx(b["history"][0]["train_loss"], rel=1e-6)  # same seed, same run
+    plain = _run(setup, "aug-none", "--epochs", "1", "--val-examples", "40")
+    assert plain["history"][0]["train_loss"] != pytest.approx(a["history"][0]["train_loss"], rel=1e-3)
+
+
+def test_copies_are_labelled_with_the_teachers_prediction(setup):
+    from bertnas.data.encode import encode
+    from bertnas.data.readers import load_task
+    from bertnas.nasbert.config import FinetuneSettings
+    from bertnas.nasbert.finetune import with_teacher
+    from bertnas.teacher.loading import load_teacher
+
+    data = load_task("synthetic-pair", str(setup["data"]))
+    tch = load_teacher(str(setup["teacher"]), data.spec)
+    train = encode(tch.tokenizer, data.train, 24)
+    dev = encode(tch.tokenizer, data.dev, 24)
+    gold = train.labels.clone()
+    out, soft, _ = with_teacher(tch, str(setup["teacher"]), train, dev, data.spec, FinetuneSettings(augment=1))
+    n = len(train)
+    assert len(out) == 2 * n and soft.shape == (2 * n, 2)
+    assert torch.equal(out.labels[:n], gold)  # the originals keep their gold labels
+    assert torch.equal(out.labels[n:], soft[n:].argmax(-1))  # a copy's label is the teacher's prediction
+    assert not torch.equal(out.labels[n:], gold)  # (a random teacher disagrees with the gold labels somewhere)
+    changed = sum(a != b for a, b in zip(out.input_ids[n:], out.input_ids[:n]))
+    assert changed > n // 4  # most copies differ from their original
+    assert all(1 in t for t in out.token_type_ids[n:])  # pairs stay pairs (segment B kept)
+
+
+@pytest.mark.parametrize("flag, value, words", [
+    ("--augment", "-1", "--augment must be >= 0"),
+    ("--augment-replace-prob", "1.5", "--augment-replace-prob must be in [0, 1]"),
+    ("--val-examples", "300", "--val-examples 300 would leave 100 of 400"),
+])
+def test_bad_settings_are_one_line_errors(setup, capsys, flag, value, words):
+    err = one_line_error(capsys, ["nasbert", "finetune", "--model", str(setup["student"]), "--teacher",
+                                  str(setup["teacher"]), "--task", "synthetic-pair", "--data-dir", str(setup["data"]),
+                                  "--out", str(setup["root"] / "bad"), "--no-measure", flag, value])
+    assert words in err
+    assert not (setup["root"] / "bad").exists()
