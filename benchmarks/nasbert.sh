@@ -4,13 +4,14 @@
 # two hand-designed BERTs trained the same way (matched on parameters and on latency), all pre-training-distilled
 # and fine-tuned on SST-2 and MRPC with distillation from the fine-tuned MiniLM teachers. Results: docs/nasbert.md.
 #   bash benchmarks/nasbert.sh          (run dir: /tmp/nb-run; every stage resumes or skips what is done)
-# Knobs (environment): R, CORPUS, SENTENCES (0 = all), EPOCHS, BLOCKS, LAYERS, BINS, LATENCY_MS, PARAMS, SST2_EXAMPLES, SST2_SEEDS,
-# MRPC_SEEDS, STAGES="supernet teacher latency select baseline pretrain finetune" to run some.
+# Knobs (environment): R, CORPUS, SENTENCES (0 = all), EPOCHS, BLOCKS, LAYERS, BINS, LATENCY_MS, PARAMS, SST2_EXAMPLES (0 = all),
+# SST2_AUGMENT, MRPC_AUGMENT, REG_AUGMENT, SST2_SEEDS, MRPC_SEEDS, REG_SEEDS,
+# STAGES="supernet teacher latency select baseline pretrain finetune regression" to run some.
 set -euo pipefail
 SHARED=${SHARED:-/work/shared}
 R=${R:-/tmp/nb-run}
 export BERTNAS_CACHE_DIR=${BERTNAS_CACHE_DIR:-/tmp/bertnas-cache}
-STAGES=${STAGES:-"supernet teacher latency select baseline pretrain finetune"}
+STAGES=${STAGES:-"supernet teacher latency select baseline pretrain finetune regression"}
 TEACHER=$SHARED/pretrained/minilm-L6-H384-uncased
 CORPUS=${CORPUS:-$SHARED/data/glue/SST-2,$SHARED/data/glue/MRPC}  # MRPC gives its pairs as pairs
 SST2_SAMPLE=${SST2_SAMPLE:-0}      # N > 0: the corpus is a seeded N of SST-2's sentences + every MRPC pair
@@ -21,9 +22,13 @@ LAYERS=${LAYERS:-2}
 BINS=${BINS:-10}                   # B ranges per axis (the paper's 10): the fastest tenth of paths keeps m of its own
 LATENCY_MS=${LATENCY_MS:-3.85,12.8}  # 1/10 and 1/3 of the MiniLM teacher's batch-1 latency (38.5 ms, 1 thread, min)
 PARAMS=${PARAMS:-}                 # optional parameter budgets, e.g. 5M,10M
-SST2_EXAMPLES=${SST2_EXAMPLES:-8000}
+SST2_EXAMPLES=${SST2_EXAMPLES:-0}  # 0: every training sentence (5,000 of them held out to pick the epoch)
+SST2_AUGMENT=${SST2_AUGMENT:-2}    # teacher-labelled copies per training example (nasbert finetune --augment)
+MRPC_AUGMENT=${MRPC_AUGMENT:-10}
+REG_AUGMENT=${REG_AUGMENT:-10}
 SST2_SEEDS=${SST2_SEEDS:-"0 1"}
-MRPC_SEEDS=${MRPC_SEEDS:-"0"}
+MRPC_SEEDS=${MRPC_SEEDS:-"0 1"}
+REG_SEEDS=${REG_SEEDS:-"0"}
 LOG=$R/stage_times.tsv
 mkdir -p "$R"
 [[ "$SENTENCES" == 0 ]] && MAX=1000000 || MAX=$SENTENCES
@@ -94,15 +99,29 @@ if has finetune; then
     for m in $MODELS; do
       done_ "$R/sst2/$m/seed$s/results.json" || stage "finetune sst2 $m seed $s" bertnas nasbert finetune --model "$R/pretrained/$m" \
         --teacher "$SHARED/teachers/sst2-minilm-L6-H384" --task sst2 --data-dir "$SHARED/data/glue/SST-2" \
-        --out "$R/sst2/$m/seed$s" --max-seq-len 64 --epochs 2 --max-train-examples "$SST2_EXAMPLES" --lr 2e-4 \
-        --batch-size 32 --threads 1 --seed "$s"
+        --out "$R/sst2/$m/seed$s" --max-seq-len 64 --epochs 3 --max-train-examples "$SST2_EXAMPLES" --lr 2e-4 \
+        --augment "$SST2_AUGMENT" --batch-size 32 --threads 1 --seed "$s"
     done
   done
   for s in $MRPC_SEEDS; do
     for m in $MODELS; do
       done_ "$R/mrpc/$m/seed$s/results.json" || stage "finetune mrpc $m seed $s" bertnas nasbert finetune --model "$R/pretrained/$m" \
         --teacher "$SHARED/teachers/mrpc-minilm-L6-H384" --task mrpc --data-dir "$SHARED/data/glue/MRPC" \
-        --out "$R/mrpc/$m/seed$s" --max-seq-len 128 --epochs 3 --lr 2e-4 --batch-size 32 --threads 1 --seed "$s"
+        --out "$R/mrpc/$m/seed$s" --max-seq-len 128 --epochs 3 --lr 2e-4 --augment "$MRPC_AUGMENT" --batch-size 32 \
+        --threads 1 --seed "$s"
+    done
+  done
+fi
+if has regression; then  # a pair regression task: MRPC pairs scored by the MRPC teacher's logit margin (read as STS-B)
+  done_ "$R/mrpc-score/pair_regression.json" || stage "build mrpc-score" python "$(dirname "$0")/pair_regression.py" \
+    --teacher "$SHARED/teachers/mrpc-minilm-L6-H384" --task mrpc --data-dir "$SHARED/data/glue/MRPC" \
+    --out "$R/mrpc-score" --threads 1
+  for s in $REG_SEEDS; do
+    for m in $MODELS; do
+      done_ "$R/mrpc-score/$m/seed$s/results.json" || stage "finetune mrpc-score $m seed $s" bertnas nasbert finetune \
+        --model "$R/pretrained/$m" --teacher "$R/mrpc-score/teacher" --task stsb --data-dir "$R/mrpc-score/data" \
+        --out "$R/mrpc-score/$m/seed$s" --max-seq-len 128 --epochs 3 --lr 2e-4 --augment "$REG_AUGMENT" --batch-size 32 \
+        --threads 1 --seed "$s"
     done
   done
 fi

@@ -291,3 +291,23 @@ def test_report_says_what_the_run_lacks_instead_of_inventing_it(runs, tmp_path):
     assert "sst2: the students were distilled from 2 different teachers" in text
     assert "t-S 0.5000 (S)" in text and "t-T 0.7500 (T)" in text
     assert "teacher dev metric for mrpc: not in the run's fine-tuning results" in text
+
+
+def test_report_has_a_column_for_the_pair_regression_task(runs, tmp_path):
+    from bertnas.nasbert.report import report
+
+    run = _benchmark_dir(tmp_path / "bench", runs)
+    assert "MRPC-score" not in report(run).split("\n\n", 1)[1]  # no regression runs: no note about it
+    r = json.loads((runs["pair"] / "results.json").read_text())
+    r.update(task="stsb", headline="pearson", dev={"pearson": 0.8123, "spearman": 0.8}, teacher_dev={"pearson": 0.999})
+    (run / "mrpc-score" / "S").mkdir(parents=True)
+    (run / "mrpc-score" / "S" / "results.json").write_text(json.dumps(r))
+    (run / "mrpc-score" / "pair_regression.json").write_text(json.dumps({"dev": {"word_overlap_pearson": 0.531}}))
+    text = report(run)
+    header = next(line for line in text.splitlines() if line.startswith("| model |"))
+    row = next(line for line in text.splitlines() if line.startswith("| NAS-BERT S"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert header.rstrip(" |").endswith("MRPC-score Pearson") and cells[-1] == "0.8123"
+    [teacher] = _teacher_row(text)
+    assert teacher.rstrip(" |").endswith("0.9990")
+    assert "word overlap (Jaccard) vs the target on dev: Pearson 0.531" in text

@@ -129,7 +129,7 @@ class FinetuneSettings:
     Args:
         kd_lambda: weight of the KL term (paper: 0.5).
         temperature: softmax temperature of both teacher and student in the KL term (ours: 1).
-        max_train_examples: a seeded random subset of the training split (CPU runs), None for all.
+        max_train_examples: a seeded random subset of the training split (CPU runs), None or 0 for all.
         augment: teacher-labelled copies of each training example (TinyBERT-style word replacement, deletion
             and swaps, ``teacher.augment``, the same copies AdaBERT trains on); 0 turns it off.
         augment_replace_prob, augment_edit_prob: as AdaBERT's ``--augment-replace-prob/--augment-edit-prob``.
@@ -161,6 +161,8 @@ class FinetuneSettings:
             raise BertnasError(f"--kd-lambda must be in [0, 1], got {self.kd_lambda}")
         if self.temperature <= 0:
             raise BertnasError(f"--temperature must be > 0, got {self.temperature}")
+        if self.max_train_examples is not None and self.max_train_examples < 0:
+            raise BertnasError(f"--max-train-examples must be >= 0 (0: all), got {self.max_train_examples}")
         if self.augment < 0:
             raise BertnasError(f"--augment must be >= 0 (0 turns augmentation off), got {self.augment}")
         for name in ("augment_replace_prob", "augment_edit_prob"):

@@ -1,6 +1,6 @@
 """Markdown tables of a NAS-BERT benchmark run: ``python -m bertnas.nasbert.report RUN_DIR``.
 
-Reads what the stages saved (selection.json, baselines.json, {sst2,mrpc}/NAME/results.json,
+Reads what the stages saved (selection.json, baselines.json, {sst2,mrpc,mrpc-score}/NAME/results.json,
 teacher_latency.json, stage_times.tsv, supernet/log.json); prints only what is there. The teacher row too:
 its name, shape and dev metrics are the ones fine-tuning recorded in results.json (``teacher``,
 ``teacher_architecture``, ``teacher_dev``), its latency and size teacher_latency.json's; a missing value is "-"
@@ -45,14 +45,15 @@ def _latency(results: list[dict | None]) -> tuple[str, str, dict]:
     return f"{r['latency_ms_b1']:.2f}", f"{r['latency_ms_b32']:.1f}", r
 
 
-TASKS = ("sst2", "mrpc")
+#: run sub-directory -> table column; mrpc-score is the pair regression task benchmarks/pair_regression.py builds
+TASKS = {"sst2": "SST-2 acc", "mrpc": "MRPC F1 / acc", "mrpc-score": "MRPC-score Pearson"}
 
 
 def _teachers(run: Path) -> dict[str, list[dict]]:
     """Per task, the distinct teachers the run's students were distilled from, as fine-tuning recorded them
     (results.json: ``teacher``, ``teacher_dev`` and, since it was added, ``teacher_architecture`` / ``teacher_params``)."""
     out: dict[str, list[dict]] = {}
-    for task in TASKS:
+    for task in (t for t in TASKS if (run / t).is_dir()):  # a task the run did not fine-tune on has no column to fill
         seen: dict[tuple, dict] = {}
         for path in sorted((run / task).glob("*/results.json")) + sorted((run / task).glob("*/seed*/results.json")):
             r = _load(path)
@@ -89,7 +90,7 @@ def _teacher_row(teachers: dict[str, list[dict]], latency: dict | None) -> tuple
                                                      for e in entries))
         else:
             cells.append("-")
-    missing = [t for t in TASKS if not teachers.get(t)]
+    missing = [t for t, entries in teachers.items() if not entries]
     if missing and found:
         notes.append(f"- teacher dev metric for {', '.join(missing)}: not in the run's fine-tuning results")
     elif not found:
@@ -114,8 +115,8 @@ def report(run: Path) -> str:
         bases.setdefault(b["like"], []).append(b)
     teacher = _load(run / "teacher_latency.json")
     lines += ["| model | architecture | params | latency b1 (ms, median) | latency b32 (ms, median) | predicted / measured b1 (ms, min) "
-              "| predicted / measured b32 (ms, min) | SST-2 acc | MRPC F1 / acc |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "| predicted / measured b32 (ms, min) | " + " | ".join(TASKS.values()) + " |",
+              "|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(TASKS)]
     speed = {}
     for m in sel:
         name = m["name"]
@@ -124,8 +125,8 @@ def report(run: Path) -> str:
             match = f"{b['match']}-matched" if "match" in b else "hand-designed"
             rows.append((f"BERT {b['layers']}L-H{b['hidden']} ({match})", "-", b["params"], b["name"], b))
         for label, arch, params, key, sel_entry in rows:
-            sst2, mrpc = _runs(run, "sst2", key), _runs(run, "mrpc", key)
-            b1, b32, lat = _latency(sst2 + mrpc)
+            per_task = [_runs(run, task, key) for task in TASKS]
+            b1, b32, lat = _latency([r for runs in per_task for r in runs])
             speed[label] = lat
             pred = []
             for bs in (1, 32):
@@ -137,9 +138,14 @@ def report(run: Path) -> str:
                     pred.append(f"{p_ms:.1f} / {m_ms:.1f} ({100 * (p_ms / m_ms - 1):+.0f}%{parts})")
                 else:
                     pred.append("-")
-            lines.append("| " + " | ".join([label, arch, f"{params / 1e6:.2f}M", b1, b32, *pred, _metric(sst2), _metric(mrpc)]) + " |")
+            lines.append("| " + " | ".join([label, arch, f"{params / 1e6:.2f}M", b1, b32, *pred, *map(_metric, per_task)]) + " |")
     row, notes = _teacher_row(_teachers(run), teacher)
     lines += row
+    built = _load(run / "mrpc-score" / "pair_regression.json")
+    if built:
+        notes.append(f"- MRPC-score: the MRPC teacher's logit margin as the target of each MRPC pair "
+                     f"(benchmarks/pair_regression.py); word overlap (Jaccard) vs the target on dev: Pearson "
+                     f"{built['dev']['word_overlap_pearson']:.3f}")
     if notes:
         lines += [""] + notes
     trained = [b for models in bases.values() for b in models if "exact_loss" in b]
