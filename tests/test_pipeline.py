@@ -109,7 +109,8 @@ def test_the_dev_metric_in_results_is_reproduced_by_the_saved_model(finished_run
 def test_single_stage_commands_keep_stage_marks_honest(finished_run):
     """Re-running a step by hand clears the marks of the steps after it, so `run` redoes them."""
     out, _ = finished_run
-    from bertnas.adabert.pipeline import completed_stages, load_run_config
+    from bertnas.adabert.pipeline import completed_stages
+    from bertnas.rundir import load_run_config
 
     cfg = load_run_config(out)
     assert completed_stages(out, cfg) == {"probe", "search", "retrain"}

@@ -32,7 +32,11 @@ def __getattr__(name: str):
         from .budget import run
 
         return run
-    if name in ("probe", "search", "retrain", "evaluate", "load_data", "load_run_config"):
+    if name in ("load_data", "load_run_config"):
+        from . import rundir
+
+        return getattr(rundir, name)
+    if name in ("probe", "search", "retrain", "evaluate"):
         from .adabert import pipeline
 
         return getattr(pipeline, name)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .errors import BertnasError, first_line
 from .flags import add_config_flags, given_settings, resolve_config
+from .rundir import save_run_config
 from .utils import process_age_s
 
 logger = logging.getLogger("bertnas")
@@ -83,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _teacher_finetune(args: argparse.Namespace) -> None:
-    from .adabert.pipeline import load_data
+    from .rundir import load_data
     from .teacher.finetune import finetune, load_pretrained_for_finetune, new_bert
     from .teacher.loading import load_tokenizer
     from .utils import resolve_device
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                 succeeded = True
                 return 0
             if args.command not in ("run", "probe"):
-                pipeline.save_run_config(cfg, Path(args.out))  # only a step that succeeded changes the saved settings
+                save_run_config(cfg, Path(args.out))  # only a step that succeeded changes the saved settings
             if args.command == "probe":
                 print(probes_table(result))
             elif args.command in ("run", "evaluate"):

@@ -23,6 +23,7 @@ import torch
 from .config import RunConfig
 from .data.split import validation_size
 from .data.encode import encode
+from .rundir import load_data
 from .utils import format_duration, recording_steps
 
 SLICE_BATCHES = 8  # batches of the largest batch size in the timed slice
@@ -95,13 +96,12 @@ class Costs:
 def measure_costs(cfg: RunConfig, cached: bool | None = None) -> Costs:
     """Time the stages on a slice of ``cfg``'s training data (at least one teacher-labelled copy, so copies are
     priced even when ``cfg.augment`` is 0); ``cached``: whether the full teacher pass is cached (None: look)."""
-    from .adabert import pipeline
     from .teacher.knowledge import default_cache_dir, knowledge_key
     from .teacher.loading import load_teacher
 
     t_start = time.perf_counter()
     cfg.require("teacher", "task")
-    data = pipeline.load_data(cfg)
+    data = load_data(cfg)
     spec = data.spec
     teacher = load_teacher(cfg.teacher, spec, "cpu", cfg.trust_remote_code, cfg.assume_label_order)
     t0 = time.perf_counter()
@@ -193,7 +193,7 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
 
     out = Path(out)
     cfg.require("teacher", "task")
-    data = pipeline.load_data(cfg)
+    data = load_data(cfg)
     spec = data.spec
     teacher = load_teacher(cfg.teacher, spec, "cpu", cfg.trust_remote_code, cfg.assume_label_order)
     enc = encode(teacher.tokenizer, data.train, cfg.max_seq_len, spec.is_regression)

@@ -71,7 +71,7 @@ def read_config_file(path: str) -> dict:
 def resolve_config(args: argparse.Namespace, from_run_dir: bool) -> RunConfig:
     """The validated settings of a command: defaults, or the run directory's saved config (``from_run_dir``, for
     the steps after ``probe``), then ``--config FILE``, then the flags."""
-    from .adabert.pipeline import load_run_config
+    from .rundir import load_run_config
 
     file_values = read_config_file(args.config) if getattr(args, "config", None) else {}
     if from_run_dir:

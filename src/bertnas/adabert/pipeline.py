@@ -54,9 +54,9 @@ from ..config import RunConfig
 from ..data.encode import Encoded, encode
 from ..data.examples import TaskData, TaskSpec
 from ..data.metrics import compute_metrics
-from ..data.readers import load_task
 from ..data.split import HoldOut, carve, take, validation_size
 from ..errors import BertnasError
+from ..rundir import load_data, save_run_config
 from .derive import decisiveness
 from ..training import distributed as ddp
 from ..utils import (atomic_dir, load_model_dir, read_json, read_weights, resolve_device, run_metadata, set_seed,
@@ -67,40 +67,6 @@ STAGES = ("probe", "search", "retrain", "evaluate")
 
 
 # ----------------------------------------------------------------------------- helpers
-def load_data(cfg: RunConfig) -> TaskData:
-    """Read the task's train/dev data as the config says (GLUE folder, custom files, or synthetic)."""
-    if _is_glue(cfg) and cfg.data_dir:  # GLUE files have fixed columns
-        data = load_task(cfg.task, cfg.data_dir, metric=cfg.metric)
-    else:
-        data = load_task(cfg.task, cfg.data_dir, cfg.train_file, cfg.dev_file, text_column=cfg.text_column,
-                         text_pair_column=cfg.text_pair_column, label_column=cfg.label_column,
-                         labels=cfg.labels, metric=cfg.metric)
-    if cfg.max_train_examples and cfg.max_train_examples < len(data.train):
-        data.train = data.train.subset(list(range(cfg.max_train_examples)))
-    return data
-
-
-def _is_glue(cfg: RunConfig) -> bool:
-    from ..data.tasks import is_glue_task
-
-    return is_glue_task(cfg.task)
-
-
-def save_run_config(cfg: RunConfig, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", {**cfg.to_dict(), "_meta": run_metadata()})
-
-
-def load_run_config(out: Path, overrides: dict | None = None) -> RunConfig:
-    """The config saved in a run directory, with explicit overrides applied."""
-    path = Path(out) / "config.json"
-    if not path.is_file():
-        raise BertnasError(f"{out} is not a bertnas run directory (no config.json): run `bertnas probe` or `bertnas run` first")
-    saved = read_json(path)
-    saved.pop("_meta", None)
-    return RunConfig.from_dict(saved, str(path)).update(overrides or {}, "command line").validate()
-
-
 def _writable_cache(cache_dir: str | None) -> None:
     """Fail before anything is written when the knowledge cache cannot be created."""
     from ..teacher.knowledge import default_cache_dir

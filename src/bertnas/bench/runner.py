@@ -30,6 +30,7 @@ from ..adabert import pipeline
 from ..adabert.genotype import Genotype
 from ..config import SEED_MAX, RunConfig
 from ..errors import BertnasError
+from ..rundir import load_data, save_run_config
 from ..utils import atomic_dir, atomic_write_text, hash_obj, load_model_dir, read_json, read_weights, write_json
 from .rows import Row, resolve_rows
 from .settings import BenchSettings
@@ -84,7 +85,7 @@ def probe_once(cfg: RunConfig, out: Path) -> tuple[dict, float]:
 
 def _prepare_row_dir(rcfg: RunConfig, shared: _Shared, row_dir: Path) -> None:
     """A run directory for the row that reads the shared probe run: same tokenizer, probes, knowledge key."""
-    pipeline.save_run_config(rcfg, row_dir)
+    save_run_config(rcfg, row_dir)
     for name in ("tokenizer", "probes"):
         with atomic_dir(row_dir / name) as tmp:
             shutil.copytree(shared.probe_dir / name, tmp, dirs_exist_ok=True)
@@ -382,7 +383,7 @@ def run_bench(cfg: RunConfig, settings: BenchSettings, out: str | Path) -> dict:
     uniform, binned, cost, bins = _random_draws(cfg, settings, names)
     rows = resolve_rows(settings.rows, cfg, settings, uniform, other, binned)
     info, probe_seconds = probe_once(cfg, out)
-    data = pipeline.load_data(cfg)
+    data = load_data(cfg)
     spec = data.spec
     shared = _Shared(out, out / "probe", info["knowledge_key"], {r.name: [] for r in rows})
     shared.records["teacher"] = [{"name": "teacher", "group": "teacher", "label": "teacher", "kind": "teacher",

@@ -6,7 +6,7 @@ Two kinds of directory hold a fine-tuned classifier with the data it was evaluat
 - a NAS-BERT fine-tuning run (``bertnas nasbert finetune --out DIR``): ``results.json`` + ``model/``.
 
 The kind is told by the files alone, and each kind is read through its own small public functions
-(``adabert.pipeline.load_run_config`` / ``load_data``, ``nasbert.finetune.read_finetune_run``), so export never
+(``rundir.load_run_config`` / ``load_data``, ``nasbert.finetune.read_finetune_run``), so export never
 depends on either method's internals. Anything else is a one-line error naming what was expected and the
 command that writes it.
 """
@@ -79,7 +79,7 @@ def open_run(run_dir: str | Path) -> RunSource:
 
 
 def _adabert(run_dir: Path) -> RunSource:
-    from ..adabert.pipeline import load_data, load_run_config
+    from ..rundir import load_data, load_run_config
 
     cfg = load_run_config(run_dir)
     return RunSource(kind="adabert", run_dir=run_dir, model_dir=run_dir / "model", model_step="retrain",
