@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from bertnas.adabert import pipeline  # noqa: E402
 from bertnas.config import RunConfig  # noqa: E402
+from bertnas.rundir import load_data, save_run_config  # noqa: E402
 from bertnas.utils import read_json, recording_steps, write_json  # noqa: E402
 
 logger = logging.getLogger("bertnas")
@@ -62,7 +63,7 @@ def _piece(out: Path, name: str, fn) -> dict:
 def _prepare(base: Path, run: Path, cfg: RunConfig, copies: int, n_train: int) -> None:
     """A run directory reading the base probe run, with the first ``copies`` copies (or none)."""
     run.mkdir(parents=True, exist_ok=True)
-    pipeline.save_run_config(cfg, run)
+    save_run_config(cfg, run)
     for name in ("tokenizer", "probes"):
         if not (run / name).exists():
             shutil.copytree(base / name, run / name)
@@ -115,7 +116,7 @@ def main() -> None:
 
     def probe() -> dict:
         info = pipeline.probe(base_cfg, base)
-        return {"n_train": len(pipeline.load_data(base_cfg).train), "augment_examples": info.get("augment_examples", 0)}
+        return {"n_train": len(load_data(base_cfg).train), "augment_examples": info.get("augment_examples", 0)}
 
     probed = _piece(out, "probe", probe)
     n_train = probed["n_train"]

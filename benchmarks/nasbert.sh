@@ -113,13 +113,13 @@ if has finetune; then
   done
 fi
 if has regression; then  # a pair regression task: MRPC pairs scored by the MRPC teacher's logit margin (read as STS-B)
-  done_ "$R/mrpc-score/pair_regression.json" || stage "build mrpc-score" python "$(dirname "$0")/pair_regression.py" \
+  done_ "$R/mrpc-score/task/pair_regression.json" || stage "build mrpc-score" python "$(dirname "$0")/pair_regression.py" \
     --teacher "$SHARED/teachers/mrpc-minilm-L6-H384" --task mrpc --data-dir "$SHARED/data/glue/MRPC" \
-    --out "$R/mrpc-score" --threads 1
+    --out "$R/mrpc-score/task" --threads 1
   for s in $REG_SEEDS; do
     for m in $MODELS; do
       done_ "$R/mrpc-score/$m/seed$s/results.json" || stage "finetune mrpc-score $m seed $s" bertnas nasbert finetune \
-        --model "$R/pretrained/$m" --teacher "$R/mrpc-score/teacher" --task stsb --data-dir "$R/mrpc-score/data" \
+        --model "$R/pretrained/$m" --teacher "$R/mrpc-score/task/teacher" --task stsb --data-dir "$R/mrpc-score/task/data" \
         --out "$R/mrpc-score/$m/seed$s" --max-seq-len 128 --epochs 3 --lr 2e-4 --augment "$REG_AUGMENT" --batch-size 32 \
         --threads 1 --seed "$s"
     done

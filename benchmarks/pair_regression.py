@@ -1,7 +1,7 @@
 """A sentence-pair regression task built from a pair classification task and its fine-tuned teacher.
 
-The target of each pair is the teacher's score, its logit margin (logit of the last label minus logit of the
-first: for MRPC, how sure it is the pair is a paraphrase). The script writes
+The target of each pair is the teacher's score, its logit margin (logit of the task's last label minus logit of
+its first, by label name: for MRPC, how sure it is the pair is a paraphrase). The script writes
   OUT/data/{train,dev}.tsv   STS-B's columns (sentence1, sentence2, score): `--task stsb --data-dir OUT/data`
   OUT/teacher/               the regression teacher: the same encoder, its head made one output (w1 - w0, b1 - b0),
                              so it computes the target exactly; a Hugging Face checkpoint (safetensors)
@@ -29,25 +29,28 @@ from bertnas.data.readers import load_task
 from bertnas.errors import BertnasError
 
 
-def regression_teacher(classifier_dir: str):
-    """The classifier with its 2-way head replaced by one output, the margin logit[-1] - logit[0]."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def regression_teacher(classifier_dir: str, spec):
+    """The classifier with its 2-way head replaced by one output, the margin logit[last] - logit[first] of the task's
+    labels (the teacher's own output columns found by label name, ``load_teacher``'s label order)."""
+    from bertnas.teacher.loading import load_teacher
 
-    model = AutoModelForSequenceClassification.from_pretrained(classifier_dir, dtype=torch.float32)
+    tch = load_teacher(classifier_dir, spec)  # one-line errors for a missing or wrong checkpoint
+    model = tch.model.float()
+    first, last = (tch.label_order or [0, 1])[0], (tch.label_order or [0, 1])[-1]
     head = getattr(model, "classifier", None)
     if not isinstance(head, torch.nn.Linear) or head.out_features != 2:
         raise BertnasError(f"{classifier_dir}: expected a BERT-style classifier with a 2-label linear head "
                            "(model.classifier); pass the teacher of a two-label pair task")
     margin = torch.nn.Linear(head.in_features, 1)
     with torch.no_grad():
-        margin.weight.copy_(head.weight[1:2] - head.weight[0:1])
-        margin.bias.copy_(head.bias[1:2] - head.bias[0:1])
+        margin.weight.copy_(head.weight[last] - head.weight[first])
+        margin.bias.copy_(head.bias[last : last + 1] - head.bias[first : first + 1])
     model.classifier = margin
     model.num_labels = 1
     model.config.num_labels = 1
     model.config.id2label, model.config.label2id = {0: "score"}, {"score": 0}
     model.config.problem_type = "regression"
-    return model.eval(), AutoTokenizer.from_pretrained(classifier_dir)
+    return model.eval(), tch.tokenizer
 
 
 @torch.inference_mode()
@@ -77,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--max-seq-len", type=int, default=128)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--force", action="store_true", help="replace --out if it exists")
     args = ap.parse_args(argv)
     try:
         if args.threads:
@@ -84,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         data = load_task(args.task, args.data_dir)
         if not data.spec.pair or data.spec.is_regression:
             raise BertnasError(f"--task {args.task} is not a sentence-pair classification task: pass one (e.g. mrpc)")
-        model, tokenizer = regression_teacher(args.teacher)
         out = Path(args.out)
+        if out.exists() and not args.force:
+            raise BertnasError(f"{out} exists: pass --force to replace it, or another --out")
+        model, tokenizer = regression_teacher(args.teacher, data.spec)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         try:

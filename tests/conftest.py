@@ -77,3 +77,30 @@ def check_int8_export(run: Path, report: dict) -> Path:
     assert q["metric_change"] == pytest.approx(report["dev"]["int8"]["accuracy"] - report["dev"]["pytorch"]["accuracy"])
     assert report["latency"]["int8"]["latency_ms_b1"] > 0
     return int8
+
+
+def keyword_task(root: Path, n_train: int = 160, n_dev: int = 48, flip_every: int | None = 5) -> tuple[Path, Path]:
+    """Files of a custom task a tiny model learns in a few seconds (label 1: a positive adjective among filler
+    words), with every ``flip_every``-th dev label flipped (5: a model that learned it scores about 0.8 on these
+    dev rows only, so a dev metric that matches a run's says the same dev file was read; 1: every dev label
+    inverted, so dev ranks what was learned backwards)."""
+    import random
+
+    from bertnas.data.synthetic import NEGATIVE, POSITIVE, SUBJECTS, VERBS
+
+    rng = random.Random(0)
+    filler = [w for group in SUBJECTS for w in group] + VERBS
+
+    def write(path: Path, n: int, flip: int | None) -> Path:
+        rows = ["sentence\tlabel"]
+        for i in range(n):
+            label = i % 2
+            words = rng.sample(filler, rng.randint(2, 6)) + [rng.choice(rng.choice(POSITIVE if label else NEGATIVE))]
+            rng.shuffle(words)
+            shown = 1 - label if flip and i % flip == 0 else label
+            rows.append(f"{' '.join(words)}\t{shown}")
+        path.write_text("\n".join(rows) + "\n")
+        return path
+
+    root.mkdir(parents=True, exist_ok=True)
+    return write(root / "train.tsv", n_train, None), write(root / "dev.tsv", n_dev, flip_every)

@@ -18,7 +18,7 @@ pytest.importorskip("onnx")
 
 from bertnas.cli import main  # noqa: E402
 from bertnas.export.onnx import DEFAULT_TOLERANCE  # noqa: E402
-from conftest import check_int8_export, make_teacher, one_line_error  # noqa: E402
+from conftest import check_int8_export, keyword_task, make_teacher, one_line_error  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -48,32 +48,6 @@ def _finetune(model: Path, teacher: Path, task: str, data: list[str], out: Path,
     return out
 
 
-def _keyword_task(root: Path) -> tuple[Path, Path]:
-    """Files of a custom task a tiny model learns in a few seconds (label 1: a positive adjective among filler
-    words), with every 5th dev label flipped: a model that learned it scores about 0.8 on these dev rows only,
-    so a dev metric that matches the run's says export read the same dev file."""
-    import random
-
-    from bertnas.data.synthetic import NEGATIVE, POSITIVE, SUBJECTS, VERBS
-
-    rng = random.Random(0)
-    filler = [w for group in SUBJECTS for w in group] + VERBS
-
-    def write(path: Path, n: int, flip_every: int | None) -> Path:
-        rows = ["sentence\tlabel"]
-        for i in range(n):
-            label = i % 2
-            words = rng.sample(filler, rng.randint(2, 6)) + [rng.choice(rng.choice(POSITIVE if label else NEGATIVE))]
-            rng.shuffle(words)
-            shown = 1 - label if flip_every and i % flip_every == 0 else label
-            rows.append(f"{' '.join(words)}\t{shown}")
-        path.write_text("\n".join(rows) + "\n")
-        return path
-
-    root.mkdir(parents=True, exist_ok=True)
-    return write(root / "train.tsv", 160, None), write(root / "dev.tsv", 48, 5)
-
-
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory) -> Path:
     return make_teacher(tmp_path_factory.mktemp("nbx-teacher"), seed=3)
@@ -85,7 +59,7 @@ def runs(tmp_path_factory, teacher, synthetic_files) -> dict[str, Path]:
     task (--data-dir), and a BERT (the kind of the hand-designed baseline) on the keyword task."""
     root = tmp_path_factory.mktemp("nbx-runs")
     student = _student(root / "student", teacher)
-    train, dev = _keyword_task(root / "keyword")
+    train, dev = keyword_task(root / "keyword")
     files = ["--train-file", str(train), "--dev-file", str(dev)]
     learn = ("--epochs", "20", "--lr", "3e-3")
     return {"single": _finetune(student, teacher, "keyword", files, root / "ft-single", *learn),
@@ -297,17 +271,20 @@ def test_report_has_a_column_for_the_pair_regression_task(runs, tmp_path):
     from bertnas.nasbert.report import report
 
     run = _benchmark_dir(tmp_path / "bench", runs)
-    assert "MRPC-score" not in report(run).split("\n\n", 1)[1]  # no regression runs: no note about it
+    assert "MRPC-score" not in report(run)  # a run without the regression task: no column, no note
+    task = run / "mrpc-score" / "task"
+    (task / "teacher").mkdir(parents=True)
+    (task / "pair_regression.json").write_text(json.dumps({"teacher": "/t/mrpc-minilm", "dev": {"word_overlap_pearson": 0.531}}))
     r = json.loads((runs["pair"] / "results.json").read_text())
-    r.update(task="stsb", headline="pearson", dev={"pearson": 0.8123, "spearman": 0.8}, teacher_dev={"pearson": 0.999})
+    r.update(task="stsb", headline="pearson", dev={"pearson": 0.8123, "spearman": 0.8}, teacher_dev={"pearson": 0.999},
+             teacher=str(task / "teacher"))
     (run / "mrpc-score" / "S").mkdir(parents=True)
     (run / "mrpc-score" / "S" / "results.json").write_text(json.dumps(r))
-    (run / "mrpc-score" / "pair_regression.json").write_text(json.dumps({"dev": {"word_overlap_pearson": 0.531}}))
     text = report(run)
     header = next(line for line in text.splitlines() if line.startswith("| model |"))
     row = next(line for line in text.splitlines() if line.startswith("| NAS-BERT S"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert header.rstrip(" |").endswith("MRPC-score Pearson") and cells[-1] == "0.8123"
     [teacher] = _teacher_row(text)
-    assert teacher.rstrip(" |").endswith("0.9990")
+    assert teacher.rstrip(" |").endswith("0.9990") and "mrpc-minilm margin" in teacher  # named after its classifier
     assert "word overlap (Jaccard) vs the target on dev: Pearson 0.531" in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ def built(tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("pairreg")
     teacher = make_teacher(root / "teacher", seed=2)
-    data = write_task(generate("pair", n_train=120, n_dev=40, seed=3), root / "pair")
+    data = write_task(generate("pair", n_train=400, n_dev=40, seed=3), root / "pair")
     proc = _build(teacher, data, root / "out")
     assert proc.returncode == 0, proc.stderr
     return {"root": root, "teacher": teacher, "data": data, "out": root / "out"}
@@ -64,13 +65,47 @@ def test_nasbert_finetune_reads_it_as_stsb(built):
     assert code == 0
     r = json.loads((out / "results.json").read_text())
     assert r["headline"] == "pearson" and r["teacher_dev"]["pearson"] > 0.99  # the teacher computes the target
-    assert r["augmented_examples"] == r["train_examples"]
+    assert r["val_examples"] == 40 and r["augmented_examples"] == r["train_examples"] == 360
+    assert r["val"]["pearson"] == max(h["val"]["pearson"] for h in r["history"])
 
 
-def test_a_teacher_that_is_not_two_label_is_refused_in_one_line(built):
-    three = make_teacher(built["root"] / "three", num_labels=3)
-    proc = _build(three, built["data"], built["root"] / "bad")
+@pytest.mark.parametrize("case, words", [
+    ("three labels", "has 3 output(s)"),
+    ("missing teacher", "not found: check the path"),
+    ("out exists", "exists: pass --force"),
+])
+def test_bad_input_is_refused_in_one_line_and_writes_nothing(built, case, words):
+    teacher, out = built["teacher"], built["root"] / f"bad-{case.replace(' ', '-')}"
+    if case == "three labels":
+        teacher = make_teacher(built["root"] / "three", num_labels=3)
+    elif case == "missing teacher":
+        teacher = built["root"] / "no-such-teacher"
+    else:
+        out = built["out"]
+    before = sorted(p.name for p in built["root"].iterdir())
+    proc = _build(teacher, built["data"], out)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("pair_regression: error: ")
-    assert "2-label" in proc.stderr and "Traceback" not in proc.stderr
-    assert not (built["root"] / "bad").exists() and not list(built["root"].glob(".bad.tmp-*"))
+    assert words in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in built["root"].iterdir()) == before  # nothing new, nothing replaced
+    assert (built["out"] / "pair_regression.json").is_file()
+
+
+def test_a_labels_order_other_than_the_tasks_gives_the_same_target(built, tmp_path):
+    """A teacher whose output columns are the task's labels in the other order (by name) scores the same margin."""
+    from transformers import AutoModelForSequenceClassification
+
+    flipped = tmp_path / "flipped"
+    model = AutoModelForSequenceClassification.from_pretrained(built["teacher"])
+    with torch.no_grad():
+        model.classifier.weight.copy_(model.classifier.weight.flip(0))
+        model.classifier.bias.copy_(model.classifier.bias.flip(0))
+    model.config.id2label = {0: "1", 1: "0"}  # the synthetic task's labels are "0", "1": named, in the other order
+    model.config.label2id = {v: k for k, v in model.config.id2label.items()}
+    model.save_pretrained(flipped)
+    shutil.copytree(built["teacher"], flipped, dirs_exist_ok=True, ignore=shutil.ignore_patterns("config.json", "*.safetensors"))
+    proc = _build(flipped, built["data"], tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    read = lambda d: [float(r["score"]) for r in csv.DictReader(open(d / "data" / "dev.tsv"), delimiter="\t",
+                                                                   quoting=csv.QUOTE_NONE)]
+    assert read(tmp_path / "out") == pytest.approx(read(built["out"]), abs=1e-5)

@@ -24,8 +24,9 @@ def _flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> 
         kind = str(hints[f.name])
         typ = int if "int" in kind else float if "float" in kind else str
         default = f.default if f.default is not MISSING else None
+        what = getattr(cls, "FLAG_HELP", {}).get(f.name)
         parser.add_argument("--" + f.name.replace("_", "-"), type=typ, default=default, metavar=f.name.upper(),
-                            help=f"(default: {default})")
+                            help=f"{what} (default: {default})" if what else f"(default: {default})")
 
 
 def _ints(text: str, flag: str) -> tuple[int, ...]:

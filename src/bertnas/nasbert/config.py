@@ -5,6 +5,7 @@ Paper values are noted; defaults are small so a supernet trains on two CPU cores
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 
 from ..errors import BertnasError
 
@@ -129,14 +130,26 @@ class FinetuneSettings:
     Args:
         kd_lambda: weight of the KL term (paper: 0.5).
         temperature: softmax temperature of both teacher and student in the KL term (ours: 1).
-        max_train_examples: a seeded random subset of the training split (CPU runs), None or 0 for all.
+        max_train_examples: a seeded random subset of the training split (CPU runs), None or 0 for all; the
+            validation split (``val_examples``) is then taken out of it.
         augment: teacher-labelled copies of each training example (TinyBERT-style word replacement, deletion
             and swaps, ``teacher.augment``, the same copies AdaBERT trains on); 0 turns it off.
         augment_replace_prob, augment_edit_prob: as AdaBERT's ``--augment-replace-prob/--augment-edit-prob``.
         val_examples: training examples held out to pick the epoch kept (default: 10%, at most 5,000, none
-            below 200 examples; 0: none, the last epoch is kept). The dev set is only reported.
+            below 200 examples; 0: none, the last epoch is kept, unlike AdaBERT's --val-examples 0, which keeps
+            the best dev epoch). The dev set is only reported.
         threads: torch threads (default: torch's; see SupernetSettings.threads).
     """
+
+    FLAG_HELP: ClassVar[dict[str, str]] = {
+        "augment": "teacher-labelled copies of each training example (word replacement, deletion, swaps); 0: none",
+        "augment_replace_prob": "chance that a word of a copy is replaced by a near neighbour",
+        "augment_edit_prob": "chance that a word of a copy is deleted, and separately that it is swapped",
+        "val_examples": "training examples held out to pick the epoch kept (None: 10%%, at most 5,000; 0: none, "
+                        "the last epoch is kept); dev is only reported",
+        "max_train_examples": "a seeded random subset of the training split (None or 0: all)",
+        "kd_lambda": "weight of KL(teacher || student) against the task loss (paper: 0.5)",
+    }
 
     epochs: int = 3
     batch_size: int = 32

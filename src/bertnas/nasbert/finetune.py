@@ -2,7 +2,9 @@
 
 Works on any Hugging Face sequence classifier directory (a selected ``nasbert`` model or the hand-designed
 BERT baseline), so both are trained exactly the same way. The fine-tuned teacher runs once over the
-training split (bfloat16 autocast on CPU) and its logits are kept; the best dev epoch is saved.
+training split and its teacher-labelled copies (``--augment``; bfloat16 autocast on CPU) and its logits are kept.
+The epoch saved is the best on a validation split carved from the training data (``--val-examples``; with 0, the
+last epoch); the dev set is only reported.
 
 ``OUT/results.json`` also records where the task data was read (``data``) and what the teacher was
 (``teacher_dev``, ``teacher_architecture``, ``teacher_params``): ``bertnas export --out OUT`` reads the same dev

@@ -49,6 +49,18 @@ def _latency(results: list[dict | None]) -> tuple[str, str, dict]:
 TASKS = {"sst2": "SST-2 acc", "mrpc": "MRPC F1 / acc", "mrpc-score": "MRPC-score Pearson"}
 
 
+def _teacher_name(path: str) -> str:
+    """A teacher's directory name; a regression teacher benchmarks/pair_regression.py made is named after the
+    classifier it came from."""
+    built = _load(Path(path).parent / "pair_regression.json")
+    return f"{Path(built['teacher']).name} margin" if built and built.get("teacher") else Path(path).name
+
+
+def _columns(run: Path) -> list[str]:
+    """The task columns of the run: the tasks it fine-tuned on (SST-2 and MRPC always, as before)."""
+    return [t for t in TASKS if t in ("sst2", "mrpc") or (run / t).is_dir()]
+
+
 def _teachers(run: Path) -> dict[str, list[dict]]:
     """Per task, the distinct teachers the run's students were distilled from, as fine-tuning recorded them
     (results.json: ``teacher``, ``teacher_dev`` and, since it was added, ``teacher_architecture`` / ``teacher_params``)."""
@@ -68,25 +80,25 @@ def _teachers(run: Path) -> dict[str, list[dict]]:
     return out
 
 
-def _teacher_row(teachers: dict[str, list[dict]], latency: dict | None) -> tuple[list[str], list[str]]:
+def _teacher_row(teachers: dict[str, list[dict]], latency: dict | None, columns: list[str]) -> tuple[list[str], list[str]]:
     """The teacher's table row (or none) and the notes that say which of its values the run does not have."""
     found = [e for entries in teachers.values() for e in entries]
     if not found and not latency:
         return [], ["No teacher row: the run has no teacher_latency.json and no fine-tuning results with the "
                     "teacher's dev metric (results.json `teacher_dev`)."]
     notes = []
-    names = sorted({Path(e["teacher"]).name for e in found if e.get("teacher")})
+    names = sorted({_teacher_name(e["teacher"]) for e in found if e.get("teacher")})
     shapes = sorted({e["architecture"] for e in found if e.get("architecture")})
     sizes = sorted({e["params"] for e in found if e.get("params")})
     cells = []
-    for task in TASKS:
+    for task in columns:
         entries = teachers.get(task, [])
         if len(entries) == 1:
             cells.append(_metric(entries[0]))
         elif entries:
             cells.append("varies")
             notes.append(f"- {task}: the students were distilled from {len(entries)} different teachers or teacher "
-                         "dev results: " + "; ".join(f"{Path(str(e['teacher'])).name} {_metric(e)} ({', '.join(e['students'])})"
+                         "dev results: " + "; ".join(f"{_teacher_name(str(e['teacher']))} {_metric(e)} ({', '.join(e['students'])})"
                                                      for e in entries))
         else:
             cells.append("-")
@@ -109,14 +121,15 @@ def _teacher_row(teachers: dict[str, list[dict]], latency: dict | None) -> tuple
 
 def report(run: Path) -> str:
     lines = []
+    columns = _columns(run)
     sel = (_load(run / "selection.json") or {}).get("models", [])
     bases: dict[str, list[dict]] = {}
     for b in (_load(run / "baselines.json") or {}).get("models", []):
         bases.setdefault(b["like"], []).append(b)
     teacher = _load(run / "teacher_latency.json")
     lines += ["| model | architecture | params | latency b1 (ms, median) | latency b32 (ms, median) | predicted / measured b1 (ms, min) "
-              "| predicted / measured b32 (ms, min) | " + " | ".join(TASKS.values()) + " |",
-              "|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(TASKS)]
+              "| predicted / measured b32 (ms, min) | " + " | ".join(TASKS[t] for t in columns) + " |",
+              "|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(columns)]
     speed = {}
     for m in sel:
         name = m["name"]
@@ -125,7 +138,7 @@ def report(run: Path) -> str:
             match = f"{b['match']}-matched" if "match" in b else "hand-designed"
             rows.append((f"BERT {b['layers']}L-H{b['hidden']} ({match})", "-", b["params"], b["name"], b))
         for label, arch, params, key, sel_entry in rows:
-            per_task = [_runs(run, task, key) for task in TASKS]
+            per_task = [_runs(run, task, key) for task in columns]
             b1, b32, lat = _latency([r for runs in per_task for r in runs])
             speed[label] = lat
             pred = []
@@ -139,9 +152,9 @@ def report(run: Path) -> str:
                 else:
                     pred.append("-")
             lines.append("| " + " | ".join([label, arch, f"{params / 1e6:.2f}M", b1, b32, *pred, *map(_metric, per_task)]) + " |")
-    row, notes = _teacher_row(_teachers(run), teacher)
+    row, notes = _teacher_row(_teachers(run), teacher, columns)
     lines += row
-    built = _load(run / "mrpc-score" / "pair_regression.json")
+    built = _load(run / "mrpc-score" / "task" / "pair_regression.json")
     if built:
         notes.append(f"- MRPC-score: the MRPC teacher's logit margin as the target of each MRPC pair "
                      f"(benchmarks/pair_regression.py); word overlap (Jaccard) vs the target on dev: Pearson "
