@@ -288,3 +288,9 @@ def test_report_has_a_column_for_the_pair_regression_task(runs, tmp_path):
     [teacher] = _teacher_row(text)
     assert teacher.rstrip(" |").endswith("0.9990") and "mrpc-minilm margin" in teacher  # named after its classifier
     assert "word overlap (Jaccard) vs the target on dev: Pearson 0.531" in text
+    from bertnas.nasbert.report import main as report_main
+
+    assert report_main([str(run), "--json", str(tmp_path / "numbers.json")]) == 0  # what docs/ keeps beside the tables
+    numbers = json.loads((tmp_path / "numbers.json").read_text())
+    assert numbers["finetune"]["mrpc-score"]["S"][0]["dev"]["pearson"] == 0.8123
+    assert numbers["pair_regression"]["dev"]["word_overlap_pearson"] == 0.531 and numbers["selection"][0]["name"] == "S"

@@ -9,7 +9,6 @@ and a note under the table says why, never a number from elsewhere.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from ..stats import spread
@@ -202,5 +201,37 @@ def report(run: Path) -> str:
     return "\n".join(lines)
 
 
+def collect(run: Path) -> dict:
+    """The run's numbers as one JSON-able dict (what docs/ keeps beside its tables): selection, baselines, teacher
+    latency, the supernet log, and per task and model every fine-tuning run's results without the model files."""
+    finetune: dict[str, dict[str, list[dict]]] = {}
+    keys = [m["name"] for m in (_load(run / "selection.json") or {}).get("models", [])]
+    keys += [b["name"] for b in (_load(run / "baselines.json") or {}).get("models", [])]
+    for task in TASKS:
+        for key in keys:
+            found = _runs(run, task, key)
+            if found:
+                finetune.setdefault(task, {})[key] = found
+    return {"selection": (_load(run / "selection.json") or {}).get("models", []),
+            "baselines": (_load(run / "baselines.json") or {}).get("models", []),
+            "teacher_latency": _load(run / "teacher_latency.json"), "supernet": _load(run / "supernet" / "log.json"),
+            "pair_regression": _load(run / "mrpc-score" / "task" / "pair_regression.json"), "finetune": finetune}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m bertnas.nasbert.report", description="tables of a NAS-BERT run")
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--json", type=Path, help="also write the run's numbers to this JSON file")
+    args = ap.parse_args(argv)
+    print(report(args.run))
+    if args.json:
+        from ..utils import write_json
+
+        write_json(args.json, collect(args.run))
+    return 0
+
+
 if __name__ == "__main__":
-    print(report(Path(sys.argv[1])))
+    raise SystemExit(main())
