@@ -200,3 +200,19 @@ def test_cli_run_with_a_latency_budget_writes_the_predicted_latency(tmp_path, sy
     saved = json.loads((out / "config.json").read_text())
     assert saved["efficiency"] == "latency" and saved["latency_budget_ms"] == 1000.0
     assert (out / "results.json").is_file()
+
+
+def test_calibration_fits_small_models_as_well_as_big_ones():
+    """measured = scale * sum + offset is fitted on relative error: a small model's prediction stays close even when
+    big models (with their own noise) dominate the absolute residuals; exact data is recovered exactly."""
+    table = LatencyTable(entries={})
+    exact = table.calibrate([1.0, 10.0, 100.0, 200.0], [1.5 * x + 0.2 for x in (1.0, 10.0, 100.0, 200.0)], 128, 32)
+    assert exact == pytest.approx((1.5, 0.2), rel=1e-9)
+    sums = [2.0, 20.0, 150.0, 300.0]
+    measured = [3.0, 25.0, 160.0, 380.0]  # the biggest model 20% above the trend of the others
+    scale, offset = table.calibrate(sums, measured, 128, 32)
+    assert abs(scale * sums[0] + offset - measured[0]) / measured[0] < 0.10
+    unweighted = torch.linalg.lstsq(torch.tensor([[x, 1.0] for x in sums], dtype=torch.float64),
+                                    torch.tensor(measured, dtype=torch.float64)[:, None]).solution[:, 0].tolist()
+    assert abs(unweighted[0] * sums[0] + unweighted[1] - measured[0]) / measured[0] > 0.5  # what an absolute fit did
+    assert table.calibration["128|32"] == [scale, offset]

@@ -73,7 +73,9 @@ class LatencyTable:
 
     def calibrate(self, sums: list[float], measured: list[float], seq_len: int, batch: int,
                   offset: bool = True) -> tuple[float, float]:
-        """Fit ``measured = scale * sum_of_parts + offset`` (least squares) on whole models timed here.
+        """Fit ``measured = scale * sum_of_parts + offset`` on whole models timed here, by least squares on the
+        relative error (each model weighted by 1 / measured), so a model 30x faster than another is fitted as well
+        as it: an absolute fit let the big models set an offset that was 30% of a small one's latency.
 
         Ops timed alone run with warm caches and without the model's glue (masks, the wrapper's Python), so
         the plain sum is biased on a given device; the fit removes that bias. With fewer than three models, or
@@ -81,8 +83,9 @@ class LatencyTable:
         """
         x, y = torch.tensor(sums, dtype=torch.float64), torch.tensor(measured, dtype=torch.float64)
         if offset and len(sums) >= 3 and float(x.std()) > 0:
-            a = torch.stack([x, torch.ones_like(x)], 1)
-            scale, offset = torch.linalg.lstsq(a, y[:, None]).solution[:, 0].tolist()
+            w = 1.0 / y.clamp(min=1e-9)
+            a = torch.stack([x, torch.ones_like(x)], 1) * w[:, None]
+            scale, offset = torch.linalg.lstsq(a, (y * w)[:, None]).solution[:, 0].tolist()
             if scale <= 0:
                 scale, offset = float(y.sum() / x.sum()), 0.0
         else:

@@ -33,7 +33,7 @@ from ..teacher.knowledge import default_cache_dir
 from ..training import distributed as ddp
 from ..utils import atomic_dir, read_json, resolve_device, run_metadata, set_seed, write_json
 from .config import SupernetSettings
-from .costs import (TeacherShape, block_op_specs, model_params, model_parts, op_specs, path_latencies,
+from .costs import (TeacherShape, block_op_specs, block_parts, model_params, model_parts, op_specs, path_latencies,
                     predict_latency)
 from .distill import (cache_key, chain_loss, compute_block_states, load_pretrained_teacher, score_path,
                       teacher_fingerprint)
@@ -271,16 +271,26 @@ def select(out: str | Path, max_params: str | None = None, max_latency_ms: str |
 
 def _calibrate(table: LatencyTable, space: SpaceConfig, shape: TeacherShape, embedding_sizes: list[int], seq_len: int,
                batch_sizes: tuple[int, ...], count: int, repeats: int, device: torch.device = torch.device("cpu")) -> None:
-    """Time ``count`` random whole students (seeded) and fit the table's per-batch scale and offset."""
+    """Time ``count`` whole students and fit the table's per-batch scale and offset: with 3 or more, the fastest
+    and the slowest the space can build (the ends of the range selection works in; random students are all
+    mid-range) and the rest random (seeded)."""
     from .modeling import NasBertConfig, NasBertForSequenceClassification
     from .space import Architecture
 
     rng = random.Random(1234)
     paths = enumerate_paths(space)
+    archs = []
+    if count >= 3:
+        def cost(p) -> float:
+            return table.sum_of_parts(block_parts(p), seq_len, batch_sizes[0])
+
+        archs += [Architecture(min(embedding_sizes), (min(paths, key=cost),) * space.num_blocks),
+                  Architecture(max(embedding_sizes), (max(paths, key=cost),) * space.num_blocks)]
+    while len(archs) < count:
+        archs.append(Architecture(rng.choice(embedding_sizes), tuple(rng.choice(paths) for _ in range(space.num_blocks))))
     sums: dict[int, list[float]] = {b: [] for b in batch_sizes}
     measured: dict[int, list[float]] = {b: [] for b in batch_sizes}
-    for _ in range(count):
-        arch = Architecture(rng.choice(embedding_sizes), tuple(rng.choice(paths) for _ in range(space.num_blocks)))
+    for arch in archs:
         model = NasBertForSequenceClassification(NasBertConfig(
             vocab_size=shape.vocab_size, max_position_embeddings=shape.max_positions, type_vocab_size=shape.type_vocab_size,
             hidden_size=shape.hidden, architecture=str(arch))).eval().to(device)
