@@ -96,6 +96,7 @@ class Costs:
 def measure_costs(cfg: RunConfig, cached: bool | None = None) -> Costs:
     """Time the stages on a slice of ``cfg``'s training data (at least one teacher-labelled copy, so copies are
     priced even when ``cfg.augment`` is 0); ``cached``: whether the full teacher pass is cached (None: look)."""
+    from .adabert import pipeline
     from .teacher.knowledge import default_cache_dir, knowledge_key
     from .teacher.loading import load_teacher
 
