@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 from bertnas.data.readers import load_task
 from bertnas.errors import BertnasError
+from bertnas.utils import atomic_dir
 
 
 def regression_teacher(classifier_dir: str, spec):
@@ -92,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         if out.exists() and not args.force:
             raise BertnasError(f"{out} exists: pass --force to replace it, or another --out")
         model, tokenizer = regression_teacher(args.teacher, data.spec)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-        try:
+        with atomic_dir(out) as tmp:  # nothing half-written on an error
             summary = {"source_task": data.spec.name, "teacher": str(Path(args.teacher).resolve()),
                        "target": "teacher logit margin (last label - first)", "max_seq_len": args.max_seq_len}
             (tmp / "data").mkdir()
@@ -108,12 +104,6 @@ def main(argv: list[str] | None = None) -> int:
             model.save_pretrained(tmp / "teacher")
             tokenizer.save_pretrained(tmp / "teacher")
             (tmp / "pair_regression.json").write_text(json.dumps(summary, indent=2) + "\n")
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     except BertnasError as exc:
         print(f"pair_regression: error: {exc}", file=sys.stderr)
         return 2

@@ -33,7 +33,7 @@ from ..teacher.knowledge import default_cache_dir
 from ..training import distributed as ddp
 from ..utils import atomic_dir, read_json, resolve_device, run_metadata, set_seed, write_json
 from .config import SupernetSettings
-from .costs import (TeacherShape, block_op_specs, block_parts, model_params, model_parts, op_specs, path_latencies,
+from .costs import (TeacherShape, block_op_specs, block_parts, model_parts, op_specs, path_latencies,
                     predict_latency)
 from .distill import (cache_key, chain_loss, compute_block_states, load_pretrained_teacher, score_path,
                       teacher_fingerprint)

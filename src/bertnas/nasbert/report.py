@@ -204,16 +204,15 @@ def report(run: Path) -> str:
 def collect(run: Path) -> dict:
     """The run's numbers as one JSON-able dict (what docs/ keeps beside its tables): selection, baselines, teacher
     latency, the supernet log, and per task and model every fine-tuning run's results without the model files."""
+    selection = (_load(run / "selection.json") or {}).get("models", [])
+    baselines = (_load(run / "baselines.json") or {}).get("models", [])
     finetune: dict[str, dict[str, list[dict]]] = {}
-    keys = [m["name"] for m in (_load(run / "selection.json") or {}).get("models", [])]
-    keys += [b["name"] for b in (_load(run / "baselines.json") or {}).get("models", [])]
     for task in TASKS:
-        for key in keys:
+        for key in [m["name"] for m in selection + baselines]:
             found = _runs(run, task, key)
             if found:
                 finetune.setdefault(task, {})[key] = found
-    return {"selection": (_load(run / "selection.json") or {}).get("models", []),
-            "baselines": (_load(run / "baselines.json") or {}).get("models", []),
+    return {"selection": selection, "baselines": baselines,
             "teacher_latency": _load(run / "teacher_latency.json"), "supernet": _load(run / "supernet" / "log.json"),
             "pair_regression": _load(run / "mrpc-score" / "task" / "pair_regression.json"), "finetune": finetune}
 

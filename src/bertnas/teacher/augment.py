@@ -22,9 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +30,7 @@ import torch
 
 from ..data.encode import Encoded
 from ..errors import BertnasError
-from ..utils import atomic_write_text, hash_obj
+from ..utils import atomic_dir, atomic_write_text, hash_obj
 from .knowledge import default_cache_dir, teacher_pass
 from .loading import Teacher
 
@@ -253,9 +250,7 @@ def label_augmented(
     n = len(enc)
     logger.info("augmentation: %d copies of %d examples = %d new examples, labelled by the teacher (%s)",
                 settings.copies, len(train), n, "bf16" if bf16 else "fp32")
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".augment-{key}.tmp-", dir=cache))
-    try:
+    with atomic_dir(final) as tmp:  # a crash leaves no half-written cache entry
         layers = probe_tensors["weight"].size(0)
         num_labels = probe_tensors["weight"].size(-1)
         logits = np.zeros((n, num_labels), np.float32)
@@ -273,10 +268,4 @@ def label_augmented(
         meta = {"key": key, "knowledge_key": knowledge_key, "settings": settings.__dict__, "n": n,
                 "n_original": len(train), "probes": probes_hash(probe_tensors)}
         _save(tmp, enc, logits, meta)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return load_augmented(key, cache, regression, train.pad_id)
