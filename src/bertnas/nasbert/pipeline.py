@@ -21,10 +21,11 @@ import random
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..data.corpus import read_corpus
+from ..data.corpus import Corpus, shuffled_indices
 from ..data.encode import to_device
 from ..errors import BertnasError
 from ..measure.latency_table import LatencyTable, cached_table, measure_table
@@ -51,20 +52,21 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _split(n: int, heldout: int, seed: int) -> tuple[list[int], list[int]]:
-    """Seeded split of the corpus into training and held-out sentences (held out: at most a fifth)."""
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
+def _split(n: int, heldout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of the corpus into training and held-out sentences (held out: at most a fifth); the draw of
+    ``random.shuffle`` over ``range(n)``, kept in arrays."""
+    order = shuffled_indices(random.Random(seed), n)
     k = max(1, min(heldout, n // 5))
-    return sorted(order[k:]), sorted(order[:k])
+    return np.sort(order[k:]), np.sort(order[:k])
 
 
-def _read_texts(settings: SupernetSettings) -> list[str]:
-    return read_corpus(settings.corpus, settings.max_sentences + settings.heldout_sentences, settings.seed,
-                       pairs=settings.corpus_pairs == "pairs")
+def _read_texts(settings: SupernetSettings) -> Corpus:
+    """The corpus subset, read in two passes (no list of every line in memory; kept lines spill to a temp file)."""
+    return Corpus(settings.corpus, settings.max_sentences + settings.heldout_sentences, settings.seed,
+                  pairs=settings.corpus_pairs == "pairs")
 
 
-def _states(settings: SupernetSettings, teacher=None, tokenizer=None, boundaries=None, texts: list[str] | None = None,
+def _states(settings: SupernetSettings, teacher=None, tokenizer=None, boundaries=None, texts: Corpus | None = None,
             keep: bool = True):
     """The corpus' cached teacher states (computed once per teacher, corpus subset, length and blocks) and the
     train / held-out split; ``keep=False`` only fills the cache (returns None)."""
