@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny BERT teacher saved with save_pretrained, and synthetic task files."""
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -104,3 +105,22 @@ def keyword_task(root: Path, n_train: int = 160, n_dev: int = 48, flip_every: in
 
     root.mkdir(parents=True, exist_ok=True)
     return write(root / "train.tsv", n_train, None), write(root / "dev.tsv", n_dev, flip_every)
+
+
+@contextlib.contextmanager
+def stopped_after_first_checkpoint(monkeypatch):
+    """Inside the block, a stage stops (KeyboardInterrupt, as Ctrl-C) right after writing its first epoch
+    checkpoint: a run killed there, to test that running it again continues exactly."""
+    from bertnas.training.loop import Resumable
+
+    save = Resumable.save
+
+    def save_then_stop(self, **extra):
+        save(self, **extra)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Resumable, "save", save_then_stop)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(Resumable, "save", save)

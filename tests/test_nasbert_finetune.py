@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bertnas.cli import main
-from conftest import keyword_task, make_teacher, one_line_error
+from conftest import keyword_task, make_teacher, one_line_error, stopped_after_first_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -36,7 +36,7 @@ def setup(tmp_path_factory) -> dict[str, Path]:
     return {"teacher": teacher, "student": root / "student", "data": data, "keyword": keyword, "root": root}
 
 
-def _run(setup, name: str, *extra: str, keyword: bool = False, model: str = "student") -> dict:
+def _run(setup, name: str, *extra: str, keyword: bool = False, model: str = "student", exit_code: int = 0) -> dict:
     out = setup["root"] / name
     train, dev = setup["keyword"]
     data = (["--task", "keyword", "--train-file", str(train), "--dev-file", str(dev)] if keyword else
@@ -44,8 +44,34 @@ def _run(setup, name: str, *extra: str, keyword: bool = False, model: str = "stu
     code = main(["nasbert", "finetune", "--model", str(setup[model]), "--teacher", str(setup["teacher"]),
                  *data, "--out", str(out), "--max-seq-len", "24",
                  "--batch-size", "16", "--threads", "1", "--no-measure", "--lr", "2e-3", *extra])
-    assert code == 0
-    return json.loads((out / "results.json").read_text())
+    assert code == exit_code
+    return json.loads((out / "results.json").read_text()) if code == 0 else {}
+
+
+def _no_seconds(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+
+def test_killed_after_an_epoch_resumes_to_the_uninterrupted_result(setup, monkeypatch):
+    """Fine-tuning checkpoints every epoch (the shared resumable loop): interrupted right after epoch 1's
+    checkpoint and run again with the same command, it ends where an uninterrupted run ends."""
+    from safetensors.torch import load_file
+
+    args = ("--epochs", "3", "--val-examples", "60", "--augment", "1")
+    full = _run(setup, "full", *args)
+    with stopped_after_first_checkpoint(monkeypatch):
+        _run(setup, "cut", *args, exit_code=130)  # the CLI's exit code for an interruption (it prints how to resume)
+    out = setup["root"] / "cut"
+    assert not (out / "results.json").exists()  # nothing half-written: the model and results come at the end
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    resumed = _run(setup, "cut", *args)
+    assert _no_seconds(resumed["history"]) == _no_seconds(full["history"])
+    assert resumed["dev"] == full["dev"] and resumed["epoch_kept"] == full["epoch_kept"]
+    a, b = load_file(setup["root"] / "full" / "model" / "model.safetensors"), load_file(out / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # other settings never resume from it: a new run from the start
+    other = _run(setup, "cut", "--epochs", "3", "--val-examples", "60", "--augment", "1", "--lr", "1e-3")
+    assert len(other["history"]) == 3 and _no_seconds(other["history"]) != _no_seconds(full["history"])
 
 
 def test_the_epoch_kept_is_the_best_on_validation_and_dev_is_only_reported(setup):
@@ -53,7 +79,7 @@ def test_the_epoch_kept_is_the_best_on_validation_and_dev_is_only_reported(setup
 
     from bertnas.data.encode import encode
     from bertnas.data.readers import load_task
-    from bertnas.nasbert.finetune import evaluate
+    from bertnas.training.evaluation import evaluate
 
     # a BERT (the kind of the hand-designed baseline) learns the keyword task in one epoch or two
     r = _run(setup, "val", "--epochs", "4", "--lr", "3e-3", "--batch-size", "8", "--val-examples", "80", keyword=True,
@@ -70,7 +96,9 @@ def test_the_epoch_kept_is_the_best_on_validation_and_dev_is_only_reported(setup
     model = AutoModelForSequenceClassification.from_pretrained(setup["root"] / "val" / "model")
     data = load_task("keyword", train_file=str(setup["keyword"][0]), dev_file=str(setup["keyword"][1]))
     dev = encode(AutoTokenizer.from_pretrained(setup["root"] / "val" / "model"), data.dev, 24)
-    assert evaluate(model, dev, data.spec)["accuracy"] == pytest.approx(r["dev"]["accuracy"], abs=1e-9)
+    got = evaluate(lambda b: model(**{k: b[k] for k in ("input_ids", "attention_mask", "token_type_ids")}).logits,
+                   dev, data.spec, torch.device("cpu"))
+    assert got["accuracy"] == pytest.approx(r["dev"]["accuracy"], abs=1e-9)
 
 
 def test_without_a_validation_split_the_last_epoch_is_kept(setup):
@@ -84,7 +112,7 @@ def test_augmentation_adds_teacher_labelled_copies_and_is_seeded(setup):
     assert a["train_examples"] == 360 and a["augmented_examples"] == 720
     assert a["settings"]["augment"] == 2
     b = _run(setup, "aug-b", "--epochs", "1", "--augment", "2", "--val-examples", "40")
-    assert a["history"] == b["history"]  # same seed, same run
+    assert _no_seconds(a["history"]) == _no_seconds(b["history"])  # same seed, same run
 
 
 def test_copies_are_labelled_with_the_teachers_prediction(setup):
@@ -99,7 +127,7 @@ def test_copies_are_labelled_with_the_teachers_prediction(setup):
     train = encode(tch.tokenizer, data.train, 24)
     dev = encode(tch.tokenizer, data.dev, 24)
     gold = train.labels.clone()
-    out, soft, _ = with_teacher(tch, str(setup["teacher"]), train, dev, data.spec, FinetuneSettings(augment=1))
+    out, soft, _ = with_teacher(tch, train, dev, data.spec, FinetuneSettings(augment=1))
     n = len(train)
     assert len(out) == 2 * n and soft.shape == (2 * n, 2)
     assert torch.equal(out.labels[:n], gold)  # the originals keep their gold labels
@@ -107,8 +135,8 @@ def test_copies_are_labelled_with_the_teachers_prediction(setup):
     assert not torch.equal(out.labels[n:], gold)  # (a random teacher disagrees with the gold labels somewhere)
     changed = sum(a != b for a, b in zip(out.input_ids[n:], out.input_ids[:n]))
     assert changed > n // 4  # most copies differ from their original
-    again, _, _ = with_teacher(tch, str(setup["teacher"]), train, dev, data.spec, FinetuneSettings(augment=1))
-    other, _, _ = with_teacher(tch, str(setup["teacher"]), train, dev, data.spec, FinetuneSettings(augment=1, seed=1))
+    again, _, _ = with_teacher(tch, train, dev, data.spec, FinetuneSettings(augment=1))
+    other, _, _ = with_teacher(tch, train, dev, data.spec, FinetuneSettings(augment=1, seed=1))
     assert again.input_ids == out.input_ids and other.input_ids[n:] != out.input_ids[n:]  # copies follow the seed
     assert all(1 in t for t in out.token_type_ids[n:])  # pairs stay pairs (segment B kept)
 

@@ -104,3 +104,68 @@ def test_retrain_resume_continues_exactly(tmp_path, monkeypatch):
     assert [h.get("loss") for h in hist_res] == [h.get("loss") for h in hist_full]
     for (n, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), n
+
+
+def test_teacher_finetuning_resumes_exactly_and_cleans_up(tmp_path, monkeypatch):
+    """Teacher fine-tuning shares the resumable loop: stopped after epoch 1's checkpoint and run again, it saves
+    the teacher an uninterrupted run saves; the checkpoint beside the output is removed once the teacher is."""
+    import pytest
+    from safetensors.torch import load_file
+
+    from bertnas.teacher.finetune import finetune, new_bert
+    from conftest import stopped_after_first_checkpoint
+
+    data = generate("single", n_train=96, n_dev=32, seed=0)
+    tok = build_tokenizer(tmp_path / "vocab")
+
+    def teacher(out):
+        torch.manual_seed(0)
+        model = new_bert(tok, 2, layers=1, hidden=16, heads=2)
+        return finetune(model, tok, data, out, epochs=3, lr=1e-3, batch_size=16, max_seq_len=32, seed=3)
+
+    best_full = teacher(tmp_path / "full")
+    with stopped_after_first_checkpoint(monkeypatch), pytest.raises(KeyboardInterrupt):
+        teacher(tmp_path / "cut")
+    checkpoint = tmp_path / ".cut.checkpoint.pt"
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 1 and not (tmp_path / "cut").exists()
+    assert teacher(tmp_path / "cut") == best_full
+    assert not checkpoint.exists()
+    a, b = (load_file(tmp_path / d / "model.safetensors") for d in ("full", "cut"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nasbert_pretraining_resumes_exactly(tmp_path, monkeypatch):
+    """NAS-BERT's pre-training distillation shares the resumable loop: stopped after epoch 1 of 2 and run again,
+    it saves the model an uninterrupted run saves, and removes its checkpoint."""
+    import pytest
+    from safetensors.torch import load_file
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from bertnas.data.corpus import read_corpus
+    from bertnas.data.synthetic import write_task
+    from bertnas.nasbert.distill import compute_block_states, load_pretrained_teacher
+    from bertnas.nasbert.pretrain import pretrain_distill
+    from conftest import make_teacher, stopped_after_first_checkpoint
+
+    teacher, tok = load_pretrained_teacher(str(make_teacher(tmp_path / "teacher")))
+    texts = read_corpus(str(write_task(generate("single", n_train=80, n_dev=8, seed=1), tmp_path / "task")))[:64]
+    states = compute_block_states(teacher, tok, texts, [0, 1, 2], 32, tmp_path / "states")
+    torch.manual_seed(0)
+    student = BertForSequenceClassification(BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1,
+                                                       num_attention_heads=2, intermediate_size=32))
+    student.save_pretrained(tmp_path / "student")
+    tok.save_pretrained(tmp_path / "student")
+
+    def run(name):
+        return pretrain_distill(str(tmp_path / "student"), states, list(range(64)), tmp_path / name, epochs=2,
+                                batch_size=16, lr=1e-3, seed=2)
+
+    full = run("full")
+    with stopped_after_first_checkpoint(monkeypatch), pytest.raises(KeyboardInterrupt):
+        run("cut")
+    assert torch.load(tmp_path / ".cut.checkpoint.pt", weights_only=True)["epoch"] == 1
+    resumed = run("cut")
+    assert [e["mse"] for e in resumed["log"]] == [e["mse"] for e in full["log"]]
+    assert not (tmp_path / ".cut.checkpoint.pt").exists()
+    a, b = (load_file(tmp_path / d / "model.safetensors") for d in ("full", "cut"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

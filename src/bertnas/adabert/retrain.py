@@ -24,6 +24,7 @@ from ..training.evaluation import evaluate
 from ..training.loop import Resumable, run_epochs, train_pass
 from ..training.losses import LossParts
 from ..training.optim import adamw
+from ..training.schedule import linear_schedule
 from .modeling import AdaBertForSequenceClassification
 from .objective import KDHeads, Targets, TargetScale, adabert_loss, depth_loss
 
@@ -91,7 +92,7 @@ def retrain(
     opt = adamw(params, lr=cfg.retrain_lr, weight_decay=cfg.weight_decay)
     total = num_batches(len(train_subset) if train_subset is not None else len(train), cfg.retrain_batch_size) \
         * cfg.retrain_epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / total))
+    sched = linear_schedule(opt, total)
     state = Resumable("retrain", checkpoint, cfg.resume, resume_key, student=student, heads=heads, opt=opt, sched=sched)
     ddp.broadcast_modules(student, heads)  # torchrun: every rank starts from rank 0's weights
     ddp.global_batchnorm(student)

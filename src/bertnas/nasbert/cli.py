@@ -83,6 +83,7 @@ def add_nasbert_parser(sub: argparse._SubParsersAction) -> None:
     pre.add_argument("--lr", type=float, default=5e-4)
     pre.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     pre.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1")
+    pre.add_argument("--no-resume", action="store_true", help="start over instead of continuing from the checkpoint")
 
     base = nsub.add_parser("baseline", help="hand-designed BERTs of each selected model's size and latency, "
                            "block-wise distilled like the supernet (resumable)")
@@ -100,6 +101,7 @@ def add_nasbert_parser(sub: argparse._SubParsersAction) -> None:
     ft.add_argument("--dev-file")
     ft.add_argument("--out", required=True)
     ft.add_argument("--no-measure", action="store_true")
+    ft.add_argument("--no-resume", action="store_true", help="start over instead of continuing from OUT/checkpoint.pt")
     _flags(ft, FinetuneSettings)
 
 
@@ -129,7 +131,7 @@ def run_nasbert_command(args: argparse.Namespace) -> None:
             print(f"{m['name']}: {m['params'] / 1e6:.2f}M params  {m['architecture']}  {lat}  -> {m['dir']}")
     elif cmd == "pretrain":
         result = pipeline.pretrain(args.out, args.model, args.save, args.epochs, args.batch_size, args.lr, args.threads,
-                                   args.device)
+                                   args.device, resume=not args.no_resume)
         print(f"pre-training KD done ({result['seconds']} s): {args.save}")
     elif cmd == "baseline":
         models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
@@ -141,7 +143,8 @@ def run_nasbert_command(args: argparse.Namespace) -> None:
         from .finetune import finetune
 
         r = finetune(args.model, args.teacher, args.task, args.out, _settings(args, FinetuneSettings).validate(),
-                     args.data_dir, args.train_file, args.dev_file, measure=not args.no_measure)
+                     args.data_dir, args.train_file, args.dev_file, measure=not args.no_measure,
+                     resume=not args.no_resume)
         print(f"{r['task']}: dev {r['dev']} (teacher {r['teacher_dev']}); {r['params'] / 1e6:.2f}M params; {args.out}/model")
     else:  # argparse already refuses unknown commands
         raise BertnasError(f"unknown nasbert command {cmd!r}")

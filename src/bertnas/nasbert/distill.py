@@ -22,7 +22,7 @@ from transformers import AutoModel
 
 from ..data.corpus import Corpus, chunks, split_pair
 from ..errors import BertnasError, first_line
-from ..teacher.knowledge import bf16_supported
+from ..teacher.knowledge import bf16_supported, hash_weights
 from ..teacher.loading import check_source, load_tokenizer
 from ..training import distributed as ddp
 from ..utils import atomic_dir, progress, write_json
@@ -46,11 +46,8 @@ def load_pretrained_teacher(name: str, trust_remote_code: bool = False):
 
 
 def teacher_fingerprint(model: torch.nn.Module) -> str:
-    h = hashlib.sha256()
-    for key, tensor in sorted(model.state_dict().items()):
-        h.update(key.encode())
-        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:24]
+    """The encoder's weights fingerprint (``teacher.knowledge.hash_weights``), part of the states cache key."""
+    return hash_weights(model).hexdigest()[:24]
 
 
 def _autocast(device: torch.device):

@@ -24,22 +24,24 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from ..data.encode import batches, concat, encode, num_batches
 from ..data.examples import TaskData
-from ..data.metrics import compute_metrics
 from ..data.readers import load_task
 from ..data.split import carve, take, validation_size
 from ..errors import BertnasError
 from ..measure.profile import count_params, profile_classifier
 from ..teacher.augment import AugmentSettings, augment_encoded, teacher_labels
-from ..teacher.knowledge import bf16_supported, default_cache_dir
+from ..teacher.knowledge import bf16_supported, default_cache_dir, teacher_fingerprint
 from ..teacher.loading import load_teacher, load_tokenizer
-from ..training.loop import stop_if_nonfinite
+from ..training import distributed as ddp
+from ..training.evaluation import evaluate
+from ..training.loop import Resumable, run_epochs, train_pass
+from ..training.losses import LossParts, distill_loss, task_loss
 from ..training.optim import adamw
-from ..utils import atomic_dir, progress, read_json, resolve_device, set_seed, write_json
+from ..training.schedule import linear_schedule
+from ..utils import atomic_dir, hash_obj, progress, read_json, resolve_device, set_seed, write_json
 from .config import FinetuneSettings
 
 logger = logging.getLogger("bertnas")
@@ -58,34 +60,11 @@ def teacher_logits(model: torch.nn.Module, data, batch_size: int = 64, label_ord
     return out if label_order is None else out[:, label_order]
 
 
-def kd_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, lam: float, temperature: float,
-            regression: bool) -> torch.Tensor:
-    """(1 - lam) * task loss + lam * KL(teacher || student) at ``temperature`` (scaled by T^2)."""
-    if regression:
-        return (1 - lam) * F.mse_loss(student.squeeze(-1), labels) + lam * F.mse_loss(student, teacher)
-    task = F.cross_entropy(student, labels)
-    kl = F.kl_div(F.log_softmax(student / temperature, -1), F.softmax(teacher / temperature, -1), reduction="batchmean")
-    return (1 - lam) * task + lam * kl * temperature**2
-
-
-@torch.no_grad()
-def evaluate(model, data, spec, batch_size: int = 64, label_order: list[int] | None = None) -> dict[str, float]:
-    model.eval()
-    logits = torch.zeros(len(data), model.config.num_labels)
-    for b in batches(data, batch_size):
-        logits[b["index"]] = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                                   token_type_ids=b["token_type_ids"]).logits.float()
-    return compute_metrics(spec, logits if label_order is None else logits[:, label_order], data.labels)
-
-
-def _cached_teacher_outputs(tch, name: str, train, dev, spec) -> tuple[torch.Tensor, dict]:
+def _cached_teacher_outputs(tch, train, dev, spec) -> tuple[torch.Tensor, dict]:
     """Teacher logits on the training split and its dev metrics, cached on disk: every student of a
     comparison is fine-tuned against the same teacher and data, so the teacher runs once for all of them."""
-    h = hashlib.sha256()
-    for f in sorted(Path(tch.source).glob("*")) if Path(tch.source).is_dir() else []:
-        if f.is_file():
-            h.update(f.name.encode() + str(f.stat().st_size).encode() + str(f.stat().st_mtime_ns).encode())
-    h.update(json.dumps([str(Path(name).resolve()), spec.name, train.input_ids, train.token_type_ids, dev.input_ids,
+    h = hashlib.sha256(teacher_fingerprint(tch).encode())  # weights, vocabulary, label order: what the logits depend on
+    h.update(json.dumps([spec.name, train.input_ids, train.token_type_ids, dev.input_ids,
                          tch.label_order]).encode())
     path = default_cache_dir() / f"nasbert-teacher-logits-{h.hexdigest()[:24]}.pt"
     if path.is_file():
@@ -96,7 +75,10 @@ def _cached_teacher_outputs(tch, name: str, train, dev, spec) -> tuple[torch.Ten
             logger.warning("the cached teacher outputs %s are damaged (%s: %s): computing them again", path,
                            type(exc).__name__, " ".join(str(exc).split())[:120] or "empty or cut short")
     soft = teacher_logits(tch.model, train, label_order=tch.label_order)
-    teacher_dev = evaluate(tch.model, dev, spec, label_order=tch.label_order)
+    order = tch.label_order
+    teacher_dev = evaluate(lambda b: tch.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                                               token_type_ids=b["token_type_ids"]).logits[:, order or slice(None)],
+                           dev, spec, torch.device("cpu"), batch_size=64)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
     torch.save({"logits": soft, "dev": json.dumps(teacher_dev)}, tmp)
@@ -104,7 +86,7 @@ def _cached_teacher_outputs(tch, name: str, train, dev, spec) -> tuple[torch.Ten
     return soft, teacher_dev
 
 
-def with_teacher(tch, name: str, train, dev, spec, settings: FinetuneSettings):
+def with_teacher(tch, train, dev, spec, settings: FinetuneSettings):
     """The training set with ``settings.augment`` copies of every example appended (the word replacement,
     deletion and swaps AdaBERT trains on, ``teacher.augment``), the teacher's logits for all of it, and the
     teacher's dev metrics. A copy's gold label is the teacher's prediction; the originals keep theirs."""
@@ -113,7 +95,7 @@ def with_teacher(tch, name: str, train, dev, spec, settings: FinetuneSettings):
         aug = AugmentSettings(settings.augment, settings.augment_replace_prob, settings.augment_edit_prob, settings.seed)
         table = tch.model.get_input_embeddings().weight.detach().float().cpu()
         train = concat(train, augment_encoded(train, tch.tokenizer, table, aug))
-    soft, teacher_dev = _cached_teacher_outputs(tch, name, train, dev, spec)
+    soft, teacher_dev = _cached_teacher_outputs(tch, train, dev, spec)
     if settings.augment:
         train.labels[n:] = teacher_labels(soft[n:], spec.is_regression)
         logger.info("augmentation: %d teacher-labelled copies of %d training examples", len(train) - n, n)
@@ -205,8 +187,9 @@ def _load_for_task(model_dir: str | Path, num_labels: int, labels: dict[int, str
 
 def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings: FinetuneSettings,
              data_dir: str | None = None, train_file: str | None = None, dev_file: str | None = None,
-             measure: bool = True) -> dict:
-    """Fine-tune ``model_dir`` on ``task`` with KD from ``teacher``; writes ``out/model`` and ``out/results.json``."""
+             measure: bool = True, resume: bool = True) -> dict:
+    """Fine-tune ``model_dir`` on ``task`` with KD from ``teacher``; writes ``out/model`` and ``out/results.json``.
+    Checkpointed after every epoch (``out/checkpoint.pt``): the same call continues an interrupted run."""
     settings.validate()
     set_seed(settings.seed)
     if settings.threads is not None:
@@ -230,44 +213,58 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
     val = take(train, held.val) if held.active else None
     train = take(train, held.train)
     t0 = time.time()
-    train, soft, teacher_dev = with_teacher(tch, teacher, train, dev, spec, settings)
+    train, soft, teacher_dev = with_teacher(tch, train, dev, spec, settings)
     teacher_seconds = time.time() - t0
     labels = {i: name for i, name in enumerate(spec.labels or ["score"])}
     model = _load_for_task(model_dir, spec.num_labels, labels).to(device)
     optimizer = adamw(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     steps = settings.epochs * num_batches(len(train), settings.batch_size)
-    warm = max(1, steps // 10)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
-    gen = torch.Generator().manual_seed(settings.seed)
-    history, best, best_state = [], None, None
-    t0 = time.time()
-    for epoch in range(1, settings.epochs + 1):
+    scheduler = linear_schedule(optimizer, steps, max(1, steps // 10))
+    key = hash_obj({"settings": {k: v for k, v in settings.to_dict().items() if k not in ("device", "threads")},
+                    "model": str(Path(model_dir).resolve()), "teacher": str(Path(teacher).resolve()) if
+                    Path(teacher).exists() else teacher, "data": _data_source(task, data_dir, train_file, dev_file),
+                    "examples": len(train)})
+    state = Resumable("nasbert finetune", Path(out) / "checkpoint.pt", resume, key, model=model, optimizer=optimizer,
+                      scheduler=scheduler)
+    best = dict(state.extra.get("best") or {})
+    best_state = state.extra.get("best_state")
+
+    def predict(b: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                     token_type_ids=b["token_type_ids"]).logits
+
+    def step(_: int, b: dict[str, torch.Tensor]) -> LossParts:
+        logits = predict(b)
+        ce = task_loss(logits, b["labels"], spec.is_regression)
+        kd = distill_loss(logits, soft[b["index"].cpu()].to(device), settings.temperature, spec.is_regression)
+        loss = (1 - settings.kd_lambda) * ce + settings.kd_lambda * kd
+        optimizer.zero_grad(set_to_none=True)
+        ddp.scale_loss(loss).backward()
+        ddp.average_gradients(model.parameters())
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        return LossParts(loss, float(ce.detach()), float(kd.detach()), 0.0)
+
+    def epoch_fn(epoch: int, shuffle_gen: torch.Generator, _: torch.Generator) -> dict:
+        nonlocal best_state
         model.train()
-        total = 0.0
-        n_steps = num_batches(len(train), settings.batch_size)
-        for i, b in enumerate(progress(batches(train, settings.batch_size, shuffle=True, generator=gen),
-                                       desc=f"finetune epoch {epoch}", total=n_steps)):
-            logits = model(input_ids=b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device),
-                           token_type_ids=b["token_type_ids"].to(device)).logits
-            loss = kd_loss(logits, soft[b["index"]].to(device), b["labels"].to(device), settings.kd_lambda,
-                           settings.temperature, spec.is_regression)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            total += float(loss.detach())
-            stop_if_nonfinite({"loss": float(loss.detach())}, "nasbert finetune", epoch, settings.epochs, i + 1, n_steps)
-        metrics = evaluate(model, dev, spec)
-        val_metrics = evaluate(model, val, spec) if val is not None else None
-        history.append({"epoch": epoch, "train_loss": total / num_batches(len(train), settings.batch_size),
-                        "val": val_metrics, "dev": metrics})
-        logger.info("finetune epoch %d: %sdev %s", epoch, f"validation {val_metrics}, " if val_metrics else "", metrics)
+        means = train_pass(train, settings.batch_size, shuffle_gen, device, step,
+                           f"finetune epoch {epoch + 1}/{settings.epochs}")
+        model.eval()
+        metrics = evaluate(predict, dev, spec, device)
+        val_metrics = evaluate(predict, val, spec, device) if val is not None else None
+        logger.info("finetune epoch %d: loss %.4f, %sdev %s", epoch + 1, means["loss"],
+                    f"validation {val_metrics}, " if val_metrics else "", metrics)
         score = val_metrics[spec.headline] if val_metrics else epoch  # no validation split: the last epoch is kept
-        if best is None or score > best["score"]:
-            best = {"score": score, "epoch": epoch, "val": val_metrics, "dev": metrics}
+        if not best or score > best["score"]:
+            best.update(score=score, epoch=epoch + 1, val=val_metrics, dev=metrics)
             best_state = copy.deepcopy(model.state_dict())
-    train_seconds = time.time() - t0
+        return {"train_loss": means["loss"], "ce": means["ce"], "kd": means["kd"], "val": val_metrics, "dev": metrics}
+
+    history = run_epochs(state, settings.epochs, settings.seed, epoch_fn,
+                         extra=lambda: {"best": best, "best_state": best_state})
+    train_seconds = sum(h.get("seconds", 0.0) for h in history)  # every epoch's, those before a resume too
     model.load_state_dict(best_state)
     model.eval()
     results = {"task": spec.name, "headline": spec.headline, "model": str(model_dir), "teacher": teacher,

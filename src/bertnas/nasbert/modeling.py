@@ -101,6 +101,8 @@ class NasBertModel(PreTrainedModel):
         sizes = [config.hidden_size] + [b.hidden for b in arch.blocks] + [config.hidden_size]
         self.embeddings = NasBertEmbeddings(config)
         self.adapters = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))  # N + 1 maps
+        for adapter in self.adapters:
+            adapter.is_adapter = True  # initialised to keep the signal's scale (see _init_weights)
         self.blocks = nn.ModuleList(
             nn.ModuleList(create_op(op, block.hidden, config.dropout) for op in block.ops[: block.depth])
             for block in arch.blocks
@@ -114,7 +116,15 @@ class NasBertModel(PreTrainedModel):
         self.embeddings.word_embeddings = value
 
     def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
+        """BERT's initialisation (normal, std 0.02), except the adapters between sizes: std 1/sqrt(fan-in), which
+        keeps the signal's scale. No norm follows the last adapter, so at std 0.02 a model built from scratch saw
+        its input only through a 1e-4 signal and could sit at chance for many epochs. (Selected models and
+        baselines load trained weights; this is for models trained from scratch.)"""
+        if isinstance(module, nn.Linear) and getattr(module, "is_adapter", False):
+            nn.init.normal_(module.weight, std=module.in_features ** -0.5)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=0.02)
             if isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)

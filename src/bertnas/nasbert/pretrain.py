@@ -8,8 +8,8 @@ does not run again. Both kinds of student go through this same stage, so the com
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from transformers import AutoModelForSequenceClassification
@@ -18,18 +18,23 @@ from ..data.encode import to_device
 from ..errors import BertnasError
 from ..teacher.loading import load_tokenizer
 from ..training import distributed as ddp
-from ..training.loop import stop_if_nonfinite
+from ..training.loop import Resumable, run_epochs, step_pass
+from ..training.losses import LossParts
 from ..training.optim import adamw
-from ..utils import atomic_dir, progress, set_seed, write_json
+from ..training.schedule import linear_schedule
+from ..utils import atomic_dir, hash_obj, set_seed, write_json
 from .distill import BlockStates, masked_mse, shard_for_rank
 
 logger = logging.getLogger("bertnas")
 
 
-def pretrain_distill(model_dir: str, states: BlockStates, train_idx: list[int], out: str | Path, epochs: int = 1,
+def pretrain_distill(model_dir: str, states: BlockStates, train_idx: Sequence[int], out: str | Path, epochs: int = 1,
                      batch_size: int = 32, lr: float = 5e-4, seed: int = 0,
-                     device: torch.device = torch.device("cpu")) -> dict:
-    """Distil the teacher's last hidden state into ``model_dir``; saves the classifier to ``out``."""
+                     device: torch.device = torch.device("cpu"), resume: bool = True) -> dict:
+    """Distil the teacher's last hidden state into ``model_dir``; saves the classifier to ``out``.
+
+    Checkpointed after every epoch beside ``out`` (``.NAME.checkpoint.pt``, removed once the model is saved): the
+    same call continues an interrupted run."""
     if not (Path(model_dir) / "config.json").is_file():
         raise BertnasError(f"--model {model_dir} has no config.json")
     set_seed(seed)
@@ -43,32 +48,39 @@ def pretrain_distill(model_dir: str, states: BlockStates, train_idx: list[int], 
     to_teacher.to(device)
     params = list(encoder.parameters()) + list(to_teacher.parameters())
     optimizer = adamw(params, lr=lr, weight_decay=0.01)
-    steps = epochs * ((len(train_idx) + batch_size - 1) // batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1.0 - s / max(1, steps)))
-    gen = torch.Generator().manual_seed(seed)
-    log, t0 = [], time.time()
-    for epoch in range(1, epochs + 1):
+    epoch_steps = (len(train_idx) + batch_size - 1) // batch_size
+    scheduler = linear_schedule(optimizer, epochs * epoch_steps)
+    out = Path(out)
+    key = hash_obj({"model": str(Path(model_dir).resolve()), "config": model.config.to_dict(), "states": [str(states.directory), states.meta],
+                    "sentences": len(train_idx), "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed})
+    checkpoint = out.with_name(f".{out.name}.checkpoint.pt")
+    state = Resumable("nasbert pretrain", checkpoint, resume, key, model=model, to_teacher=to_teacher,
+                      optimizer=optimizer, scheduler=scheduler)
+
+    def step(_: int, batch: dict[str, torch.Tensor]) -> LossParts:
+        local, denominator = shard_for_rank(batch, t)  # under torchrun: this rank's rows, exact share of the loss
+        b = to_device(local, device)
+        hidden_states = encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                                token_type_ids=b["token_type_ids"]).last_hidden_state
+        loss = masked_mse(to_teacher(hidden_states), b["states"][:, :, -1], b["attention_mask"], denominator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        ddp.average_gradients(params)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        value = ddp.average_over_ranks([float(loss.detach())])[0]  # the whole batch's (unchanged in one process)
+        return LossParts(torch.tensor(value), 0.0, value, 0.0)
+
+    def epoch_fn(epoch: int, shuffle_gen: torch.Generator, _: torch.Generator) -> dict:
         encoder.train()
-        total, n = 0.0, 0
-        n_steps = (len(train_idx) + batch_size - 1) // batch_size
-        for i, b in enumerate(progress(states.batches(train_idx, batch_size, gen), desc=f"pre-training KD epoch {epoch}",
-                                       total=n_steps)):
-            local, denominator = shard_for_rank(b, t)  # under torchrun: this rank's rows, exact share of the loss
-            b = to_device(local, device)
-            hidden_states = encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                                    token_type_ids=b["token_type_ids"]).last_hidden_state
-            loss = masked_mse(to_teacher(hidden_states), b["states"][:, :, -1], b["attention_mask"], denominator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            ddp.average_gradients(params)
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            value = ddp.average_over_ranks([float(loss.detach())])[0]  # the whole batch's (unchanged in one process)
-            total, n = total + value, n + 1
-            stop_if_nonfinite({"mse": value}, "nasbert pretrain", epoch, epochs, i + 1, n_steps)
-        log.append({"epoch": epoch, "mse": total / max(1, n)})
-        logger.info("pre-training KD epoch %d: final-state MSE %.4f", epoch, total / max(1, n))
+        means = step_pass(states.batches(train_idx, batch_size, shuffle_gen), epoch_steps, device, step,
+                          f"pre-training KD epoch {epoch + 1}/{epochs}", shard=False)
+        logger.info("pre-training KD epoch %d: final-state MSE %.4f", epoch + 1, means["loss"])
+        return {"mse": means["loss"]}
+
+    log = run_epochs(state, epochs, seed, epoch_fn)
+    seconds = round(sum(h["seconds"] for h in log), 1)
     model.cpu()
     ddp.check_in_sync({"model": model}, "nasbert pretrain")
 
@@ -77,8 +89,9 @@ def pretrain_distill(model_dir: str, states: BlockStates, train_idx: list[int], 
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             write_json(tmp / "pretrain.json", {"from": str(model_dir), "epochs": epochs, "lr": lr, "batch_size": batch_size,
-                                               "sentences": len(train_idx), "log": log, "seconds": round(time.time() - t0, 1),
+                                               "sentences": len(train_idx), "log": log, "seconds": seconds,
                                                "ranks": ddp.world_size()})
+        checkpoint.unlink(missing_ok=True)
 
     ddp.on_main(save)
-    return {"log": log, "seconds": round(time.time() - t0, 1)}
+    return {"log": log, "seconds": seconds}

@@ -21,6 +21,7 @@ from ..errors import BertnasError
 from ..training import distributed as ddp
 from ..training.loop import stop_if_nonfinite
 from ..training.optim import adamw
+from ..training.schedule import linear_schedule
 from ..utils import atomic_dir, hash_obj, progress, write_json
 from .config import SupernetSettings
 from .distill import BlockStates, score_path, shard_for_rank, train_step
@@ -62,7 +63,7 @@ def train_supernet(
     key = hash_obj(settings.training_key())[:16]
     optimizer = adamw(supernet.parameters(), lr=settings.lr, weight_decay=0.01)
     epoch_steps = (len(train_idx) + settings.batch_size - 1) // settings.batch_size
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_decay(settings.epochs * epoch_steps))
+    scheduler = linear_schedule(optimizer, settings.epochs * epoch_steps)
     rng, gen = random.Random(settings.seed), torch.Generator().manual_seed(settings.seed)
     state, log, start = ShrinkState.start(paths, supernet.space.num_blocks, settings.bins, path_latency), [], 0
     saved = ddp.on_main(_read_checkpoint, ckpt, key) if resume else None  # rank 0 reads, every rank resumes alike
@@ -114,13 +115,6 @@ def train_supernet(
         ddp.check_in_sync({"supernet": supernet}, f"nasbert supernet, epoch {epoch}")
         ddp.on_main(_save_checkpoint, ckpt, supernet, optimizer, scheduler, state, epoch, log, key, rng, gen)
     return state, log
-
-
-def linear_decay(total_steps: int):
-    """LambdaLR factor falling linearly from 1 to 0 over ``total_steps``, bound now (a closure over a variable the
-    loop later reuses once made the supernet's learning rate reach 0 after its first epoch)."""
-    total = max(1, int(total_steps))
-    return lambda step: max(0.0, 1.0 - step / total)
 
 
 def _read_checkpoint(ckpt: Path, key: str) -> tuple[dict, dict, dict] | None:

@@ -8,13 +8,16 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
-from ..data.encode import batches, encode, num_batches, to_device
+from ..data.encode import encode, num_batches
 from ..data.examples import TaskData
 from ..errors import BertnasError, first_line
 from ..training.evaluation import evaluate
-from ..training.losses import task_loss
+from .knowledge import hash_weights
+from ..training.loop import Resumable, run_epochs, train_pass
+from ..training.losses import LossParts, task_loss
 from ..training.optim import adamw
-from ..utils import atomic_dir, progress, set_seed, write_json
+from ..training.schedule import linear_schedule
+from ..utils import atomic_dir, hash_obj, set_seed, write_json
 
 logger = logging.getLogger("bertnas")
 
@@ -57,8 +60,12 @@ def finetune(
     max_seq_len: int = 128,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    resume: bool = True,
 ) -> dict[str, float]:
-    """Train with AdamW and linear decay, keep the best dev epoch, save a Hugging Face directory."""
+    """Train with AdamW and linear warm-up and decay, keep the best dev epoch, save a Hugging Face directory.
+
+    Checkpointed after every epoch beside ``out_dir`` (``.NAME.checkpoint.pt``, removed once the teacher is
+    saved): the same call continues an interrupted fine-tuning."""
     set_seed(seed)
     device = torch.device(device)
     spec = data.spec
@@ -68,37 +75,45 @@ def finetune(
     model.config.problem_type = "regression" if spec.is_regression else "single_label_classification"
     train = encode(tokenizer, data.train, max_seq_len, spec.is_regression)
     dev = encode(tokenizer, data.dev, max_seq_len, spec.is_regression)
+    key = hash_obj({"weights": hash_weights(model).hexdigest()[:24], "task": spec.name, "train": len(train), "dev": len(dev),
+                    "epochs": epochs, "lr": lr, "batch_size": batch_size, "max_seq_len": max_seq_len, "seed": seed})
     model.to(device)
     opt = adamw(model.parameters(), lr=lr, weight_decay=0.01)
-    steps = num_batches(len(train), batch_size)
-    total = max(1, steps * epochs)
-    warmup = max(1, total // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / (total - warmup + 1))))
-    gen = torch.Generator().manual_seed(seed)
+    total = max(1, num_batches(len(train), batch_size) * epochs)
+    sched = linear_schedule(opt, total, max(1, total // 10))
+    out_dir = Path(out_dir)
+    checkpoint = out_dir.with_name(f".{out_dir.name}.checkpoint.pt")
+    state = Resumable("teacher fine-tuning", checkpoint, resume, key, model=model, opt=opt, sched=sched)
+    best, best_state = state.extra.get("best"), state.extra.get("best_state")
 
     def predict(b):
         return model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"]).logits
 
-    best, best_state = None, None
-    for epoch in range(epochs):
+    def step(_: int, b: dict[str, torch.Tensor]) -> LossParts:
+        loss = task_loss(predict(b), b["labels"], spec.is_regression)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        return LossParts(loss, float(loss.detach()), 0.0, 0.0)
+
+    def epoch_fn(epoch: int, shuffle_gen: torch.Generator, _: torch.Generator) -> dict:
+        nonlocal best, best_state
         model.train()
-        for batch in progress(batches(train, batch_size, shuffle=True, generator=gen), total=steps,
-                              desc=f"teacher {epoch + 1}/{epochs}"):
-            b = to_device(batch, device)
-            loss = task_loss(predict(b), b["labels"], spec.is_regression)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
+        means = train_pass(train, batch_size, shuffle_gen, device, step, f"teacher {epoch + 1}/{epochs}")
         model.eval()
         metrics = evaluate(predict, dev, spec, device)
-        logger.info("teacher epoch %d/%d: dev %s", epoch + 1, epochs, metrics)
+        logger.info("teacher epoch %d/%d: loss %.4f, dev %s", epoch + 1, epochs, means["loss"], metrics)
         if best is None or metrics[spec.headline] > best[spec.headline]:
             best, best_state = metrics, copy.deepcopy(model.state_dict())
+        return {"loss": means["loss"], "dev": metrics}
+
+    run_epochs(state, epochs, seed, epoch_fn, extra=lambda: {"best": best, "best_state": best_state})
     model.load_state_dict(best_state)
     with atomic_dir(out_dir) as tmp:
         model.cpu().save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_json(Path(tmp) / "teacher_metrics.json", {"task": spec.name, "dev": best, "epochs": epochs})
+    checkpoint.unlink(missing_ok=True)
     return best

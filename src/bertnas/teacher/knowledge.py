@@ -118,12 +118,20 @@ def hash_examples(ex: Examples) -> str:
     return h.hexdigest()
 
 
-def teacher_fingerprint(teacher: Teacher) -> str:
-    """Hash of the teacher's weights and vocabulary: changes whenever its knowledge could change."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(teacher.model.state_dict().items()):
+def hash_weights(model: torch.nn.Module, h=None):
+    """A sha256 (``h``, or a new one) updated with every weight's name and float32 bytes, in name order: the one
+    weights fingerprint of the teacher caches (knowledge, NAS-BERT block states and logits) and of resumable
+    fine-tuning."""
+    h = hashlib.sha256() if h is None else h
+    for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return h
+
+
+def teacher_fingerprint(teacher: Teacher) -> str:
+    """Hash of the teacher's weights and vocabulary: changes whenever its knowledge could change."""
+    h = hash_weights(teacher.model)
     vocab = sorted(teacher.tokenizer.get_vocab().items())
     h.update(json.dumps(vocab).encode())
     h.update(json.dumps(teacher.label_order).encode())

@@ -1,4 +1,5 @@
-"""The one resumable epoch loop that the search and the further training share.
+"""The one resumable epoch loop every training stage shares (AdaBERT's search and further training,
+NAS-BERT's pre-training and fine-tuning distillation, teacher fine-tuning).
 
 Each epoch draws its shuffling and sampling from generators seeded by (seed, epoch) and sets the global seed
 for dropout, so an epoch run after a resume draws exactly what it would have drawn in one uninterrupted run.
@@ -231,24 +232,42 @@ def train_pass(
     desc: str,
     subset: Iterable[int] | None = None,
 ) -> dict[str, float]:
-    """One pass over length-grouped shuffled batches; ``step(i, batch)`` trains and returns its loss parts.
-    Returns the mean of each part over the pass. Under torchrun ``step`` gets this rank's shard of each batch
-    (it should back-propagate ``ddp.scale_loss(loss)`` and call ``ddp.average_gradients``); the loss parts
-    are those of the whole batch."""
+    """One pass over length-grouped shuffled batches of a task's examples (:func:`step_pass`)."""
     subset = list(subset) if subset is not None else None
     steps = num_batches(len(subset) if subset is not None else len(data), batch_size)
+    return step_pass(batches(data, batch_size, shuffle=True, generator=generator, subset=subset), steps, device,
+                     step, desc)
+
+
+def step_pass(
+    batch_iter: Iterable[dict[str, torch.Tensor]],
+    steps: int,
+    device: torch.device,
+    step: Callable[[int, dict[str, torch.Tensor]], LossParts],
+    desc: str,
+    shard: bool = True,
+) -> dict[str, float]:
+    """One pass over ``batch_iter``; ``step(i, batch)`` trains and returns its loss parts. Returns the mean of
+    each part over the pass. Progress on a terminal and in logs, a NaN/inf loss stops the stage, a
+    :func:`stop_at` deadline ends the pass early. Under torchrun ``step`` gets this rank's shard of each batch
+    on ``device`` (it should back-propagate ``ddp.scale_loss(loss)`` and call ``ddp.average_gradients``) and
+    the loss parts are those of the whole batch; with ``shard=False`` it gets the whole batch, as it comes,
+    and shards it itself (its parts must then be the whole batch's)."""
     sums: dict[str, float] = {}
-    bar = progress(batches(data, batch_size, shuffle=True, generator=generator, subset=subset), total=steps, desc=desc)
+    bar = progress(batch_iter, total=steps, desc=desc)
     done = 0
     for i, batch in enumerate(bar):
         if i and past_deadline():  # at least one step: the epoch's record has its means
             logger.warning("%s: time budget reached, stopping after %d of %d steps", desc, i, steps)
             _CUT.append(f"{desc} after step {i} of {steps}")
             break
-        local, share = ddp.shard(batch)
-        with ddp.sharded_step(share):
-            parts = step(i, to_device(local, device))
-        values = ddp.mean_over_ranks(parts.as_dict(), share)
+        if shard:
+            local, share = ddp.shard(batch)
+            with ddp.sharded_step(share):
+                parts = step(i, to_device(local, device))
+            values = ddp.mean_over_ranks(parts.as_dict(), share)
+        else:
+            values = step(i, batch).as_dict()
         check_finite(values, i + 1, steps)  # before anything is saved: the stage stops here, its checkpoint intact
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + v
