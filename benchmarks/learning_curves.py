@@ -23,7 +23,6 @@ The report (``learning_curves.md``/``.json``/``.png``) is written by ``--report`
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
 import sys

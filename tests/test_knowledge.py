@@ -164,3 +164,23 @@ def test_array_path_is_the_one_lookup_of_stored_arrays(tmp_path, monkeypatch):
     assert torch.equal(kn.Knowledge(key="k", meta={}, path=tmp_path).get("train_features"), torch.from_numpy(other))
     mapped = split_features(kn.Knowledge(key="k", meta={}, path=tmp_path), "train")
     assert isinstance(mapped, MappedFeatures) and torch.equal(mapped[:, 0:3], torch.from_numpy(other))
+
+
+def test_knowledge_size_is_predicted_and_checked_before_the_pass(tmp_path, tiny_teacher, synthetic_files):
+    """The cache's size is known before the teacher runs (the files written match it), and a disk without room for
+    it is a one-line error naming the size and --cache-dir, before anything is written."""
+    import shutil
+
+    from bertnas.errors import BertnasError
+
+    data, teacher = _setup(tiny_teacher, synthetic_files)
+    k = kn.compute_knowledge(teacher, data, 48, batch_size=16, cache_dir=tmp_path / "c", teacher_dtype="fp32")
+    written = sum((k.path / f"{s}_{a}.npy").stat().st_size for s in ("train", "dev") for a in ("logits", "features"))
+    predicted = kn.knowledge_bytes(teacher.num_layers, int(teacher.model.config.hidden_size),
+                                   len(data.train) + len(data.dev), data.spec.num_labels)
+    assert predicted <= written <= predicted + 4 * 256  # the .npy headers only
+    free = shutil.disk_usage(tmp_path).free
+    kn.require_free_space(tmp_path / "new" / "dir", free // 2, "x", "--cache-dir")  # room: no error
+    with pytest.raises(BertnasError, match=r"needs [\d.]+ GB but .* GB free: .* --cache-dir") as err:
+        kn.require_free_space(tmp_path, free * 2, "the teacher's knowledge", "--cache-dir")
+    assert "\n" not in str(err.value)

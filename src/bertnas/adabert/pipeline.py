@@ -41,7 +41,6 @@ Run directory (each stage writes its part through a temp dir and a rename)::
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass

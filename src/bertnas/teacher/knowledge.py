@@ -307,6 +307,23 @@ class _MemmapWriter:
         self.logits = self.features = None
 
 
+def knowledge_bytes(layers: int, hidden: int, examples: int, num_labels: int) -> int:
+    """Disk the knowledge of ``examples`` examples takes: float16 features (L + 1, N, 2H), float32 logits."""
+    return examples * ((layers + 1) * 2 * hidden * 2 + num_labels * 4)
+
+
+def require_free_space(directory: Path, needed: int, what: str, flag: str) -> None:
+    """Refuse, before any work, to write ``needed`` bytes where less than that (plus 5%) is free: a full disk under a
+    memory-mapped write kills the process instead of raising an error."""
+    probe = Path(directory)
+    while not probe.exists() and probe != probe.parent:  # the nearest existing folder tells the disk's free space
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if needed * 1.05 > free:
+        raise BertnasError(f"{what} needs {needed / 1e9:.1f} GB but {directory} has {free / 1e9:.1f} GB free: free "
+                           f"space there or pass {flag} on a disk with room")
+
+
 def compute_knowledge(
     teacher: Teacher,
     data: TaskData,
@@ -330,6 +347,9 @@ def compute_knowledge(
     t0 = time.perf_counter()
     regression = data.spec.is_regression
     train, dev = (encode(teacher.tokenizer, ex, max_seq_len, regression) for ex in (data.train, data.dev))
+    needed = knowledge_bytes(teacher.num_layers, int(teacher.model.config.hidden_size), len(train) + len(dev),
+                             max(1, data.spec.num_labels))
+    require_free_space(cache, needed, f"the teacher's knowledge of {len(train)} + {len(dev)} examples", "--cache-dir")
     try:
         cache.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".knowledge-{key}.tmp-", dir=cache))
