@@ -136,6 +136,9 @@ def test_dry_run_estimates_and_writes_nothing(tmp_path, tiny_teacher, synthetic_
     text = proc.stdout
     assert "160 train (+160 teacher-labelled copies) / 48 dev examples" in text  # the default: 1 copy
     assert "not cached yet" in text
+    # the cache's disk: the knowledge of 160 + 48 examples (2-layer, 32-wide teacher, 2 labels) and the copies' logits
+    want = kn.knowledge_bytes(2, 32, 208, 2) + 160 * 3 * 2 * 4
+    assert re.search(rf"cache disk to write: {want / 1e9:.2f} GB \(knowledge, 160 copies' logits\); [\d.]+ GB free", text), text
     for stage in ("probe", "search", "retrain", "evaluate", "total"):
         assert re.search(rf"\| {stage} \| \d+(m\d\ds|s) \|", text), text
     assert not out.exists() and not cache.exists()  # nothing in the run directory, nothing in the cache

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import statistics
 import tempfile
 import time
@@ -189,7 +190,7 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
     ``plan(costs) -> (settings, description)``: the knobs a budgeted run would choose with these costs
     (``bertnas.budget.planner``); the estimate is then for them."""
     from .adabert import pipeline
-    from .teacher.knowledge import default_cache_dir, knowledge_key
+    from .teacher.knowledge import default_cache_dir, knowledge_bytes, knowledge_key
     from .teacher.loading import load_teacher
 
     out = Path(out)
@@ -204,6 +205,12 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
     cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     hit = (cache / f"knowledge-{key}" / "meta.json").is_file()
     done = pipeline.completed_stages(out, cfg) if (out / "stages.json").is_file() and cfg.resume else set()
+    labels = max(1, spec.num_labels)
+    disk = 0 if hit else knowledge_bytes(teacher.num_layers, int(teacher.model.config.hidden_size), n + len(data.dev), labels)
+    disk += n_aug * (teacher.num_layers + 1) * labels * 4  # copies: the teacher's logits and each probe's, float32
+    probe = cache
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
     del teacher
 
     lines = [
@@ -213,6 +220,8 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
         f"tokens per training example: mean {statistics.mean(lengths):.1f}, max {max(lengths)}; "
         f"{sum(l >= cfg.max_seq_len for l in lengths):,} cut at --max-seq-len {cfg.max_seq_len}",
         f"teacher knowledge: {'cache hit' if hit else 'not cached yet'} ({cache / f'knowledge-{key}'})",
+        f"cache disk to write: {disk / 1e9:.2f} GB (knowledge{' cached' if hit else ''}"
+        + (f", {n_aug:,} copies' logits" if n_aug else "") + f"); {shutil.disk_usage(probe).free / 1e9:.1f} GB free there",
     ]
     if done:
         lines.append(f"already done in {out} for these settings (would be skipped): {', '.join(sorted(done))}")
