@@ -127,3 +127,24 @@ def test_split_and_batches_as_with_lists(synthetic_files, tmp_path):
     for batch, chunk in zip(got, want):
         assert torch.equal(batch["input_ids"], states.collate(chunk)["input_ids"])
         assert torch.equal(batch["states"], states.collate(chunk)["states"])
+
+
+def test_a_corpus_file_changed_between_the_passes_is_refused(tmp_path, monkeypatch):
+    """A file written to while it is read (its second reading differs from the first) is a one-line error, even
+    when the number of distinct lines stays the same."""
+    import bertnas.data.corpus as corpus_mod
+
+    path = tmp_path / "c.txt"
+    path.write_text("one\ntwo\nthree\n")
+    reads = []
+    real = corpus_mod.iter_source
+
+    def read_then_edit(source, pairs=True):
+        reads.append(source)
+        if len(reads) == 2:  # the second pass starts: someone rewrote one line of the file in place
+            path.write_text("one\nTWO\nthree\n")
+        return real(source, pairs)
+
+    monkeypatch.setattr(corpus_mod, "iter_source", read_then_edit)
+    with pytest.raises(BertnasError, match="changed while it was read"):
+        Corpus(str(path))

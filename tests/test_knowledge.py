@@ -137,7 +137,8 @@ def test_dry_run_estimates_and_writes_nothing(tmp_path, tiny_teacher, synthetic_
     assert "160 train (+160 teacher-labelled copies) / 48 dev examples" in text  # the default: 1 copy
     assert "not cached yet" in text
     # the cache's disk: the knowledge of 160 + 48 examples (2-layer, 32-wide teacher, 2 labels) and the copies' logits
-    want = kn.knowledge_bytes(2, 32, 208, 2) + 160 * 3 * 2 * 4
+    _, teacher = _setup(tiny_teacher, synthetic_files)
+    want = kn.knowledge_bytes(2, 32, 208, 2) + kn.tables_bytes(teacher) + 160 * 3 * 2 * 4
     assert re.search(rf"cache disk to write: {want / 1e9:.2f} GB \(knowledge, 160 copies' logits\); [\d.]+ GB free", text), text
     for stage in ("probe", "search", "retrain", "evaluate", "total"):
         assert re.search(rf"\| {stage} \| \d+(m\d\ds|s) \|", text), text
@@ -182,6 +183,8 @@ def test_knowledge_size_is_predicted_and_checked_before_the_pass(tmp_path, tiny_
     predicted = kn.knowledge_bytes(teacher.num_layers, int(teacher.model.config.hidden_size),
                                    len(data.train) + len(data.dev), data.spec.num_labels)
     assert predicted <= written <= predicted + 4 * 256  # the .npy headers only
+    tables = (k.path / "tables.safetensors").stat().st_size
+    assert kn.tables_bytes(teacher) <= tables <= kn.tables_bytes(teacher) + 1024  # + the safetensors header
     free = shutil.disk_usage(tmp_path).free
     kn.require_free_space(tmp_path / "new" / "dir", free // 2, "x", "--cache-dir")  # room: no error
     with pytest.raises(BertnasError, match=r"needs [\d.]+ GB but .* GB free: .* --cache-dir") as err:

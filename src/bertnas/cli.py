@@ -87,7 +87,7 @@ def _teacher_finetune(args: argparse.Namespace) -> None:
     from .rundir import load_data
     from .teacher.finetune import finetune, load_pretrained_for_finetune, new_bert
     from .teacher.loading import load_tokenizer
-    from .utils import resolve_device
+    from .utils import resolve_device, set_seed
 
     cfg = resolve_config(args, from_run_dir=False)
     cfg.require("task")
@@ -100,6 +100,7 @@ def _teacher_finetune(args: argparse.Namespace) -> None:
         raise BertnasError("--from-scratch needs --tokenizer DIR (a directory with vocab.txt or tokenizer.json)")
     data = load_data(cfg)
     tokenizer = load_tokenizer(tok_source, cfg.trust_remote_code)
+    set_seed(cfg.seed)  # the new weights (a fresh BERT, or a new head) follow --seed: a rerun resumes and repeats
     if args.from_scratch:
         model = new_bert(tokenizer, data.spec.num_labels, args.layers, args.hidden, args.heads,
                          max_positions=max(512, cfg.max_seq_len))

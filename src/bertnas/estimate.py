@@ -190,7 +190,7 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
     ``plan(costs) -> (settings, description)``: the knobs a budgeted run would choose with these costs
     (``bertnas.budget.planner``); the estimate is then for them."""
     from .adabert import pipeline
-    from .teacher.knowledge import default_cache_dir, knowledge_bytes, knowledge_key
+    from .teacher.knowledge import default_cache_dir, knowledge_bytes, knowledge_key, tables_bytes
     from .teacher.loading import load_teacher
 
     out = Path(out)
@@ -206,7 +206,8 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
     hit = (cache / f"knowledge-{key}" / "meta.json").is_file()
     done = pipeline.completed_stages(out, cfg) if (out / "stages.json").is_file() and cfg.resume else set()
     labels = max(1, spec.num_labels)
-    disk = 0 if hit else knowledge_bytes(teacher.num_layers, int(teacher.model.config.hidden_size), n + len(data.dev), labels)
+    disk = 0 if hit else (knowledge_bytes(teacher.num_layers, int(teacher.model.config.hidden_size), n + len(data.dev),
+                                          labels) + tables_bytes(teacher))
     disk += n_aug * (teacher.num_layers + 1) * labels * 4  # copies: the teacher's logits and each probe's, float32
     probe = cache
     while not probe.exists() and probe != probe.parent:

@@ -170,6 +170,10 @@ def first_occurrences(hashes: np.ndarray) -> np.ndarray:
     return np.sort(order[new])
 
 
+def _digest(line: str) -> bytes:
+    return hashlib.blake2b(line.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
 def sample_indices(rng: random.Random, n: int, k: int) -> np.ndarray:
     """``rng.sample(range(n), k)`` as an int64 array, drawing exactly the same numbers (so the same subset, in
     the same order, as sampling a list of ``n`` texts), with numpy arrays where the standard library builds a
@@ -232,8 +236,9 @@ class Corpus:
             for line in iter_source(source, pairs):
                 lines += 1
                 if len(line) >= min_chars:
-                    digests += hashlib.blake2b(line.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+                    digests += _digest(line)
             logger.info("corpus %s: %d lines", source, lines)
+        whole = hashlib.sha256(digests).digest()  # what pass 2 must read again
         if not digests:
             raise BertnasError(f"corpus {spec} is empty: it holds no non-blank lines of text")
         first = first_occurrences(np.frombuffer(digests, dtype=np.uint64).reshape(-1, 2))
@@ -251,12 +256,13 @@ class Corpus:
         self._starts = np.zeros(size, dtype=np.int64)
         self._ends = np.zeros(size, dtype=np.int64)
         self._file = tempfile.TemporaryFile(dir=spill_dir)
-        line_no, rank, at = 0, 0, 0
+        line_no, rank, at, again = 0, 0, 0, hashlib.sha256()
         for source in sources:  # pass 2: the kept lines, spilled to disk with where each goes in the output
             for line in iter_source(source, pairs):
                 if len(line) < min_chars:
                     continue
-                if line_no < len(is_first) and is_first[line_no]:
+                again.update(_digest(line))
+                if line_no < len(is_first) and is_first[line_no] and rank < distinct:
                     place = position[rank]
                     rank += 1
                     if place >= 0:
@@ -265,13 +271,18 @@ class Corpus:
                         self._starts[place], self._ends[place] = at, at + len(data)
                         at += len(data)
                 line_no += 1
-        if rank != distinct:
-            raise BertnasError(f"corpus {spec} changed while it was read (the second pass found {rank} distinct "
-                               f"lines, the first {distinct}): read it from files that are not being written")
+        if again.digest() != whole:
+            self.close()
+            raise BertnasError(f"corpus {spec} changed while it was read (its second reading differs from the first): "
+                               "read it from files that are not being written")
         self._file.flush()
 
     def __len__(self) -> int:
         return len(self._starts)
+
+    def close(self) -> None:
+        """Delete the spilled text now (it is deleted anyway when the object goes)."""
+        self._file.close()
 
     def __getitem__(self, i: int) -> str:
         start = int(self._starts[i])

@@ -178,7 +178,7 @@ def compute_block_states(
     lengths = np.diff(offsets)
     t = int(teacher.config.hidden_size)
     meta = {"version": CACHE_VERSION, "sentences": len(texts), "tokens": int(offsets[-1]), "boundaries": boundaries,
-            "max_len": max_len, "teacher_hidden": t}
+            "max_len": max_len, "teacher_hidden": t, "key": directory.name}  # the key: what the states are of
     size = cache_bytes(int(offsets[-1]), len(boundaries), t)
     directory.parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(directory.parent).free

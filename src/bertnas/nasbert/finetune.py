@@ -33,7 +33,7 @@ from ..data.split import carve, take, validation_size
 from ..errors import BertnasError
 from ..measure.profile import count_params, profile_classifier
 from ..teacher.augment import AugmentSettings, augment_encoded, teacher_labels
-from ..teacher.knowledge import bf16_supported, default_cache_dir, teacher_fingerprint
+from ..teacher.knowledge import bf16_supported, default_cache_dir, hash_weights, teacher_fingerprint
 from ..teacher.loading import load_teacher, load_tokenizer
 from ..training import distributed as ddp
 from ..training.evaluation import evaluate
@@ -189,7 +189,8 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
              data_dir: str | None = None, train_file: str | None = None, dev_file: str | None = None,
              measure: bool = True, resume: bool = True) -> dict:
     """Fine-tune ``model_dir`` on ``task`` with KD from ``teacher``; writes ``out/model`` and ``out/results.json``.
-    Checkpointed after every epoch (``out/checkpoint.pt``): the same call continues an interrupted run."""
+    Checkpointed after every epoch (``out/checkpoint.pt``, removed at the end): the same call continues an
+    interrupted run."""
     settings.validate()
     set_seed(settings.seed)
     if settings.threads is not None:
@@ -221,10 +222,10 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
     steps = settings.epochs * num_batches(len(train), settings.batch_size)
     scheduler = linear_schedule(optimizer, steps, max(1, steps // 10))
     key = hash_obj({"settings": {k: v for k, v in settings.to_dict().items() if k not in ("device", "threads")},
-                    "model": str(Path(model_dir).resolve()), "teacher": str(Path(teacher).resolve()) if
-                    Path(teacher).exists() else teacher, "data": _data_source(task, data_dir, train_file, dev_file),
-                    "examples": len(train)})
-    state = Resumable("nasbert finetune", Path(out) / "checkpoint.pt", resume, key, model=model, optimizer=optimizer,
+                    "model": hash_weights(model).hexdigest()[:24], "teacher": teacher_fingerprint(tch),
+                    "data": _data_source(task, data_dir, train_file, dev_file), "examples": len(train)})
+    checkpoint = Path(out) / "checkpoint.pt"  # removed once the model and results.json are written
+    state = Resumable("nasbert finetune", checkpoint, resume, key, model=model, optimizer=optimizer,
                       scheduler=scheduler)
     best = dict(state.extra.get("best") or {})
     best_state = state.extra.get("best_state")
@@ -282,4 +283,5 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     write_json(Path(out) / "results.json", results)
+    checkpoint.unlink(missing_ok=True)
     return results

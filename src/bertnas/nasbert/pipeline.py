@@ -60,23 +60,43 @@ def _split(n: int, heldout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[k:]), np.sort(order[:k])
 
 
+def _cache_dir(settings: SupernetSettings) -> Path:
+    return Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
+
+
 def _read_texts(settings: SupernetSettings) -> Corpus:
-    """The corpus subset, read in two passes (no list of every line in memory; kept lines spill to a temp file)."""
+    """The corpus subset, read in two passes (no list of every line in memory; the kept lines spill to a temporary
+    file in the cache directory, deleted when closed)."""
+    cache = _cache_dir(settings)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BertnasError(f"cannot write in the cache directory {cache} ({exc.strerror}): pass a writable --cache-dir") from None
     return Corpus(settings.corpus, settings.max_sentences + settings.heldout_sentences, settings.seed,
-                  pairs=settings.corpus_pairs == "pairs")
+                  pairs=settings.corpus_pairs == "pairs", spill_dir=cache)
 
 
 def _states(settings: SupernetSettings, teacher=None, tokenizer=None, boundaries=None, texts: Corpus | None = None,
             keep: bool = True):
     """The corpus' cached teacher states (computed once per teacher, corpus subset, length and blocks) and the
     train / held-out split; ``keep=False`` only fills the cache (returns None)."""
-    texts = _read_texts(settings) if texts is None else texts
+    own = texts is None
+    texts = _read_texts(settings) if own else texts
+    try:
+        return _states_of(settings, texts, teacher, tokenizer, boundaries, keep)
+    finally:
+        if own:
+            texts.close()
+
+
+def _states_of(settings: SupernetSettings, texts: Corpus, teacher, tokenizer, boundaries, keep: bool):
+    """:func:`_states` for an open corpus."""
     if len(texts) < 2:
         raise BertnasError(f"corpus {settings.corpus} has {len(texts)} sentence(s): at least 2 are needed (train + held out)")
     if teacher is None:
         teacher, tokenizer = load_pretrained_teacher(settings.teacher)
     key = cache_key(teacher_fingerprint(teacher), texts, settings.max_len, boundaries)
-    cache = Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
+    cache = _cache_dir(settings)
     states = compute_block_states(teacher, tokenizer, texts, boundaries, settings.max_len,
                                   cache / f"nasbert-states-{key}", settings.teacher_batch_size, resolve_device(settings.device),
                                   settings.max_cache_gb * 1e9)
@@ -118,6 +138,7 @@ def supernet(settings: SupernetSettings, out: str | Path, resume: bool = True) -
     t0 = time.time()
     ddp.on_main(_states, settings, teacher, tokenizer, space.boundaries(), texts, keep=False)  # rank 0 fills the cache
     states, (train_idx, held_idx) = _states(settings, teacher, tokenizer, space.boundaries(), texts)  # then all open it
+    texts.close()  # the token arrays and states hold what training reads; the spilled text can go
     teacher_seconds = time.time() - t0
     logger.info("teacher states: %d training + %d held-out sentences (%.0f s)", len(train_idx), len(held_idx), teacher_seconds)
 

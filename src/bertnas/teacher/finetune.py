@@ -81,7 +81,7 @@ def finetune(
     opt = adamw(model.parameters(), lr=lr, weight_decay=0.01)
     total = max(1, num_batches(len(train), batch_size) * epochs)
     sched = linear_schedule(opt, total, max(1, total // 10))
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # resolved: `--out .` has a name to put the checkpoint beside
     checkpoint = out_dir.with_name(f".{out_dir.name}.checkpoint.pt")
     state = Resumable("teacher fine-tuning", checkpoint, resume, key, model=model, opt=opt, sched=sched)
     best, best_state = state.extra.get("best"), state.extra.get("best_state")

@@ -312,6 +312,11 @@ def knowledge_bytes(layers: int, hidden: int, examples: int, num_labels: int) ->
     return examples * ((layers + 1) * 2 * hidden * 2 + num_labels * 4)
 
 
+def tables_bytes(teacher: Teacher) -> int:
+    """Disk the teacher's embedding tables take in the knowledge cache (float32; the students start from them)."""
+    return sum(int(t.numel()) * 4 for t in teacher.embedding_tables() if t is not None)
+
+
 def require_free_space(directory: Path, needed: int, what: str, flag: str) -> None:
     """Refuse, before any work, to write ``needed`` bytes where less than that (plus 5%) is free: a full disk under a
     memory-mapped write kills the process instead of raising an error."""
@@ -348,7 +353,7 @@ def compute_knowledge(
     regression = data.spec.is_regression
     train, dev = (encode(teacher.tokenizer, ex, max_seq_len, regression) for ex in (data.train, data.dev))
     needed = knowledge_bytes(teacher.num_layers, int(teacher.model.config.hidden_size), len(train) + len(dev),
-                             max(1, data.spec.num_labels))
+                             max(1, data.spec.num_labels)) + tables_bytes(teacher)
     require_free_space(cache, needed, f"the teacher's knowledge of {len(train)} + {len(dev)} examples", "--cache-dir")
     try:
         cache.mkdir(parents=True, exist_ok=True)
