@@ -106,7 +106,8 @@ def test_split_and_batches_as_with_lists(synthetic_files, tmp_path):
     """The train / held-out split and the length-grouped batches, now numpy arrays, are the ones the lists gave."""
     import torch
 
-    from bertnas.nasbert.distill import compute_block_states, load_pretrained_teacher
+    from bertnas.nasbert.distill import compute_block_states
+    from bertnas.teacher.loading import load_encoder
     from bertnas.nasbert.pipeline import _split
 
     order = list(range(101))
@@ -115,7 +116,7 @@ def test_split_and_batches_as_with_lists(synthetic_files, tmp_path):
     assert train.tolist() == sorted(order[20:]) and held.tolist() == sorted(order[:20])
     from conftest import make_teacher
 
-    teacher, tok = load_pretrained_teacher(str(make_teacher(tmp_path / "teacher")))
+    teacher, tok = load_encoder(str(make_teacher(tmp_path / "teacher")))
     texts = read_corpus(str(synthetic_files["single"]))[:60]
     states = compute_block_states(teacher, tok, texts, [0, 1, 2], 32, tmp_path / "states")
     idx = list(range(3, 60, 2))

@@ -16,7 +16,8 @@ from bertnas.measure.profile import count_params, measure_latency
 from bertnas.nasbert import pipeline
 from bertnas.nasbert.config import SupernetSettings
 from bertnas.nasbert.costs import TeacherShape, model_params, model_parts, op_specs
-from bertnas.nasbert.distill import (block_loss, compute_block_states, load_pretrained_teacher, train_step)
+from bertnas.nasbert.distill import block_loss, compute_block_states, train_step
+from bertnas.teacher.loading import load_encoder
 from bertnas.nasbert.modeling import NasBertConfig, NasBertForSequenceClassification
 from bertnas.nasbert.select import Constraint, parse_constraints, parse_count
 from bertnas.nasbert.shrink import ShrinkState, make_bins, shrink_bin
@@ -86,7 +87,7 @@ def corpus(tmp_path_factory, synthetic_files) -> Path:
 
 
 def test_block_mse_falls(teacher_dir, corpus, tmp_path):
-    teacher, tok = load_pretrained_teacher(str(teacher_dir))
+    teacher, tok = load_encoder(str(teacher_dir))
     space = SpaceConfig(teacher_hidden=32, teacher_layers=2, num_blocks=2, layers_per_block=2, hidden_sizes=(32,), dropout=0.0)
     texts = corpus.read_text().splitlines()[:64]
     states = compute_block_states(teacher, tok, texts, space.boundaries(), 32, tmp_path / "states")
@@ -324,7 +325,7 @@ def test_states_on_the_fly_match_the_cache(teacher_dir, corpus, tmp_path):
     """A cache over --max-cache-gb is never written: the same batches come from the teacher run per batch."""
     from bertnas.nasbert.distill import LiveBlockStates
 
-    teacher, tok = load_pretrained_teacher(str(teacher_dir))
+    teacher, tok = load_encoder(str(teacher_dir))
     texts = corpus.read_text().splitlines()[:40]
     cached = compute_block_states(teacher, tok, texts, [0, 1, 2], 32, tmp_path / "cached")
     live = compute_block_states(teacher, tok, texts, [0, 1, 2], 32, tmp_path / "live", max_cache_bytes=0)
@@ -355,7 +356,7 @@ def test_pair_tasks_give_pairs_to_the_supernet(synthetic_files, teacher_dir, tmp
     assert all(split_pair(x)[1] is None for x in split)
     (tmp_path / "plain.txt").write_text("one\ttwo three\nfour five\n")
     assert read_corpus(str(tmp_path / "plain.txt")) == ["one two three", "four five"]
-    _, tok = load_pretrained_teacher(str(teacher_dir))
+    _, tok = load_encoder(str(teacher_dir))
     mixed = [items[0], "a lone sentence", items[1]]
     ids, types = tokenize_items(tok, mixed, 64)
     a, b = split_pair(items[1])
@@ -371,7 +372,7 @@ def test_corpus_tokenized_in_chunks_equals_at_once(synthetic_files, teacher_dir)
     from bertnas.data.corpus import read_corpus
     from bertnas.nasbert.distill import tokenize_corpus, tokenize_items
 
-    _, tok = load_pretrained_teacher(str(teacher_dir))
+    _, tok = load_encoder(str(teacher_dir))
     items = read_corpus(f"{synthetic_files['pair']},{synthetic_files['single']}")
     ids, types = tokenize_items(tok, items, 40)
     tokens, token_types, offsets = tokenize_corpus(tok, items, 40, chunk=7)

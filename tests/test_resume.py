@@ -143,11 +143,12 @@ def test_nasbert_pretraining_resumes_exactly(tmp_path, monkeypatch):
 
     from bertnas.data.corpus import read_corpus
     from bertnas.data.synthetic import write_task
-    from bertnas.nasbert.distill import compute_block_states, load_pretrained_teacher
+    from bertnas.nasbert.distill import compute_block_states
     from bertnas.nasbert.pretrain import pretrain_distill
+    from bertnas.teacher.loading import load_encoder
     from conftest import make_teacher, stopped_after_first_checkpoint
 
-    teacher, tok = load_pretrained_teacher(str(make_teacher(tmp_path / "teacher")))
+    teacher, tok = load_encoder(str(make_teacher(tmp_path / "teacher")))
     texts = read_corpus(str(write_task(generate("single", n_train=80, n_dev=8, seed=1), tmp_path / "task")))[:64]
     states = compute_block_states(teacher, tok, texts, [0, 1, 2], 32, tmp_path / "states")
     torch.manual_seed(0)

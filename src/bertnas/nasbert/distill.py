@@ -18,31 +18,16 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
-from transformers import AutoModel
 
 from ..data.corpus import Corpus, chunks, split_pair
-from ..errors import BertnasError, first_line
+from ..errors import BertnasError
 from ..teacher.knowledge import bf16_supported, hash_weights
-from ..teacher.loading import check_source, load_tokenizer
 from ..training import distributed as ddp
 from ..utils import atomic_dir, progress, write_json
 from .space import BlockPath, Supernet
 
 logger = logging.getLogger("bertnas")
 CACHE_VERSION = 1
-
-
-def load_pretrained_teacher(name: str, trust_remote_code: bool = False):
-    """A pre-trained BERT-family encoder (any head is dropped) and its tokenizer, in float32, eval mode."""
-    source = check_source(name)
-    try:
-        model = AutoModel.from_pretrained(source, dtype=torch.float32, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as exc:
-        raise BertnasError(f"cannot load the teacher encoder from {name}: {first_line(exc, 160)}") from exc
-    tokenizer = load_tokenizer(source, trust_remote_code)
-    if not hasattr(model.config, "num_hidden_layers") or not hasattr(model.config, "hidden_size"):
-        raise BertnasError(f"teacher {name} is not a BERT-family encoder (no num_hidden_layers/hidden_size in its config)")
-    return model.eval(), tokenizer
 
 
 def teacher_fingerprint(model: torch.nn.Module) -> str:

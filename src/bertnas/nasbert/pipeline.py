@@ -31,13 +31,13 @@ from ..errors import BertnasError
 from ..measure.latency_table import LatencyTable, cached_table, measure_table
 from ..measure.profile import random_batch, count_params, measure_latency
 from ..teacher.knowledge import default_cache_dir
+from ..teacher.loading import load_encoder
 from ..training import distributed as ddp
 from ..utils import atomic_dir, read_json, resolve_device, run_metadata, set_seed, write_json
 from .config import SupernetSettings
 from .costs import (TeacherShape, block_op_specs, block_parts, model_parts, op_specs, path_latencies,
                     predict_latency)
-from .distill import (cache_key, chain_loss, compute_block_states, load_pretrained_teacher, score_path,
-                      teacher_fingerprint)
+from .distill import cache_key, chain_loss, compute_block_states, score_path, teacher_fingerprint
 from .select import build_student, choose_embedding_size, combine, out_of_budget, parse_constraints, select_best
 from .space import Architecture, SpaceConfig, Supernet, enumerate_paths, path_params
 from .train import train_supernet
@@ -94,7 +94,7 @@ def _states_of(settings: SupernetSettings, texts: Corpus, teacher, tokenizer, bo
     if len(texts) < 2:
         raise BertnasError(f"corpus {settings.corpus} has {len(texts)} sentence(s): at least 2 are needed (train + held out)")
     if teacher is None:
-        teacher, tokenizer = load_pretrained_teacher(settings.teacher)
+        teacher, tokenizer = load_encoder(settings.teacher)
     key = cache_key(teacher_fingerprint(teacher), texts, settings.max_len, boundaries)
     cache = _cache_dir(settings)
     states = compute_block_states(teacher, tokenizer, texts, boundaries, settings.max_len,
@@ -119,7 +119,7 @@ def supernet(settings: SupernetSettings, out: str | Path, resume: bool = True) -
     set_threads(settings.threads)
     t_start = time.time()
     texts = _read_texts(settings)  # the cheap checks first: a bad corpus fails before the teacher loads
-    teacher, tokenizer = load_pretrained_teacher(settings.teacher)
+    teacher, tokenizer = load_encoder(settings.teacher)
     shape = TeacherShape.of(teacher.config)
     space = SpaceConfig(teacher_hidden=shape.hidden, teacher_layers=int(teacher.config.num_hidden_layers),
                         num_blocks=settings.num_blocks, layers_per_block=settings.layers_per_block,
@@ -243,7 +243,7 @@ def select(out: str | Path, max_params: str | None = None, max_latency_ms: str |
     if blocks is None:
         raise BertnasError(f"{out}/supernet/candidates.json not found: `bertnas nasbert supernet --out {out}` has not finished")
     net = _load_supernet(out, space)
-    teacher, tokenizer = load_pretrained_teacher(settings.teacher)
+    teacher, tokenizer = load_encoder(settings.teacher)
     states, (_, held_idx) = _states(settings, teacher, tokenizer, space.boundaries())
     device = resolve_device(device)
     held_out = [to_device(b, device) for b in states.batches(held_idx, settings.batch_size)]  # every held-out sentence
@@ -371,7 +371,7 @@ def baseline(out: str | Path, resume: bool = True, measure: bool = True, models:
     shape = TeacherShape(**read_json(out / "teacher_shape.json"))
     table = LatencyTable.load(out / "latency.json") if (out / "latency.json").is_file() else None
     table_device = table.hardware.get("device", "cpu") if table is not None else "cpu"  # where models are timed
-    teacher, tokenizer = load_pretrained_teacher(settings.teacher)
+    teacher, tokenizer = load_encoder(settings.teacher)
     states, (train_idx, held_idx) = _states(settings, teacher, tokenizer, space.boundaries())
     held_out = list(states.batches(held_idx, settings.batch_size))
     device = resolve_device(settings.device)

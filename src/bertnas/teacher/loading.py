@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
 from ..data.examples import TaskSpec
 from ..errors import BertnasError, first_line
@@ -147,3 +147,17 @@ def _label_order(config, spec: TaskSpec, name: str, assume_label_order: bool = F
     logger.warning("teacher labels %s do not name the task labels %s; assuming the same order (--assume-label-order)",
                    names, spec.labels)
     return None
+
+
+def load_encoder(name: str, trust_remote_code: bool = False):
+    """A pre-trained BERT-family encoder (any head is dropped) and its tokenizer, in float32, eval mode: the teacher
+    of task-agnostic distillation (NAS-BERT), where :func:`load_teacher` loads a fine-tuned classifier."""
+    source = check_source(name)
+    try:
+        model = AutoModel.from_pretrained(source, dtype=torch.float32, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as exc:
+        raise BertnasError(f"cannot load the teacher encoder from {name}: {first_line(exc, 160)}") from exc
+    tokenizer = load_tokenizer(source, trust_remote_code)
+    if not hasattr(model.config, "num_hidden_layers") or not hasattr(model.config, "hidden_size"):
+        raise BertnasError(f"teacher {name} is not a BERT-family encoder (no num_hidden_layers/hidden_size in its config)")
+    return model.eval(), tokenizer
