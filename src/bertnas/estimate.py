@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import statistics
 import tempfile
 import time
@@ -190,7 +189,7 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
     ``plan(costs) -> (settings, description)``: the knobs a budgeted run would choose with these costs
     (``bertnas.budget.planner``); the estimate is then for them."""
     from .adabert import pipeline
-    from .teacher.knowledge import default_cache_dir, knowledge_bytes, knowledge_key, tables_bytes
+    from .teacher.knowledge import default_cache_dir, free_bytes, knowledge_bytes, knowledge_key, tables_bytes
     from .teacher.loading import load_teacher
 
     out = Path(out)
@@ -209,9 +208,6 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
     disk = 0 if hit else (knowledge_bytes(teacher.num_layers, int(teacher.model.config.hidden_size), n + len(data.dev),
                                           labels) + tables_bytes(teacher))
     disk += n_aug * (teacher.num_layers + 1) * labels * 4  # copies: the teacher's logits and each probe's, float32
-    probe = cache
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
     del teacher
 
     lines = [
@@ -222,7 +218,7 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
         f"{sum(l >= cfg.max_seq_len for l in lengths):,} cut at --max-seq-len {cfg.max_seq_len}",
         f"teacher knowledge: {'cache hit' if hit else 'not cached yet'} ({cache / f'knowledge-{key}'})",
         f"cache disk to write: {disk / 1e9:.2f} GB (knowledge{' cached' if hit else ''}"
-        + (f", {n_aug:,} copies' logits" if n_aug else "") + f"); {shutil.disk_usage(probe).free / 1e9:.1f} GB free there",
+        + (f", {n_aug:,} copies' logits" if n_aug else "") + f"); {free_bytes(cache) / 1e9:.1f} GB free there",
     ]
     if done:
         lines.append(f"already done in {out} for these settings (would be skipped): {', '.join(sorted(done))}")

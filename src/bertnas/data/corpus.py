@@ -293,17 +293,13 @@ class Corpus:
 
     def chunks(self, size: int) -> Iterator[list[str]]:
         """The items in order, ``size`` at a time."""
-        for start in range(0, len(self), size):
-            yield [self[i] for i in range(start, min(start + size, len(self)))]
+        return chunks(self, size)
 
 
 def chunks(texts: Sequence[str] | Corpus, size: int) -> Iterator[list[str]]:
-    """``texts`` (a list or a :class:`Corpus`) ``size`` items at a time."""
-    if isinstance(texts, Corpus):
-        yield from texts.chunks(size)
-    else:
-        for start in range(0, len(texts), size):
-            yield list(texts[start : start + size])
+    """``texts`` (a list or a :class:`Corpus`: anything with a length and items by index) ``size`` items at a time."""
+    for start in range(0, len(texts), size):
+        yield [texts[i] for i in range(start, min(start + size, len(texts)))]
 
 
 def read_corpus(spec: str, max_sentences: int | None = None, seed: int = 0, min_chars: int = 1,

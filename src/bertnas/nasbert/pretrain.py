@@ -51,7 +51,8 @@ def pretrain_distill(model_dir: str, states: BlockStates, train_idx: Sequence[in
     epoch_steps = (len(train_idx) + batch_size - 1) // batch_size
     scheduler = linear_schedule(optimizer, epochs * epoch_steps)
     out = Path(out).resolve()  # resolved: `--save .` has a name to put the checkpoint beside
-    key = hash_obj({"model": str(Path(model_dir).resolve()), "config": model.config.to_dict(), "states": states.meta.get("key", Path(states.directory).name), "meta": states.meta,
+    key = hash_obj({"model": str(Path(model_dir).resolve()), "config": model.config.to_dict(),
+                    "states": states.meta.get("key", Path(states.directory).name), "meta": states.meta,
                     "sentences": len(train_idx), "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed})
     checkpoint = out.with_name(f".{out.name}.checkpoint.pt")
     state = Resumable("nasbert pretrain", checkpoint, resume, key, model=model, to_teacher=to_teacher,

@@ -12,12 +12,12 @@ from ..data.encode import encode, num_batches
 from ..data.examples import TaskData
 from ..errors import BertnasError, first_line
 from ..training.evaluation import evaluate
-from .knowledge import hash_weights
 from ..training.loop import Resumable, run_epochs, train_pass
 from ..training.losses import LossParts, task_loss
 from ..training.optim import adamw
 from ..training.schedule import linear_schedule
 from ..utils import atomic_dir, hash_obj, set_seed, write_json
+from .knowledge import hash_weights
 
 logger = logging.getLogger("bertnas")
 

@@ -317,13 +317,18 @@ def tables_bytes(teacher: Teacher) -> int:
     return sum(int(t.numel()) * 4 for t in teacher.embedding_tables() if t is not None)
 
 
+def free_bytes(directory: Path) -> int:
+    """Free space on the disk ``directory`` is (or will be) on: that of its nearest existing folder."""
+    probe = Path(directory)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
 def require_free_space(directory: Path, needed: int, what: str, flag: str) -> None:
     """Refuse, before any work, to write ``needed`` bytes where less than that (plus 5%) is free: a full disk under a
     memory-mapped write kills the process instead of raising an error."""
-    probe = Path(directory)
-    while not probe.exists() and probe != probe.parent:  # the nearest existing folder tells the disk's free space
-        probe = probe.parent
-    free = shutil.disk_usage(probe).free
+    free = free_bytes(directory)
     if needed * 1.05 > free:
         raise BertnasError(f"{what} needs {needed / 1e9:.1f} GB but {directory} has {free / 1e9:.1f} GB free: free "
                            f"space there or pass {flag} on a disk with room")
