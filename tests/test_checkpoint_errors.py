@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from bertnas.adabert.searcher import search
 from bertnas.errors import BertnasError
@@ -118,15 +117,19 @@ def test_nasbert_damaged_checkpoint_warns_and_starts_over(nb_settings, tmp_path,
 
     out = tmp_path / "nb"
     pipeline.supernet(nb_settings, out)
-    ckpt = out / "supernet" / "checkpoint"
-    assert (ckpt / "optimizer.pt").is_file(), sorted(p.name for p in out.rglob("*"))
-    (ckpt / "optimizer.pt").write_bytes(b"cut")
+    ckpt = out / "supernet" / "checkpoint.pt"
+    assert ckpt.is_file(), sorted(p.name for p in out.rglob("*"))
+    good = ckpt.read_bytes()
+    ckpt.write_bytes(b"cut")
     caplog.set_level(logging.INFO, logger="bertnas")
     summary = pipeline.supernet(nb_settings, out)
     assert f"cannot resume from checkpoint {ckpt}, it is damaged" in caplog.text
-    assert "starting the supernet over" in caplog.text and "resuming the supernet" not in caplog.text
+    assert "starting stage nasbert supernet over" in caplog.text and "resuming after epoch" not in caplog.text
     assert len(summary["epochs"]) == 1
     # readable, same settings, but weights of another supernet: the error with the fix
-    save_file({"not.a.weight": torch.zeros(2)}, str(ckpt / "supernet.safetensors"))
-    with pytest.raises(BertnasError, match=r"does not fit this supernet .*delete it, or pass --no-resume"):
+    ckpt.write_bytes(good)
+    state = torch.load(ckpt, weights_only=True)
+    state["supernet"] = {"not.a.weight": torch.zeros(2)}
+    torch.save(state, ckpt)
+    with pytest.raises(BertnasError, match=r"does not fit stage nasbert supernet .*delete it, or pass --no-resume"):
         pipeline.supernet(nb_settings, out)

@@ -167,8 +167,30 @@ def test_resume_continues_from_the_checkpoint(run_dir, caplog):
     settings = SupernetSettings.from_dict(read_json(run_dir / "settings.json"))
     caplog.set_level("INFO", logger="bertnas")
     summary = pipeline.supernet(settings, run_dir)  # every epoch is done: nothing is trained again
-    assert "resuming the supernet from epoch 3" in caplog.text
+    assert "nasbert supernet: resuming after epoch 3" in caplog.text
     assert len(summary["epochs"]) == 3
+
+
+def test_supernet_killed_after_an_epoch_resumes_to_the_same_result(teacher_dir, corpus, tmp_path, monkeypatch):
+    """The supernet runs the shared loop: killed after its first epoch's checkpoint (shrinking included) and run
+    again, it ends with the weights, shrink state and log of an uninterrupted run."""
+    from conftest import stopped_after_first_checkpoint
+    from safetensors.torch import load_file
+
+    settings = SupernetSettings(teacher=str(teacher_dir), corpus=str(corpus), max_sentences=60, heldout_sentences=16,
+                                max_len=24, num_blocks=2, layers_per_block=2, hidden_sizes="16", epochs=2,
+                                warmup_epochs=0, bins=2, samples_per_bin=4, keep_per_bin=1, score_batches=1,
+                                batch_size=16, threads=1)
+    whole = pipeline.supernet(settings, tmp_path / "whole")
+    with stopped_after_first_checkpoint(monkeypatch), pytest.raises(KeyboardInterrupt):
+        pipeline.supernet(settings, tmp_path / "cut")
+    again = pipeline.supernet(settings, tmp_path / "cut")
+    assert again["shrinks"] == whole["shrinks"] and len(whole["shrinks"]) == 2
+    drop = ("seconds", "seconds_total")
+    assert [{k: v for k, v in e.items() if k not in drop} for e in again["epochs"]] == \
+        [{k: v for k, v in e.items() if k not in drop} for e in whole["epochs"]]
+    a, b = (load_file(str(tmp_path / d / "supernet" / "supernet.safetensors")) for d in ("whole", "cut"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_latency_table_predicts_a_model_it_measured(run_dir):
@@ -307,9 +329,9 @@ def test_baselines_are_trained_like_the_supernet(run_dir):
             assert gap == pytest.approx(min(abs(predict_latency(table, a, shape.hidden, 16, 1) - m["predicted_ms_b1"])
                                             for a in shapes))
         assert b["epochs"] == len(supernet_log) and math.isfinite(b["exact_loss"])
-        ckpt = json.loads((run_dir / "baselines" / f"{arch.blocks[0].hidden}x{arch.blocks[0].depth // 2}-E{arch.embedding_size}"
-                           / "checkpoint" / "state.json").read_text())
-        assert [e["lr"] for e in ckpt["log"]] == pytest.approx([e["lr"] for e in supernet_log])
+        ckpt = torch.load(run_dir / "baselines" / f"{arch.blocks[0].hidden}x{arch.blocks[0].depth // 2}-E{arch.embedding_size}"
+                          / "checkpoint.pt", weights_only=True)
+        assert [e["lr"] for e in ckpt["history"]] == pytest.approx([e["lr"] for e in supernet_log])
         model = AutoModel.from_pretrained(b["dir"])
         assert model.config.architecture == b["architecture"]
     # one model's baselines again (e.g. in a second process): the others stay in baselines.json

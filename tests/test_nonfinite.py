@@ -76,12 +76,21 @@ def test_nan_in_retraining_stops_without_writing_the_model(probed, tmp_path):
     assert (probed / "search" / "student" / "model.safetensors").read_bytes() == student
 
 
-def test_nasbert_loops_share_the_check():
-    """NAS-BERT's own loops (supernet, pretrain, finetune) stop through the same one line."""
+def test_nasbert_supernet_stops_on_a_nonfinite_loss(tmp_path, synthetic_files):
+    """The supernet runs the shared loop: a loss gone NaN/inf stops it with the same one line."""
+    from bertnas.data.corpus import read_corpus
     from bertnas.errors import BertnasError
-    from bertnas.training.loop import stop_if_nonfinite
+    from bertnas.nasbert import pipeline
+    from bertnas.nasbert.config import SupernetSettings
+    from conftest import make_teacher
 
-    stop_if_nonfinite({"mse": 0.5}, "nasbert finetune", 1, 3, 4, 10)  # finite: nothing happens
-    with pytest.raises(BertnasError, match=r"stage nasbert finetune stopped at epoch 2/3, batch 4/10: the loss is inf "
-                                           r"\(mse inf\); no checkpoint of this stage yet"):
-        stop_if_nonfinite({"mse": float("inf")}, "nasbert finetune", 2, 3, 4, 10)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(read_corpus(str(synthetic_files["single"]))[:60]) + "\n")
+    settings = SupernetSettings(teacher=str(make_teacher(tmp_path / "teacher")), corpus=str(corpus), max_sentences=50,
+                                heldout_sentences=10, max_len=24, num_blocks=2, layers_per_block=2, hidden_sizes="16",
+                                epochs=1, warmup_epochs=1, bins=1, samples_per_bin=2, keep_per_bin=2, score_batches=1,
+                                batch_size=8, threads=1, lr=1e30)
+    with pytest.raises(BertnasError, match=r"stage nasbert supernet stopped at epoch 1/1, batch \d+/\d+: the loss is "
+                                           r"(nan|inf) .*no checkpoint of this stage yet"):
+        pipeline.supernet(settings, tmp_path / "nb")
+    assert not (tmp_path / "nb" / "supernet" / "checkpoint.pt").exists()

@@ -90,6 +90,14 @@ class ShrinkState:
     def to_dict(self) -> dict:
         return {"bins": [[[str(p) for p in b] for b in block] for block in self.bins], "history": self.history}
 
+    def state_dict(self) -> dict:
+        """For the shared loop's checkpoint (strings and numbers only: loadable with ``weights_only``)."""
+        return self.to_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        restored = ShrinkState.from_dict(state)
+        self.bins, self.history = restored.bins, restored.history
+
     @classmethod
     def from_dict(cls, d: dict) -> "ShrinkState":
         return cls([[[BlockPath.parse(p) for p in b] for b in block] for block in d["bins"]], list(d.get("history", [])))

@@ -71,15 +71,6 @@ def nonfinite_message(stage: str, epoch: int, epochs: int, exc: NonFiniteLoss, c
     return f"stage {stage} stopped at {where}: {exc.what}; {saved}; {hint}, then run the command again"
 
 
-def stop_if_nonfinite(values: dict[str, float], stage: str, epoch: int, epochs: int, batch: int, steps: int,
-                      checkpoint: Path | None = None, done_epochs: int = 0) -> None:
-    """For loops of their own (NAS-BERT's): a NaN/inf loss part stops ``stage`` with :func:`nonfinite_message`."""
-    try:
-        check_finite(values, batch, steps)
-    except NonFiniteLoss as exc:
-        raise BertnasError(nonfinite_message(stage, epoch, epochs, exc, checkpoint, done_epochs)) from None
-
-
 def nonfinite_weights(modules: dict[str, object]) -> str | None:
     """The first module parameter or buffer that is NaN or inf, as ``name.key``, or None."""
     for name, obj in modules.items():
