@@ -16,12 +16,15 @@ def bertnas(*args: str) -> subprocess.CompletedProcess:
 def test_cli_end_to_end(tmp_path, synthetic_files):
     teacher = make_teacher(tmp_path / "teacher")
     data, out = synthetic_files["single"], tmp_path / "run"
+    config = tmp_path / "supernet.yaml"  # settings from a file, as AdaBERT's --config; the flags win over it
+    config.write_text("bins: 2\nsamples-per-bin: 6\nkeep_per_bin: 2\nscore_batches: 1\nepochs: 5\n")
     proc = bertnas("supernet", "--teacher", str(teacher), "--corpus", str(data), "--out", str(out), "--max-sentences", "100",
                    "--heldout-sentences", "16", "--max-len", "24", "--num-blocks", "2", "--hidden-sizes", "16,32",
-                   "--epochs", "2", "--bins", "2", "--samples-per-bin", "6", "--keep-per-bin", "2", "--score-batches", "1",
-                   "--threads", "1", "--cache-dir", str(tmp_path / "cache"))
+                   "--epochs", "2", "--config", str(config), "--threads", "1", "--cache-dir", str(tmp_path / "cache"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "paths left per block" in proc.stdout
+    saved = json.loads((out / "settings.json").read_text())
+    assert (saved["epochs"], saved["bins"], saved["samples_per_bin"], saved["keep_per_bin"]) == (2, 2, 6, 2)
     proc = bertnas("latency", "--out", str(out), "--seq-len", "16", "--batch-sizes", "1", "--embedding-sizes", "16,32",
                    "--repeats", "2", "--threads", "1")
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -89,3 +92,19 @@ def test_select_before_supernet(tmp_path, capsys):
 def test_bad_hidden_sizes(tmp_path, tiny_teacher, synthetic_files, capsys):
     assert_clean_error(capsys, ["supernet", "--teacher", str(tiny_teacher), "--corpus", str(synthetic_files["single"]),
                                 "--out", str(tmp_path / "o"), "--hidden-sizes", "16,abc"], "--hidden-sizes")
+
+
+def test_settings_errors_are_the_shared_one_line(tmp_path, tiny_teacher, synthetic_files, capsys):
+    """NAS-BERT's settings are checked like AdaBERT's: the value, the rule and the flag; a config file's unknown
+    key gets its close match."""
+    base = ["supernet", "--teacher", str(tiny_teacher), "--corpus", str(synthetic_files["single"]), "--out",
+            str(tmp_path / "o")]
+    assert_clean_error(capsys, [*base, "--lr", "0"], "invalid config value lr=0.0: must be > 0", "(flag --lr)")
+    assert_clean_error(capsys, [*base, "--dropout", "nan"], "invalid config value dropout=nan: must be a finite number")
+    config = tmp_path / "bad.yaml"
+    config.write_text("hiden_sizes: 16\n")
+    assert_clean_error(capsys, [*base, "--config", str(config)], "unknown setting 'hiden_sizes'", "hidden_sizes")
+    config.write_text("lr: 0\n")  # the flag's value wins over the file's
+    assert_clean_error(capsys, [*base, "--config", str(config), "--lr", "0.001", "--epochs", "0"],
+                       "invalid config value epochs=0: must be >= 1")
+    assert not (tmp_path / "o").exists()

@@ -143,8 +143,8 @@ def test_copies_are_labelled_with_the_teachers_prediction(setup):
 
 
 @pytest.mark.parametrize("flag, value, words", [
-    ("--augment", "-1", "--augment must be >= 0"),
-    ("--augment-replace-prob", "1.5", "--augment-replace-prob must be in [0, 1]"),
+    ("--augment", "-1", "invalid config value augment=-1: must be >= 0 (0 turns augmentation off) (flag --augment)"),
+    ("--augment-replace-prob", "1.5", "augment_replace_prob=1.5: must be in [0, 1] (flag --augment-replace-prob)"),
     ("--val-examples", "300", "--val-examples 300 would leave 100 of 400"),
 ])
 def test_bad_settings_are_one_line_errors(setup, capsys, flag, value, words):

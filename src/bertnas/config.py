@@ -7,10 +7,11 @@ and explained in docs/design.md.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, get_type_hints
 
@@ -23,12 +24,78 @@ LR_MAX = 10.0  # Adam/AdamW diverge long before this; the defaults are 1e-3 to 3
 TEMPERATURE_MAX = 100.0  # softmax temperatures (Gumbel tau, distillation T): beyond this every sample is uniform
 
 
-def _f(default: Any, help: str, group: str, **choices: Any) -> Any:
+def setting(default: Any, help: str, group: str, **choices: Any) -> Any:
+    """A settings field: its default, its help (the flag's and the docs'), its group (the flags' section) and,
+    optionally, ``choices``. Every settings class of both methods declares its fields this way."""
     return field(default=default, metadata={"help": help, "group": group, **choices})
 
 
+_f = setting
+
+
+class Settings:
+    """What every settings dataclass shares (AdaBERT's :class:`RunConfig`, NAS-BERT's stages): a dict form
+    saved into run directories, typed updates from config files and flags (unknown names get a close match),
+    and one style of validation error that names the value, the rule and the flag."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        from .utils import write_json
+
+        write_json(path, self.to_dict())
+
+    def update(self, values: dict[str, Any], source: str = "config"):
+        """A copy with ``values`` applied; unknown keys and wrongly typed values raise BertnasError."""
+        known = {f.name: f for f in fields(self)}
+        hints = get_type_hints(type(self))
+        out = dataclasses.replace(self)
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise BertnasError(f"{source}: unknown setting {key!r}{hint}")
+            setattr(out, name, _coerce(name, value, hints[name], source))
+        return out
+
+    def invalid(self, name: str, rule: str) -> BertnasError:
+        """The one-line error for a bad value: ``invalid config value name=value: rule (flag --name)``."""
+        flag = "--" + name.replace("_", "-")
+        return BertnasError(f"invalid config value {name}={getattr(self, name)!r}: {rule} (flag {flag})")
+
+    def check_common(self) -> None:
+        """The checks every field gets from its type and metadata, before the class's own rules: finite
+        floats, ints within torch's int range (the seed within numpy's), the field's ``choices``."""
+        import math
+
+        hints = get_type_hints(type(self))
+        for f in fields(self):
+            value, kind = getattr(self, f.name), str(hints[f.name])
+            if "float" in kind and isinstance(value, float) and not math.isfinite(value):
+                raise self.invalid(f.name, "must be a finite number")
+            if "int" in kind and isinstance(value, int) and not isinstance(value, bool):
+                if f.name == "seed" and not 0 <= value <= SEED_MAX:
+                    raise self.invalid("seed", f"must be in [0, {SEED_MAX}], numpy's seed range")
+                if f.name != "seed" and value > INT_MAX:
+                    raise self.invalid(f.name, f"must be at most {INT_MAX}")
+            allowed = f.metadata.get("choices")
+            if allowed and value not in allowed:
+                raise self.invalid(f.name, f"must be one of {', '.join(allowed)}")
+
+    def check_float32(self) -> None:
+        """After the class's own rules (their messages are the more useful): the catch-all for a float
+        setting without a tighter bound, within float32's range (torch computes in float32)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and abs(value) > FLOAT32_MAX:
+                raise self.invalid(f.name, f"is beyond float32's range (at most {FLOAT32_MAX:.3g})"
+                                           + (f"; the default is {f.default!r}" if f.default is not None else ""))
+
+
 @dataclass
-class RunConfig:
+class RunConfig(Settings):
     # --- data ---
     task: str = _f("", "GLUE task name (sst2, mrpc, cola, qqp, stsb, mnli, qnli, rte, wnli) or a name for custom --train-file/--dev-file data", "data")
     data_dir: str | None = _f(None, "GLUE task folder with train.tsv and dev.tsv (e.g. glue_data/SST-2)", "data")
@@ -78,7 +145,7 @@ class RunConfig:
     temperature: float = _f(1.0, "distillation temperature T", "search")
     attentive_kd: bool = _f(True, "weight distillation pairs by how well each teacher layer predicts the gold label", "search")
     min_parametric: int = _f(1, "collapse guard: parametric ops each node keeps at derivation (0 disables)", "search")
-    search_max_examples: int | None = _f(20000, "search on a random subset of N training examples (copies included; 0 or unset: all). Default 20,000: on SST-2 a search on all 62,349 for 3 epochs took 3x as long and its student scored no better (docs/learning_curves.md) (ours)", "search")
+    search_max_examples: int | None = _f(20000, "search on a random subset of N training examples (copies included; 0 or unset: all). Default 20,000: searching on more cost time without a better student (the measurement: docs/learning_curves.md) (ours)", "search")
     arch_data: str = _f("auto", "what the architecture steps learn from: val (batches of the held-out validation split, DARTS' bilevel), train (the weights' own batches, one level, as AdaBERT's code), or auto: val when there is a validation split (--val-examples), else train (ours)", "search", choices=("auto", "val", "train"))
     arch_entropy: float = _f(0.0, "weight of an entropy penalty on the op and depth distributions, ramped from 0 to this value over the architecture epochs; pushes the search to commit (0: off) (ours)", "search")
     bn_recalibration: int = _f(20, "batches of training data that re-estimate the search network's BatchNorm statistics for a derived architecture before it is scored (each epoch's check, --derive-candidates) or handed to further training; the statistics the search kept are a blend over every sampled architecture (0: off) (ours)", "search")
@@ -113,33 +180,15 @@ class RunConfig:
 
         Every number is bounded as well as range-checked: a finite value beyond what float32 (torch) or
         numpy's seeding hold would pass a ``> 0`` test and then fail as a traceback in the middle of a run."""
-        def bad(name: str, rule: str) -> BertnasError:
-            flag = "--" + name.replace("_", "-")
-            return BertnasError(f"invalid config value {name}={getattr(self, name)!r}: {rule} (flag {flag})")
-
-        import math
-
-        hints = get_type_hints(type(self))
+        bad = self.invalid
         defaults = {f.name: f.default for f in fields(self)}
-        for f in fields(self):  # NaN and inf pass every comparison below: refuse them first
-            value, kind = getattr(self, f.name), str(hints[f.name])
-            if "float" in kind and isinstance(value, float):
-                if not math.isfinite(value):
-                    raise bad(f.name, "must be a finite number")
-            if (f.name != "seed" and "int" in kind and isinstance(value, int) and not isinstance(value, bool)
-                    and value > INT_MAX):  # the seed has numpy's wider range, checked below; each int's lower
-                raise bad(f.name, f"must be at most {INT_MAX}")  # bound is checked below, with its own message
-            allowed = f.metadata.get("choices")
-            if allowed and value not in allowed:
-                raise bad(f.name, f"must be one of {', '.join(allowed)}")
+        self.check_common()  # NaN and inf pass every comparison below: they are refused first
         for name in ["probe_lr", "search_lr", "arch_lr", "retrain_lr"]:
             if not 0 < getattr(self, name) <= LR_MAX:
                 raise bad(name, f"must be > 0 and at most {LR_MAX:g}; the default is {defaults[name]:g}")
         for name in ["tau_max", "tau_min", "temperature"]:
             if not 0 < getattr(self, name) <= TEMPERATURE_MAX:
                 raise bad(name, f"must be > 0 and at most {TEMPERATURE_MAX:g}; the default is {defaults[name]:g}")
-        if not 0 <= self.seed <= SEED_MAX:
-            raise bad("seed", f"must be in [0, {SEED_MAX}], numpy's seed range")
         positive_ints = ["max_seq_len", "teacher_batch_size", "hidden_size", "k_max", "search_epochs",
                          "search_batch_size", "retrain_batch_size", "eval_seq_len", "latency_threads",
                          "latency_repeats", "arch_update_interval", "latency_table_batch"]
@@ -203,11 +252,7 @@ class RunConfig:
                                          "at most 30 days)") from None
         if not 0 <= self.min_parametric <= 2:
             raise bad("min_parametric", "must be 0, 1 or 2 (each node keeps 2 edges)")
-        for f in fields(self):  # the catch-all for a float setting without a tighter bound above
-            value = getattr(self, f.name)
-            if isinstance(value, float) and abs(value) > FLOAT32_MAX:
-                raise bad(f.name, f"is beyond float32's range (at most {FLOAT32_MAX:.3g})"
-                                  + (f"; the default is {f.default!r}" if f.default is not None else ""))
+        self.check_float32()
         return self
 
     @property
@@ -228,31 +273,9 @@ class RunConfig:
         if "task" in names and not (self.data_dir or self.train_file):
             raise BertnasError("no data given: pass --data-dir GLUE_TASK_DIR, or --train-file and --dev-file")
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> "RunConfig":
         return cls().update(values, source)
-
-    def update(self, values: dict[str, Any], source: str = "config") -> "RunConfig":
-        """A copy with ``values`` applied; unknown keys and wrongly typed values raise BertnasError."""
-        known = {f.name: f for f in fields(self)}
-        hints = get_type_hints(type(self))
-        out = dataclasses.replace(self)
-        for key, value in values.items():
-            name = key.replace("-", "_")
-            if name not in known:
-                close = difflib.get_close_matches(name, known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise BertnasError(f"{source}: unknown setting {key!r}{hint}")
-            setattr(out, name, _coerce(name, value, hints[name], source))
-        return out
-
-    def save(self, path: str | Path) -> None:
-        from .utils import write_json
-
-        write_json(path, self.to_dict())
 
 
 def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
@@ -322,5 +345,59 @@ def load_config_file(path: str | Path, known: Iterable[str] | None = None) -> di
             unknown.append(f"{key!r}" + (f" (close matches: {', '.join(close)})" if close else ""))
     if unknown:
         raise BertnasError(f"config file {path}: unknown setting{'s' if len(unknown) > 1 else ''} {'; '.join(unknown)}; "
-                           "settings are the flags' names (`bertnas run --help`) with _ or -")
+                           "settings are the command's flag names (its --help) with _ or -")
     return data
+
+
+# ------------------------------------------------------------------ flags: one generator for every settings class
+def add_settings_flags(parser: argparse.ArgumentParser, cls: type[Settings], groups: list[str] | None = None) -> None:
+    """One flag per field of ``cls`` in ``groups`` (None: every group, in field order), in an argument group per
+    settings group. A flag not given is absent from the parsed namespace, so only what the user typed overrides
+    the defaults, the config file and the run."""
+    hints = get_type_hints(cls)
+    if groups is None:
+        groups = list(dict.fromkeys(f.metadata["group"] for f in fields(cls)))
+    sections = {g: parser.add_argument_group(f"{g} settings") for g in groups}
+    for f in fields(cls):
+        group = f.metadata["group"]
+        if group not in sections:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = str(hints[f.name])
+        default = f.default if f.default is not MISSING else None
+        help_text = f"{f.metadata['help']} (default: {default})"
+        if "bool" in kind:
+            sections[group].add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+        else:
+            typ = int if "int" in kind else float if "float" in kind else str
+            choices = f.metadata.get("choices")
+            sections[group].add_argument(flag, type=typ, default=argparse.SUPPRESS, choices=choices,
+                                         metavar="{" + ",".join(choices) + "}" if choices else f.name.upper(),
+                                         help=help_text)
+
+
+def given_flags(args: argparse.Namespace, cls: type[Settings]) -> dict:
+    """The settings given as flags (the others are absent from ``args``, see :func:`add_config_flags`)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
+def read_config_file(path: str, cls: type[Settings] | None = None) -> dict:
+    """``--config FILE`` read by :func:`load_config_file` against ``cls``'s fields, plus the checks it leaves
+    to us: UTF-8 text and setting names that are text (YAML allows numbers, booleans and null as keys)."""
+    try:
+        values = load_config_file(path, [f.name for f in fields(cls or RunConfig)])
+    except UnicodeDecodeError as exc:
+        raise BertnasError(f"config file {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    bad = [k for k in values if not isinstance(k, str)]
+    if bad:
+        raise BertnasError(f"config file {path}: setting names must be text, got {bad[0]!r}: use names like "
+                           "search_epochs or search-epochs")
+    return values
+
+
+def resolve_settings(args: argparse.Namespace, cls: type[Settings], base: Settings | None = None) -> Settings:
+    """The validated settings of a command: ``base`` (default: ``cls()``), then ``--config FILE``, then the flags."""
+    file_values = read_config_file(args.config, cls) if getattr(args, "config", None) else {}
+    cfg = (base if base is not None else cls()).update(file_values, str(args.config) if file_values else "config")
+    return cfg.update(given_flags(args, cls), "command line").validate()

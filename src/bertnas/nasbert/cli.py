@@ -1,32 +1,19 @@
 """Command line of NAS-BERT: ``bertnas nasbert supernet|latency|select|pretrain|baseline|finetune``.
 
-Every setting of :class:`~.config.SupernetSettings` and :class:`~.config.FinetuneSettings` is a flag; the
-CLI in ``bertnas.cli`` prints a :class:`BertnasError` as one line and exits 2.
+Every setting of :class:`~.config.SupernetSettings` and :class:`~.config.FinetuneSettings` is a flag and a key
+of ``--config FILE``, by the same generator and validation as AdaBERT's (``bertnas.config``); the CLI in
+``bertnas.cli`` prints a :class:`BertnasError` as one line and exits 2.
 """
 from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import MISSING, fields
-from typing import get_type_hints
 
 from ..errors import BertnasError
+from ..config import add_settings_flags, resolve_settings
 from .config import FinetuneSettings, SupernetSettings
 
 logger = logging.getLogger("bertnas")
-
-
-def _flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
-    hints = get_type_hints(cls)
-    for f in fields(cls):
-        if f.name in skip:
-            continue
-        kind = str(hints[f.name])
-        typ = int if "int" in kind else float if "float" in kind else str
-        default = f.default if f.default is not MISSING else None
-        what = getattr(cls, "FLAG_HELP", {}).get(f.name)
-        parser.add_argument("--" + f.name.replace("_", "-"), type=typ, default=default, metavar=f.name.upper(),
-                            help=f"{what} (default: {default})" if what else f"(default: {default})")
 
 
 def _ints(text: str, flag: str) -> tuple[int, ...]:
@@ -47,7 +34,8 @@ def add_nasbert_parser(sub: argparse._SubParsersAction) -> None:
     s = nsub.add_parser("supernet", help="block-wise distillation + progressive shrinking (resumable)")
     s.add_argument("--out", required=True, help="run directory")
     s.add_argument("--no-resume", action="store_true", help="start over instead of continuing from the checkpoint")
-    _flags(s, SupernetSettings)
+    s.add_argument("--config", help="YAML or JSON file of settings (the flags' names); flags override it")
+    add_settings_flags(s, SupernetSettings)
 
     lat = nsub.add_parser("latency", help="measure the per-op latency table on this device")
     lat.add_argument("--out", required=True)
@@ -102,11 +90,8 @@ def add_nasbert_parser(sub: argparse._SubParsersAction) -> None:
     ft.add_argument("--out", required=True)
     ft.add_argument("--no-measure", action="store_true")
     ft.add_argument("--no-resume", action="store_true", help="start over instead of continuing from OUT/checkpoint.pt")
-    _flags(ft, FinetuneSettings)
-
-
-def _settings(args: argparse.Namespace, cls):
-    return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+    ft.add_argument("--config", help="YAML or JSON file of settings (the flags' names); flags override it")
+    add_settings_flags(ft, FinetuneSettings)
 
 
 def run_nasbert_command(args: argparse.Namespace) -> None:
@@ -114,7 +99,7 @@ def run_nasbert_command(args: argparse.Namespace) -> None:
 
     cmd = args.nasbert_command  # under torchrun the main CLI lets only supernet and pretrain through
     if cmd == "supernet":
-        summary = pipeline.supernet(_settings(args, SupernetSettings), args.out, resume=not args.no_resume)
+        summary = pipeline.supernet(resolve_settings(args, SupernetSettings), args.out, resume=not args.no_resume)
         print(f"supernet trained: {summary['paths_per_block_end']} paths left per block "
               f"(space {summary['space_size_start']} -> {summary['space_size_end']}); {args.out}/supernet")
     elif cmd == "latency":
@@ -142,7 +127,7 @@ def run_nasbert_command(args: argparse.Namespace) -> None:
     elif cmd == "finetune":
         from .finetune import finetune
 
-        r = finetune(args.model, args.teacher, args.task, args.out, _settings(args, FinetuneSettings).validate(),
+        r = finetune(args.model, args.teacher, args.task, args.out, resolve_settings(args, FinetuneSettings),
                      args.data_dir, args.train_file, args.dev_file, measure=not args.no_measure,
                      resume=not args.no_resume)
         print(f"{r['task']}: dev {r['dev']} (teacher {r['teacher_dev']}); {r['params'] / 1e6:.2f}M params; {args.out}/model")
