@@ -136,10 +136,14 @@ def test_dry_run_estimates_and_writes_nothing(tmp_path, tiny_teacher, synthetic_
     text = proc.stdout
     assert "160 train (+160 teacher-labelled copies) / 48 dev examples" in text  # the default: 1 copy
     assert "not cached yet" in text
-    # the cache's disk: the knowledge of 160 + 48 examples (2-layer, 32-wide teacher, 2 labels) and the copies' logits
-    _, teacher = _setup(tiny_teacher, synthetic_files)
-    want = kn.knowledge_bytes(2, 32, 208, 2) + kn.tables_bytes(teacher) + 160 * 3 * 2 * 4
-    assert re.search(rf"cache disk to write: {want / 1e9:.2f} GB \(knowledge, 160 copies' logits\); [\d.]+ GB free", text), text
+    # the cache's disk: the knowledge of 160 + 48 examples (2-layer, 32-wide teacher, 2 labels) and the copies'
+    # logits (teacher + 3 probes), ids and token types (at most the originals' tokens), as teacher.augment writes them
+    from bertnas.teacher.augment import augment_bytes
+
+    data, teacher = _setup(tiny_teacher, synthetic_files)
+    tokens = sum(len(x) for x in encode(teacher.tokenizer, data.train, 32).input_ids)
+    want = kn.knowledge_bytes(2, 32, 208, 2) + kn.tables_bytes(teacher) + augment_bytes(160, tokens, 3, 2)
+    assert re.search(rf"cache disk to write: {want / 1e9:.2f} GB \(knowledge, 160 copies' logits and ids\); [\d.]+ GB free", text), text
     for stage in ("probe", "search", "retrain", "evaluate", "total"):
         assert re.search(rf"\| {stage} \| \d+(m\d\ds|s) \|", text), text
     assert not out.exists() and not cache.exists()  # nothing in the run directory, nothing in the cache

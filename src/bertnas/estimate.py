@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import statistics
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -22,7 +21,7 @@ import torch
 
 from .config import RunConfig
 from .data.split import validation_size
-from .data.encode import encode
+from .data.encode import encode, lengths_of
 from .rundir import load_data
 from .utils import format_duration, recording_steps
 
@@ -189,6 +188,7 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
     ``plan(costs) -> (settings, description)``: the knobs a budgeted run would choose with these costs
     (``bertnas.budget.planner``); the estimate is then for them."""
     from .adabert import pipeline
+    from .teacher.augment import augment_bytes
     from .teacher.knowledge import default_cache_dir, free_bytes, knowledge_bytes, knowledge_key, tables_bytes
     from .teacher.loading import load_teacher
 
@@ -198,7 +198,7 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
     spec = data.spec
     teacher = load_teacher(cfg.teacher, spec, "cpu", cfg.trust_remote_code, cfg.assume_label_order)
     enc = encode(teacher.tokenizer, data.train, cfg.max_seq_len, spec.is_regression)
-    lengths = [len(x) for x in enc.input_ids]
+    lengths = lengths_of(enc.input_ids)
     n, n_aug = len(data.train), len(data.train) * cfg.augment
     key = knowledge_key(teacher, data, cfg.max_seq_len, cfg.teacher_dtype)
     cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
@@ -207,18 +207,19 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
     labels = max(1, spec.num_labels)
     disk = 0 if hit else (knowledge_bytes(teacher.num_layers, int(teacher.model.config.hidden_size), n + len(data.dev),
                                           labels) + tables_bytes(teacher))
-    disk += n_aug * (teacher.num_layers + 1) * labels * 4  # copies: the teacher's logits and each probe's, float32
+    # copies: a copy is never longer than its original (augment_one only replaces, deletes and swaps words)
+    disk += augment_bytes(n_aug, int(lengths.sum()) * cfg.augment, teacher.num_layers + 1, labels) if n_aug else 0
     del teacher
 
     lines = [
         f"data: {spec.name}, {n:,} train" + (f" (+{n_aug:,} teacher-labelled copies)" if n_aug else "")
         + f" / {len(data.dev):,} dev examples, {'sentence pairs' if spec.pair else 'single sentences'}, "
         + ("regression" if spec.is_regression else f"{spec.num_labels} labels"),
-        f"tokens per training example: mean {statistics.mean(lengths):.1f}, max {max(lengths)}; "
-        f"{sum(l >= cfg.max_seq_len for l in lengths):,} cut at --max-seq-len {cfg.max_seq_len}",
+        f"tokens per training example: mean {lengths.mean():.1f}, max {int(lengths.max())}; "
+        f"{int((lengths >= cfg.max_seq_len).sum()):,} cut at --max-seq-len {cfg.max_seq_len}",
         f"teacher knowledge: {'cache hit' if hit else 'not cached yet'} ({cache / f'knowledge-{key}'})",
         f"cache disk to write: {disk / 1e9:.2f} GB (knowledge{' cached' if hit else ''}"
-        + (f", {n_aug:,} copies' logits" if n_aug else "") + f"); {free_bytes(cache) / 1e9:.1f} GB free there",
+        + (f", {n_aug:,} copies' logits and ids" if n_aug else "") + f"); {free_bytes(cache) / 1e9:.1f} GB free there",
     ]
     if done:
         lines.append(f"already done in {out} for these settings (would be skipped): {', '.join(sorted(done))}")

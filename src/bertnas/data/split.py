@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import BertnasError
-from .encode import Encoded
+from .encode import Encoded, Ragged, Sequences
 
 AUTO_FRACTION = 0.1
 AUTO_MAX = 5000
@@ -63,9 +63,13 @@ def carve(n_original: int, n_total: int, size: int, seed: int) -> HoldOut:
 
 def take(data: Encoded, indices: list[int]) -> Encoded:
     """The examples at ``indices`` as their own split (for evaluation: labels follow, indices restart at 0)."""
-    return Encoded(input_ids=[data.input_ids[i] for i in indices],
-                   token_type_ids=[data.token_type_ids[i] for i in indices],
+    return Encoded(input_ids=_pick(data.input_ids, indices), token_type_ids=_pick(data.token_type_ids, indices),
                    labels=data.labels[indices], pad_id=data.pad_id)
+
+
+def _pick(seqs: Sequences, indices: list[int]) -> Sequences:
+    """A list of the chosen lists, or a Ragged of the chosen rows (never a list of numpy views)."""
+    return seqs.take(indices) if isinstance(seqs, Ragged) else [seqs[i] for i in indices]
 
 
 __all__ = ["HoldOut", "carve", "take", "validation_size"]

@@ -13,22 +13,25 @@ replaced by similar words, labelled by the teacher. Here a copy is made from the
   copies labelled negative against 33% of the real pairs), so a student trained on them learns a shifted prior.
 
 Working on ids keeps sentence pairs intact and never lengthens an example, so nothing is re-tokenized.
-Copies are seeded by (seed, copy number): the same settings give the same data. The teacher labels them in
-one pass (see :func:`label_augmented`), storing only what search and training read: the teacher's logits
+Copies are seeded by (seed, copy number): the same settings give the same data. The teacher labels them copy
+by copy (see :func:`label_augmented`), storing only what search and training read: the teacher's logits
 and the per-layer probe predictions (not the large per-layer features).
 """
 from __future__ import annotations
 
 import hashlib
+import io
+import itertools
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from ..data.encode import Encoded
+from ..data.encode import Encoded, Ragged, lengths_of
 from ..errors import BertnasError
 from ..utils import atomic_dir, atomic_write_text, hash_obj
 from .knowledge import default_cache_dir, teacher_pass
@@ -132,11 +135,12 @@ def augment_one(ids: list[int], types: list[int], rng: np.random.Generator, sett
     return [t for toks, _, _ in out for t in toks], [t for _, tt, _ in out for t in tt]
 
 
-def augment_encoded(enc: Encoded, tokenizer, word_table: torch.Tensor, settings: AugmentSettings) -> Encoded:
-    """``settings.copies`` augmented copies of every example, copy-major (all of copy 1, then copy 2, ...).
+Copy = tuple[list[list[int]], list[list[int]]]  # one copy of every example: ids, token types
 
-    Labels are placeholders: the teacher labels the copies (:func:`label_augmented`).
-    """
+
+def _copy_maker(enc: Encoded, tokenizer, word_table: torch.Tensor, settings: AugmentSettings) -> Callable[[int], Copy]:
+    """A function that makes copy c of every example, seeded by (seed, c) alone; the neighbour table is built
+    once here, so the copies can be made (and freed) one at a time."""
     if settings.copies < 1:
         raise BertnasError(f"--augment must be >= 1 to augment, got {settings.copies}")
     starts, whole = word_starts(tokenizer)
@@ -150,13 +154,31 @@ def augment_encoded(enc: Encoded, tokenizer, word_table: torch.Tensor, settings:
         logger.warning("augmentation: the vocabulary has no whole words to swap in; only deletions and swaps")
     else:
         neighbours = nearest_neighbours(word_table, used, pool)
-    ids_out, types_out = [], []
-    for copy in range(settings.copies):
+
+    def make(copy: int) -> Copy:
         rng = np.random.default_rng([settings.seed, copy])
+        ids_out, types_out = [], []
         for ids, types in zip(enc.input_ids, enc.token_type_ids):
             a, b = augment_one(ids, types, rng, settings, starts, neighbours, special)
             ids_out.append(a)
             types_out.append(b)
+        return ids_out, types_out
+
+    return make
+
+
+def augment_encoded(enc: Encoded, tokenizer, word_table: torch.Tensor, settings: AugmentSettings) -> Encoded:
+    """``settings.copies`` augmented copies of every example, copy-major (all of copy 1, then copy 2, ...), in
+    memory as lists (:func:`label_augmented` streams them to disk instead).
+
+    Labels are placeholders: the teacher labels the copies (:func:`label_augmented`).
+    """
+    make = _copy_maker(enc, tokenizer, word_table, settings)
+    ids_out, types_out = [], []
+    for copy in range(settings.copies):
+        ids, types = make(copy)
+        ids_out += ids
+        types_out += types
     labels = torch.zeros(len(ids_out), dtype=enc.labels.dtype)
     return Encoded(input_ids=ids_out, token_type_ids=types_out, labels=labels, pad_id=enc.pad_id)
 
@@ -184,12 +206,52 @@ def augment_key(knowledge_key: str, settings: AugmentSettings, probe_tensors: di
                      "pairs": "one decision per word"})[:24]
 
 
-def _save(directory: Path, enc: Encoded, logits: np.ndarray, meta: dict) -> None:
-    """Write the copies' ids (concatenated, with offsets) and logits; probe logits are already on disk."""
-    lengths = np.array([len(x) for x in enc.input_ids], dtype=np.int64)
-    np.save(directory / "offsets.npy", np.concatenate([[0], np.cumsum(lengths)]))
-    np.save(directory / "input_ids.npy", np.concatenate([np.asarray(x, np.int32) for x in enc.input_ids]))
-    np.save(directory / "token_type_ids.npy", np.concatenate([np.asarray(x, np.int8) for x in enc.token_type_ids]))
+def _npy_header(dtype: np.dtype, count: int) -> bytes:
+    """The header ``np.save`` writes for a 1-D array of ``count`` items (its length does not depend on ``count``:
+    numpy leaves room for the shape to grow)."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                               "fortran_order": False, "shape": (count,)})
+    return buf.getvalue()
+
+
+class _FlatWriter:
+    """A 1-D ``.npy`` file written one copy at a time, byte for byte what ``np.save`` writes for the whole
+    array: the header is rewritten with the final length when the writer closes without error."""
+
+    def __init__(self, path: Path, dtype: type) -> None:
+        self.dtype, self.count = np.dtype(dtype), 0
+        self.fh = open(path, "wb")
+        self.fh.write(_npy_header(self.dtype, 0))
+
+    def append(self, seqs: list[list[int]]) -> None:
+        flat = np.fromiter(itertools.chain.from_iterable(seqs), dtype=self.dtype)
+        self.fh.write(flat.tobytes())
+        self.count += flat.size
+
+    def __enter__(self) -> _FlatWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_) -> None:
+        if kind is None:
+            header = _npy_header(self.dtype, self.count)
+            assert len(header) == len(_npy_header(self.dtype, 0)), "a 1-D .npy header keeps its length"
+            self.fh.seek(0)
+            self.fh.write(header)
+        self.fh.close()
+
+
+def augment_bytes(n: int, tokens: int, layers: int, labels: int) -> int:
+    """Bytes of ``n`` copies (``tokens`` tokens in all) in the cache, .npy headers and meta.json aside, as
+    :func:`_save` and :func:`label_augmented` write them: per copy the teacher's logits and ``layers`` probes'
+    (float32) and an offset (int64, one more in all); per token an id (int32) and a token type (int8)."""
+    return n * (1 + layers) * labels * 4 + (n + 1) * 8 + tokens * (4 + 1)
+
+
+def _save(directory: Path, offsets: np.ndarray, logits: np.ndarray, meta: dict) -> None:
+    """Write the copies' offsets into the concatenated ids, their teacher logits and meta.json; the ids, token
+    types and probe logits were written copy by copy (:func:`label_augmented`)."""
+    np.save(directory / "offsets.npy", offsets)
     np.save(directory / "teacher_logits.npy", logits)
     atomic_write_text(directory / "meta.json", json.dumps(meta, indent=2))
 
@@ -211,11 +273,8 @@ def load_augmented(key: str, cache_dir: str | Path | None, regression: bool, pad
     types = np.load(path / "token_type_ids.npy", mmap_mode="r")
     logits = torch.from_numpy(np.load(path / "teacher_logits.npy")[:n])
     probes = torch.from_numpy(np.load(path / "probe_logits.npy", mmap_mode="c")[:, :n])
-    enc = Encoded(
-        input_ids=[ids[offsets[i] : offsets[i + 1]].tolist() for i in range(len(offsets) - 1)],
-        token_type_ids=[types[offsets[i] : offsets[i + 1]].tolist() for i in range(len(offsets) - 1)],
-        labels=teacher_labels(logits, regression), pad_id=pad_id,
-    )
+    enc = Encoded(input_ids=Ragged(ids, offsets), token_type_ids=Ragged(types, offsets),
+                  labels=teacher_labels(logits, regression), pad_id=pad_id)  # memory-mapped: no list per copy
     return Augmented(encoded=enc, teacher_logits=logits, probe_logits=probes, key=key)
 
 
@@ -237,35 +296,51 @@ def label_augmented(
     token_budget: int | None = None,
     cache_dir: str | Path | None = None,
 ) -> Augmented:
-    """Make the augmented copies and label them with the teacher and the probes in one pass (cached)."""
-    from .probes import apply_probes
-
+    """Make the augmented copies and label them with the teacher and the probes (cached), one copy at a time:
+    a copy's ids, token types and outputs go to disk before the next is made, so memory holds one copy's lists."""
     key = augment_key(knowledge_key, settings, probe_tensors)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     final = cache / f"augment-{key}"
     if (final / "meta.json").is_file():
         logger.info("augmentation: cache hit %s", final)
         return load_augmented(key, cache, regression, train.pad_id)
-    enc = augment_encoded(train, teacher.tokenizer, teacher.model.get_input_embeddings().weight.detach().cpu(), settings)
-    n = len(enc)
+    make = _copy_maker(train, teacher.tokenizer, teacher.model.get_input_embeddings().weight.detach().cpu(), settings)
+    n = settings.copies * len(train)
     logger.info("augmentation: %d copies of %d examples = %d new examples, labelled by the teacher (%s)",
                 settings.copies, len(train), n, "bf16" if bf16 else "fp32")
     with atomic_dir(final) as tmp:  # a crash leaves no half-written cache entry
-        layers = probe_tensors["weight"].size(0)
-        num_labels = probe_tensors["weight"].size(-1)
-        logits = np.zeros((n, num_labels), np.float32)
+        logits = np.zeros((n, probe_tensors["weight"].size(-1)), np.float32)
+        offsets = np.zeros(n + 1, np.int64)
         probe_logits = np.lib.format.open_memmap(tmp / "probe_logits.npy", mode="w+", dtype=np.float32,
-                                                 shape=(layers, n, num_labels))
-
-        def sink(idx: torch.Tensor, lg: torch.Tensor, feats: torch.Tensor | None) -> None:
-            rows = idx.numpy()
-            logits[rows] = lg.numpy()
-            probe_logits[:, rows] = apply_probes(probe_tensors, feats.half()).numpy()
-
-        teacher_pass(teacher, enc, sink, device, bf16, batch_size, token_budget, desc="teacher (augmented)")
+                                                 shape=(probe_tensors["weight"].size(0), *logits.shape))
+        with _FlatWriter(tmp / "input_ids.npy", np.int32) as ids_out, \
+                _FlatWriter(tmp / "token_type_ids.npy", np.int8) as types_out:
+            for copy in range(settings.copies):
+                base = copy * len(train)
+                ids, types = make(copy)
+                enc = Encoded(input_ids=ids, token_type_ids=types, pad_id=train.pad_id,
+                              labels=torch.zeros(len(ids), dtype=train.labels.dtype))
+                teacher_pass(teacher, enc, _sink(probe_tensors, logits, probe_logits, base), device, bf16,
+                             batch_size, token_budget, desc=f"teacher (augmented) copy {copy + 1}/{settings.copies}")
+                offsets[base + 1 : base + len(ids) + 1] = offsets[base] + np.cumsum(lengths_of(ids))
+                ids_out.append(ids)
+                types_out.append(types)
+                del ids, types, enc  # before the next copy is made
         probe_logits.flush()
         del probe_logits
         meta = {"key": key, "knowledge_key": knowledge_key, "settings": settings.__dict__, "n": n,
                 "n_original": len(train), "probes": probes_hash(probe_tensors)}
-        _save(tmp, enc, logits, meta)
+        _save(tmp, offsets, logits, meta)
     return load_augmented(key, cache, regression, train.pad_id)
+
+
+def _sink(probe_tensors: dict[str, torch.Tensor], logits: np.ndarray, probe_logits: np.ndarray, base: int):
+    """Write one copy's teacher logits and probe logits at its rows (``base`` + index in the copy)."""
+    from .probes import apply_probes
+
+    def sink(idx: torch.Tensor, lg: torch.Tensor, feats: torch.Tensor | None) -> None:
+        rows = idx.numpy() + base
+        logits[rows] = lg.numpy()
+        probe_logits[:, rows] = apply_probes(probe_tensors, feats.half()).numpy()
+
+    return sink
