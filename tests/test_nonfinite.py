@@ -86,10 +86,16 @@ def test_nasbert_supernet_stops_on_a_nonfinite_loss(tmp_path, synthetic_files):
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(read_corpus(str(synthetic_files["single"]))[:60]) + "\n")
-    settings = SupernetSettings(teacher=str(make_teacher(tmp_path / "teacher")), corpus=str(corpus), max_sentences=50,
-                                heldout_sentences=10, max_len=24, num_blocks=2, layers_per_block=2, hidden_sizes="16",
-                                epochs=1, warmup_epochs=1, bins=1, samples_per_bin=2, keep_per_bin=2, score_batches=1,
-                                batch_size=8, threads=1, lr=1e30)
+    from transformers import AutoModel
+
+    teacher = make_teacher(tmp_path / "teacher")
+    model = AutoModel.from_pretrained(teacher)  # a teacher whose last layer outputs NaN: the states to learn are NaN
+    model.encoder.layer[-1].output.LayerNorm.weight.data[:] = float("nan")
+    model.save_pretrained(teacher)
+    settings = SupernetSettings(teacher=str(teacher), corpus=str(corpus), max_sentences=50, heldout_sentences=10,
+                                max_len=24, num_blocks=2, layers_per_block=2, hidden_sizes="16", epochs=1,
+                                warmup_epochs=1, bins=1, samples_per_bin=2, keep_per_bin=2, score_batches=1, batch_size=8,
+                                threads=1)
     with pytest.raises(BertnasError, match=r"stage nasbert supernet stopped at epoch 1/1, batch \d+/\d+: the loss is "
                                            r"(nan|inf) .*no checkpoint of this stage yet"):
         pipeline.supernet(settings, tmp_path / "nb")

@@ -136,8 +136,7 @@ def adabert_loss(
 ) -> LossParts:
     """Combine the three terms with AdaBERT's weights (gamma = 0.8, beta = 4 by default)."""
     total = (1 - gamma) * ce + gamma * kd
-    eff = 0.0
     if efficiency is not None:
         total = total + beta * efficiency
-        eff = float(efficiency.detach())
-    return LossParts(total=total, ce=float(ce.detach()), kd=float(kd.detach()), efficiency=eff)
+    return LossParts(total=total, ce=ce.detach(), kd=kd.detach(),
+                     efficiency=efficiency.detach() if efficiency is not None else 0.0)

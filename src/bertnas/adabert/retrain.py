@@ -9,7 +9,6 @@ Under torchrun each rank trains on its shard of every batch and gradients are av
 (``training.distributed``); every rank evaluates dev alike and so keeps the same best epoch."""
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from ..data.encode import Encoded, num_batches
 from ..data.examples import TaskSpec
 from ..training import distributed as ddp
 from ..training.amp import autocast
+from ..training.best import BestEpoch
 from ..training.evaluation import evaluate
 from ..training.loop import Resumable, run_epochs, train_pass
 from ..training.losses import LossParts
@@ -78,11 +78,11 @@ def retrain(
 
     student.eval()
     first = scores()
-    best = {"metrics": first["dev"], "choice": choice(first)}
     logger.info("retrain: searched student before training, %s", first)
-    best["state"] = copy.deepcopy(student.state_dict())
+    best = BestEpoch(record_key="best_metrics", score_key="best_choice")  # the dev metrics of the epoch kept
+    best.offer(choice(first), first["dev"], student)
     if cfg.retrain_epochs == 0:
-        return student, best["metrics"], [{"epoch": 0, **first}]
+        return student, best.record, [{"epoch": 0, **first}]
 
     words = student.get_input_embeddings().weight if freezes_words(cfg, spec) else None
     if words is not None:
@@ -96,9 +96,8 @@ def retrain(
     state = Resumable("retrain", checkpoint, cfg.resume, resume_key, student=student, heads=heads, opt=opt, sched=sched)
     ddp.broadcast_modules(student, heads)  # torchrun: every rank starts from rank 0's weights
     ddp.global_batchnorm(student)
-    if state.restored:
-        best = {"state": state.extra["best_state"], "metrics": dict(state.extra["best_metrics"]),
-                "choice": float(state.extra.get("best_choice", state.extra["best_metrics"][spec.headline]))}
+    if state.restored:  # a checkpoint from before best_choice was saved: the choice was dev's headline
+        best.restore(state.extra, lambda metrics: metrics[spec.headline])
     else:
         state.history = [{"epoch": 0, **first}]
 
@@ -123,17 +122,13 @@ def retrain(
                            f"retrain {epoch + 1}/{cfg.retrain_epochs}", train_subset)
         student.eval()
         now = scores()
-        improved = choice(now) > best["choice"]
-        if improved:
-            best.update(metrics=now["dev"], choice=choice(now), state=copy.deepcopy(student.state_dict()))
+        improved = best.offer(choice(now), now["dev"], student)
         logger.info("retrain epoch %d/%d: loss %.4f, %s%s", epoch + 1, cfg.retrain_epochs, means["loss"], now,
                     f" (best on {'val' if val is not None else 'dev'})" if improved else "")
         return {k: means[k] for k in ("loss", "ce", "kd")} | now
 
-    history = run_epochs(state, cfg.retrain_epochs, cfg.seed + 7919, epoch_fn,
-                         extra=lambda: {"best_state": best["state"], "best_metrics": best["metrics"],
-                                        "best_choice": best["choice"]})
-    student.load_state_dict(best["state"])
+    history = run_epochs(state, cfg.retrain_epochs, cfg.seed + 7919, epoch_fn, extra=best.extras)
+    best.load_into(student)
     if words is not None:
         words.requires_grad_(True)
-    return student, best["metrics"], history
+    return student, best.record, history

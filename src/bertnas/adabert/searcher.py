@@ -103,12 +103,15 @@ class SearchObjective:
     def __call__(self, batch: dict[str, torch.Tensor], ops_w: torch.Tensor, depth_w: torch.Tensor,
                  arch_step: bool, all_depths: bool | None = None) -> LossParts:
         cfg = self.cfg
-        sampled = int(depth_w.argmax()) + 1
+        # the step's one host read: GDAS runs only the sampled op of each edge and the sampled depth, so the graph
+        # depends on them (one read for all of them, not one per edge and cell)
+        picks = torch.cat([ops_w.argmax(-1), depth_w.argmax(-1, keepdim=True)]).tolist()
+        op_index, sampled = picks[:-1], picks[-1] + 1
         depths = list(range(1, cfg.k_max + 1)) if (arch_step if all_depths is None else all_depths) else [sampled]
         losses = []
         with autocast(self.costs.device, cfg.amp):
             out = self.supernet(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], ops_w,
-                                depths[-1], sampled_only=cfg.sampled_only, grad_cells=sampled)
+                                depths[-1], sampled_only=cfg.sampled_only, grad_cells=sampled, op_index=op_index)
             head_logits = self.heads(out.pooled[: depths[-1] - 1])
             for k in depths:  # y_K = 0 in value for K != sampled: those losses reach only the depth logits
                 with torch.set_grad_enabled(torch.is_grad_enabled() and k == sampled):

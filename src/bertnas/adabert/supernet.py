@@ -67,7 +67,7 @@ class ProjectedEmbeddings(nn.Module):
         the exact-match flags when the module has ``pair_match``."""
         if position_ids is None:
             position_ids = torch.arange(input_ids.size(1), device=input_ids.device)[None].expand_as(input_ids)
-        length = int(position_ids.max()) + 1 if position_ids.numel() else 1
+        length = min(input_ids.size(1), self.max_positions)  # covers every position id, read without a host sync
         # F.embedding, not positions[position_ids]: the backward of advanced indexing accumulates with atomic
         # adds on a multi-threaded CPU, so the position gradients (and the whole search) changed run to run;
         # the embedding backward adds in a fixed order (tests/test_reproducible.py)
@@ -90,9 +90,11 @@ class MixedOp(nn.Module):
         super().__init__()
         self.ops = nn.ModuleDict({name: create_op(name, hidden, affine=False) for name in PRIMITIVES})
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, sampled_only: bool) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, sampled_only: bool, index: int | None = None) -> torch.Tensor:
+        """``index``: the sampled op, when the caller has read it already (one read per step for every edge:
+        reading it here would wait for the device once per edge and cell)."""
         if sampled_only:
-            i = int(weights.argmax())
+            i = int(weights.argmax()) if index is None else index
             return weights[i] * self.ops[PRIMITIVES[i]](x)
         return sum(w * op(x) for w, op in zip(weights, self.ops.values()))
 
@@ -106,12 +108,12 @@ class SearchCell(nn.Module):
         self.node_logits = nn.Parameter(torch.zeros(NUM_NODES))
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, mask: torch.Tensor, op_weights: torch.Tensor,
-                sampled_only: bool) -> torch.Tensor:
+                sampled_only: bool, op_index: list[int] | None = None) -> torch.Tensor:
         states = [s0, s1]  # (B, C, L) each; mask (B, 1, L)
         for node in range(NUM_NODES):
             states.append(sum(
-                self.edges[edge_index(node, src)](states[src], op_weights[edge_index(node, src)], sampled_only)
-                for src in range(NUM_INPUTS + node)
+                self.edges[e](states[src], op_weights[e], sampled_only, op_index[e] if op_index is not None else None)
+                for src in range(NUM_INPUTS + node) for e in [edge_index(node, src)]
             ) * mask)
         weights = torch.softmax(self.node_logits, 0)
         return sum(w * h for w, h in zip(weights, states[NUM_INPUTS:]))
@@ -161,10 +163,12 @@ class AdaBertSupernet(nn.Module):
         cells: int,
         sampled_only: bool = True,
         grad_cells: int | None = None,
+        op_index: list[int] | None = None,
     ) -> SupernetOutput:
         """Run the first ``cells`` cells with op weights (9, 10); score any depth <= ``cells`` with :meth:`logits`.
         Cells after the first ``grad_cells`` (default: all) run without autograd: their outputs only score
-        deeper depths, whose losses the caller uses as values."""
+        deeper depths, whose losses the caller uses as values. ``op_index``: each edge's sampled op, already read
+        (else each edge reads its own)."""
         layout = pair_layout(input_ids, attention_mask, token_type_ids, self.pair_input, self.sep_token_id)
         s0, s1 = cell_inputs(self.embeddings(input_ids, layout.mask, layout.position_ids, layout.match), layout)
         cell_mask = layout.mask[:, None, :].to(s1.dtype)
@@ -173,7 +177,7 @@ class AdaBertSupernet(nn.Module):
         pooled = []
         for k, cell in enumerate(self.cells[:cells]):
             with torch.set_grad_enabled(torch.is_grad_enabled() and k < grad_cells):
-                s0, s1 = s1, cell(s0, s1, cell_mask, op_weights, sampled_only)
+                s0, s1 = s1, cell(s0, s1, cell_mask, op_weights, sampled_only, op_index)
                 pooled.append(pool_views(s1, layout, self.pair_head))
             states.append(s1)
         return SupernetOutput(pooled=pooled, states=states, layout=layout)

@@ -5,10 +5,10 @@ Two kinds of directory hold a fine-tuned classifier with the data it was evaluat
 - an AdaBERT run (``bertnas run`` / ``bertnas retrain --out DIR``): ``config.json`` (the run config) + ``model/``;
 - a NAS-BERT fine-tuning run (``bertnas nasbert finetune --out DIR``): ``results.json`` + ``model/``.
 
-The kind is told by the files alone, and each kind is read through its own small public functions
-(``rundir.load_run_config`` / ``load_data``, ``nasbert.finetune.read_finetune_run``), so export never
-depends on either method's internals. Anything else is a one-line error naming what was expected and the
-command that writes it.
+The kind is told by the files alone, and each kind is read through the shared run-directory functions
+(``rundir.load_run_config`` / ``load_data``, ``rundir.read_finetune_run``), so export imports neither method;
+both model types load through transformers' Auto classes, which ``import bertnas`` registers. Anything else is
+a one-line error naming what was expected and the command that writes it.
 """
 from __future__ import annotations
 
@@ -21,10 +21,8 @@ import torch
 
 from ..data.examples import TaskData
 from ..errors import BertnasError
-
-NASBERT_LATENCY_SEQ_LEN = 128
-"""The sequence length ``bertnas nasbert finetune`` profiles its models at (results.json's latency_ms_b*)."""
-NASBERT_LATENCY_REPEATS = 10
+from ..rundir import (FINETUNE_LATENCY_REPEATS, FINETUNE_LATENCY_SEQ_LEN, is_finetune_run, load_data, load_run_config,
+                      read_finetune_run)
 
 EXPECTED = ("config.json + model/ (from `bertnas run` or `bertnas retrain --out DIR`) or results.json + model/ "
             "(from `bertnas nasbert finetune --out DIR`)")
@@ -67,8 +65,6 @@ def open_run(run_dir: str | Path) -> RunSource:
         return _adabert(run_dir)
     if (run_dir / "run" / "config.json").is_file():
         raise BertnasError(f"{run_dir} is a `bertnas demo` directory: its run is {run_dir / 'run'}, pass --out {run_dir / 'run'}")
-    from ..nasbert.finetune import is_finetune_run
-
     if is_finetune_run(run_dir):
         return _nasbert(run_dir)
     if (run_dir / "settings.json").is_file() and ((run_dir / "supernet").is_dir() or (run_dir / "selection.json").is_file()):
@@ -79,8 +75,6 @@ def open_run(run_dir: str | Path) -> RunSource:
 
 
 def _adabert(run_dir: Path) -> RunSource:
-    from ..rundir import load_data, load_run_config
-
     cfg = load_run_config(run_dir)
     return RunSource(kind="adabert", run_dir=run_dir, model_dir=run_dir / "model", model_step="retrain",
                      max_seq_len=cfg.max_seq_len, latency_seq_len=cfg.eval_seq_len, latency_threads=cfg.latency_threads,
@@ -91,8 +85,6 @@ def _adabert(run_dir: Path) -> RunSource:
 def _nasbert(run_dir: Path) -> RunSource:
     """A fine-tuning run: its dev set and max_seq_len as fine-tuning used them; latency as fine-tuning measured it
     (sequence 128, the run's --threads or torch's)."""
-    from ..nasbert.finetune import read_finetune_run
-
     run = read_finetune_run(run_dir)
     settings = run.settings
     if not (run.model_dir / "config.json").is_file():
@@ -101,9 +93,9 @@ def _nasbert(run_dir: Path) -> RunSource:
         max_positions = json.loads((run.model_dir / "config.json").read_text(encoding="utf-8")).get("max_position_embeddings")
     except (OSError, ValueError, AttributeError):
         max_positions = None  # loading the model reports a damaged config
-    seq_len = min(NASBERT_LATENCY_SEQ_LEN, max_positions) if isinstance(max_positions, int) else NASBERT_LATENCY_SEQ_LEN
+    seq_len = min(FINETUNE_LATENCY_SEQ_LEN, max_positions) if isinstance(max_positions, int) else FINETUNE_LATENCY_SEQ_LEN
     return RunSource(kind="nasbert", run_dir=run_dir, model_dir=run.model_dir, model_step="nasbert finetune",
-                     max_seq_len=settings.max_seq_len, latency_seq_len=seq_len,
-                     latency_threads=int(settings.threads or torch.get_num_threads()),
-                     latency_repeats=NASBERT_LATENCY_REPEATS, trust_remote_code=False, task=run.results["task"],
+                     max_seq_len=int(settings["max_seq_len"]), latency_seq_len=seq_len,
+                     latency_threads=int(settings.get("threads") or torch.get_num_threads()),
+                     latency_repeats=FINETUNE_LATENCY_REPEATS, trust_remote_code=False, task=run.results["task"],
                      load_data=run.load_data)

@@ -239,7 +239,7 @@ def block_loss(supernet: Supernet, block: int, path: BlockPath, batch: dict,
 
 
 def train_step(supernet: Supernet, paths: list[BlockPath], batch: dict, optimizer: torch.optim.Optimizer,
-               denominator: float | None = None) -> list[float]:
+               denominator: float | None = None) -> list[torch.Tensor]:
     """One step: one sampled path per block, each block's own MSE (the graphs are disjoint, so summing the
     losses before ``backward`` gives every block exactly its own gradient). Under torchrun the gradients are
     averaged over ranks before clipping (every rank drew the same paths)."""
@@ -250,7 +250,7 @@ def train_step(supernet: Supernet, paths: list[BlockPath], batch: dict, optimize
     ddp.average_gradients(supernet.parameters())
     torch.nn.utils.clip_grad_norm_(supernet.parameters(), 1.0)
     optimizer.step()
-    return [float(x.detach()) for x in losses]
+    return [x.detach() for x in losses]  # tensors: a Python float here would wait for the device every step
 
 
 def shard_for_rank(batch: dict, hidden: int) -> tuple[dict, float | None]:

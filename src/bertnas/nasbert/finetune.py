@@ -8,11 +8,11 @@ last epoch); the dev set is only reported.
 
 ``OUT/results.json`` also records where the task data was read (``data``) and what the teacher was
 (``teacher_dev``, ``teacher_architecture``, ``teacher_params``): ``bertnas export --out OUT`` reads the same dev
-set back through :func:`read_finetune_run`, and the benchmark report's teacher row comes from these values.
+set back through :func:`bertnas.rundir.read_finetune_run` (``rundir`` writes and reads this directory for both
+commands), and the benchmark report's teacher row comes from these values.
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -20,28 +20,28 @@ import os
 import pickle
 import random
 import time
-from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from ..data.encode import batches, concat, encode, num_batches
-from ..data.examples import TaskData
 from ..data.readers import load_task
 from ..data.split import carve, take, validation_size
 from ..errors import BertnasError
 from ..measure.profile import count_params, profile_classifier
+from ..rundir import FINETUNE_LATENCY_REPEATS, FINETUNE_LATENCY_SEQ_LEN, data_source, save_finetune_run
 from ..teacher.augment import AugmentSettings, augment_encoded, teacher_labels
 from ..teacher.knowledge import bf16_supported, default_cache_dir, hash_weights, teacher_fingerprint
 from ..teacher.loading import load_teacher, load_tokenizer
 from ..training import distributed as ddp
+from ..training.best import BestEpoch
 from ..training.evaluation import evaluate
 from ..training.loop import Resumable, run_epochs, train_pass
 from ..training.losses import LossParts, distill_loss, task_loss
 from ..training.optim import adamw
 from ..training.schedule import linear_schedule
-from ..utils import atomic_dir, hash_obj, progress, read_json, resolve_device, set_seed, write_json
+from ..utils import hash_obj, progress, resolve_device, set_seed
 from .config import FinetuneSettings
 
 logger = logging.getLogger("bertnas")
@@ -108,62 +108,6 @@ def _shape(config) -> str | None:
     return f"{layers}L-H{hidden}" if layers and hidden else None
 
 
-def _data_source(task: str, data_dir: str | None, train_file: str | None, dev_file: str | None) -> dict:
-    """Where the task's data was read from (absolute paths), so later commands (export) can read the same dev set."""
-    def absolute(p: str | None) -> str | None:
-        return None if p is None else str(Path(p).expanduser().resolve())
-
-    return {"task": task, "data_dir": absolute(data_dir), "train_file": absolute(train_file),
-            "dev_file": absolute(dev_file)}
-
-
-@dataclass(frozen=True)
-class FinetuneRun:
-    """A directory written by ``bertnas nasbert finetune --out DIR``, read back by later commands (export)."""
-
-    out: Path
-    results: dict
-    settings: FinetuneSettings
-
-    @property
-    def model_dir(self) -> Path:
-        return self.out / "model"
-
-    def command(self) -> str:
-        """The command that writes this directory again (for error messages)."""
-        r = self.results
-        return (f"bertnas nasbert finetune --model {r.get('model', 'MODEL')} --teacher {r.get('teacher', 'TEACHER')} "
-                f"--task {r.get('task', 'TASK')} ... --out {self.out}")
-
-    def load_data(self) -> TaskData:
-        """The task's train/dev data from the sources fine-tuning read."""
-        d = self.results["data"]
-        return load_task(d["task"], d.get("data_dir"), d.get("train_file"), d.get("dev_file"))
-
-
-def is_finetune_run(out: str | Path) -> bool:
-    """Whether ``out`` looks like the ``--out`` of ``bertnas nasbert finetune``: a results.json and no AdaBERT
-    run config.json (an AdaBERT run directory has both)."""
-    out = Path(out)
-    return (out / "results.json").is_file() and not (out / "config.json").is_file()
-
-
-def read_finetune_run(out: str | Path) -> FinetuneRun:
-    """The results and settings of a fine-tuning run; a directory written before the data source was recorded
-    is a one-line error (its dev set cannot be found again)."""
-    out = Path(out)
-    results = read_json(out / "results.json")
-    if not isinstance(results, dict) or "teacher_dev" not in results or "settings" not in results:
-        raise BertnasError(f"{out}/results.json was not written by `bertnas nasbert finetune`: pass the --out of a "
-                           "NAS-BERT fine-tuning run")
-    known = {f.name for f in fields(FinetuneSettings)}
-    run = FinetuneRun(out, results, FinetuneSettings(**{k: v for k, v in results["settings"].items() if k in known}))
-    if not isinstance(results.get("data"), dict) or "task" not in results["data"]:
-        raise BertnasError(f"{out}/results.json does not say where the task data is (an older bertnas wrote it): "
-                           f"run `{run.command()}` again")
-    return run
-
-
 def _load_for_task(model_dir: str | Path, num_labels: int, labels: dict[int, str]):
     """The model with a classifier for the task's labels. A head of another size (a selected model comes with 2
     labels; a regression task needs 1) is made anew: said in one line here, not in transformers' load-report
@@ -223,12 +167,11 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
     scheduler = linear_schedule(optimizer, steps, max(1, steps // 10))
     key = hash_obj({"settings": {k: v for k, v in settings.to_dict().items() if k not in ("device", "threads")},
                     "model": hash_weights(model).hexdigest()[:24], "teacher": teacher_fingerprint(tch),
-                    "data": _data_source(task, data_dir, train_file, dev_file), "examples": len(train)})
+                    "data": data_source(task, data_dir, train_file, dev_file), "examples": len(train)})
     checkpoint = Path(out) / "checkpoint.pt"  # removed once the model and results.json are written
     state = Resumable("nasbert finetune", checkpoint, resume, key, model=model, optimizer=optimizer,
                       scheduler=scheduler)
-    best = dict(state.extra.get("best") or {})
-    best_state = state.extra.get("best_state")
+    best = BestEpoch().restore(state.extra, lambda record: record["score"])  # extras best, best_state
 
     def predict(b: dict[str, torch.Tensor]) -> torch.Tensor:
         return model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
@@ -245,10 +188,9 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
-        return LossParts(loss, float(ce.detach()), float(kd.detach()), 0.0)
+        return LossParts(loss, ce.detach(), kd.detach())
 
     def epoch_fn(epoch: int, shuffle_gen: torch.Generator, _: torch.Generator) -> dict:
-        nonlocal best_state
         model.train()
         means = train_pass(train, settings.batch_size, shuffle_gen, device, step,
                            f"finetune epoch {epoch + 1}/{settings.epochs}")
@@ -258,30 +200,25 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
         logger.info("finetune epoch %d: loss %.4f, %sdev %s", epoch + 1, means["loss"],
                     f"validation {val_metrics}, " if val_metrics else "", metrics)
         score = val_metrics[spec.headline] if val_metrics else epoch  # no validation split: the last epoch is kept
-        if not best or score > best["score"]:
-            best.update(score=score, epoch=epoch + 1, val=val_metrics, dev=metrics)
-            best_state = copy.deepcopy(model.state_dict())
+        best.offer(score, {"score": score, "epoch": epoch + 1, "val": val_metrics, "dev": metrics}, model)
         return {"train_loss": means["loss"], "ce": means["ce"], "kd": means["kd"], "val": val_metrics, "dev": metrics}
 
-    history = run_epochs(state, settings.epochs, settings.seed, epoch_fn,
-                         extra=lambda: {"best": best, "best_state": best_state})
+    history = run_epochs(state, settings.epochs, settings.seed, epoch_fn, extra=best.extras)
     train_seconds = sum(h.get("seconds", 0.0) for h in history)  # every epoch's, those before a resume too
-    model.load_state_dict(best_state)
+    best.load_into(model)
     model.eval()
     results = {"task": spec.name, "headline": spec.headline, "model": str(model_dir), "teacher": teacher,
                "architecture": getattr(model.config, "architecture", None), "params": count_params(model),
-               "dev": best["dev"], "epoch_kept": best["epoch"], "val": best["val"],
+               "dev": best.record["dev"], "epoch_kept": best.record["epoch"], "val": best.record["val"],
                "val_examples": len(held.val), "teacher_dev": teacher_dev, "teacher_architecture": _shape(tch.model.config),
-               "teacher_params": count_params(tch.model), "data": _data_source(task, data_dir, train_file, dev_file),
+               "teacher_params": count_params(tch.model), "data": data_source(task, data_dir, train_file, dev_file),
                "history": history, "train_examples": len(held.train), "augmented_examples": len(train) - len(held.train),
                "settings": settings.to_dict(), "seconds": {"teacher_logits": round(teacher_seconds, 1),
                                                           "training": round(train_seconds, 1)}}
     if measure:
-        prof = profile_classifier(model, len(tokenizer), (1, 32), seq_len=128, repeats=10, threads=settings.threads)
+        prof = profile_classifier(model, len(tokenizer), (1, 32), seq_len=FINETUNE_LATENCY_SEQ_LEN,
+                                  repeats=FINETUNE_LATENCY_REPEATS, threads=settings.threads)
         results.update({k: prof[k] for k in ("latency_ms_b1", "latency_ms_b32", "flops")})
-    with atomic_dir(Path(out) / "model") as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    write_json(Path(out) / "results.json", results)
+    save_finetune_run(out, model, tokenizer, results)
     checkpoint.unlink(missing_ok=True)
     return results

@@ -70,8 +70,8 @@ def pretrain_distill(model_dir: str, states: BlockStates, train_idx: Sequence[in
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         scheduler.step()
-        value = ddp.average_over_ranks([float(loss.detach())])[0]  # the whole batch's (unchanged in one process)
-        return LossParts(torch.tensor(value), 0.0, value, 0.0)
+        value = ddp.average_over_ranks([loss.detach()])[0]  # the whole batch's (unchanged in one process)
+        return LossParts(value, kd=value)
 
     def epoch_fn(epoch: int, shuffle_gen: torch.Generator, _: torch.Generator) -> dict:
         encoder.train()

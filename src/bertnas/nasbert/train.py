@@ -34,10 +34,10 @@ logger = logging.getLogger("bertnas")
 class BlockLosses:
     """One step's per-block MSEs (over the whole batch), as the shared loop's loss parts."""
 
-    blocks: list[float]
+    blocks: list[torch.Tensor]
 
-    def as_dict(self) -> dict[str, float]:
-        return {"loss": sum(self.blocks), **{f"block {n + 1} mse": v for n, v in enumerate(self.blocks)}}
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"loss": torch.stack(self.blocks).sum(), **{f"block {n + 1} mse": v for n, v in enumerate(self.blocks)}}
 
 
 def random_heldout_batches(states: BlockStates, indices: list[int], settings: SupernetSettings,

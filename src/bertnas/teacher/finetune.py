@@ -1,7 +1,6 @@
 """Fine-tune a BERT-family model on a task to make a teacher (also builds the demo's tiny teacher)."""
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from transformers import AutoModelForSequenceClassification, BertConfig, BertFor
 from ..data.encode import encode, num_batches
 from ..data.examples import TaskData
 from ..errors import BertnasError, first_line
+from ..training.best import BestEpoch
 from ..training.evaluation import evaluate
 from ..training.loop import Resumable, run_epochs, train_pass
 from ..training.losses import LossParts, task_loss
@@ -84,7 +84,7 @@ def finetune(
     out_dir = Path(out_dir).resolve()  # resolved: `--out .` has a name to put the checkpoint beside
     checkpoint = out_dir.with_name(f".{out_dir.name}.checkpoint.pt")
     state = Resumable("teacher fine-tuning", checkpoint, resume, key, model=model, opt=opt, sched=sched)
-    best, best_state = state.extra.get("best"), state.extra.get("best_state")
+    best = BestEpoch().restore(state.extra, lambda metrics: metrics[spec.headline])  # extras best, best_state
 
     def predict(b):
         return model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"]).logits
@@ -96,24 +96,22 @@ def finetune(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        return LossParts(loss, float(loss.detach()), 0.0, 0.0)
+        return LossParts(loss, loss.detach())
 
     def epoch_fn(epoch: int, shuffle_gen: torch.Generator, _: torch.Generator) -> dict:
-        nonlocal best, best_state
         model.train()
         means = train_pass(train, batch_size, shuffle_gen, device, step, f"teacher {epoch + 1}/{epochs}")
         model.eval()
         metrics = evaluate(predict, dev, spec, device)
         logger.info("teacher epoch %d/%d: loss %.4f, dev %s", epoch + 1, epochs, means["loss"], metrics)
-        if best is None or metrics[spec.headline] > best[spec.headline]:
-            best, best_state = metrics, copy.deepcopy(model.state_dict())
+        best.offer(metrics[spec.headline], metrics, model)
         return {"loss": means["loss"], "dev": metrics}
 
-    run_epochs(state, epochs, seed, epoch_fn, extra=lambda: {"best": best, "best_state": best_state})
-    model.load_state_dict(best_state)
+    run_epochs(state, epochs, seed, epoch_fn, extra=best.extras)
+    best.load_into(model)
     with atomic_dir(out_dir) as tmp:
         model.cpu().save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        write_json(Path(tmp) / "teacher_metrics.json", {"task": spec.name, "dev": best, "epochs": epochs})
+        write_json(Path(tmp) / "teacher_metrics.json", {"task": spec.name, "dev": best.record, "epochs": epochs})
     checkpoint.unlink(missing_ok=True)
-    return best
+    return best.record

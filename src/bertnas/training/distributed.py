@@ -281,14 +281,14 @@ def average_gradients(params: Iterable[nn.Parameter]) -> None:
         offset += n
 
 
-def mean_over_ranks(values: dict[str, float], share: Share | None) -> dict[str, float]:
-    """A step's loss parts over the global batch (each shard's mean weighed by its examples)."""
+def mean_over_ranks(values: dict[str, torch.Tensor], share: Share | None) -> dict[str, torch.Tensor]:
+    """A step's loss parts (0-dim tensors) over the global batch (each shard's mean weighed by its examples)."""
     if share is None or not active():
         return values
     weight = share.examples / share.total if share.split else 1.0 / world_size()
-    t = torch.tensor([v * weight for v in values.values()], dtype=torch.float64, device=_comm_device())
+    t = torch.stack([v.detach().double() for v in values.values()]).to(_comm_device()) * weight
     dist.all_reduce(t)
-    return dict(zip(values, t.tolist()))
+    return dict(zip(values, t.unbind()))
 
 
 def seed_per_rank(seed: int) -> None:
@@ -298,14 +298,14 @@ def seed_per_rank(seed: int) -> None:
         torch.manual_seed(seed * 1000 + 1_000_003 * rank())
 
 
-def average_over_ranks(values: list[float]) -> list[float]:
-    """The mean of each value over ranks (a step's shard losses scaled to sum to the global one: see the
-    NAS-BERT loop); the values unchanged without torchrun."""
+def average_over_ranks(values: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The mean of each value (0-dim tensors) over ranks (a step's shard losses scaled to sum to the global one:
+    see the NAS-BERT loop); the values unchanged without torchrun."""
     if not active():
         return values
-    t = torch.tensor(values, dtype=torch.float64, device=_comm_device())
+    t = torch.stack([v.detach().double() for v in values]).to(_comm_device())
     dist.all_reduce(t)
-    return (t / world_size()).tolist()
+    return list((t / world_size()).unbind())
 
 
 class _GlobalBatchNorm(torch.autograd.Function):

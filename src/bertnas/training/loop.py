@@ -1,12 +1,13 @@
 """The one resumable epoch loop every training stage shares (AdaBERT's search and further training,
-NAS-BERT's pre-training and fine-tuning distillation, teacher fine-tuning).
+NAS-BERT's supernet, pre-training and fine-tuning distillation, teacher fine-tuning).
 
 Each epoch draws its shuffling and sampling from generators seeded by (seed, epoch) and sets the global seed
 for dropout, so an epoch run after a resume draws exactly what it would have drawn in one uninterrupted run.
 After every epoch the stage's modules and optimizers, the epoch, its history and any extras are checkpointed;
 a rerun with the same settings (``resume_key``) continues from there.
 
-A loss that is NaN or inf stops the stage at once (:func:`check_finite`, called on every step), and weights
+A loss that is NaN or inf stops the stage (:func:`check_finite`, on the first non-finite step, found within
+:data:`SYNC_EVERY` steps: the loss is read off the device only that often), and weights
 that turned NaN or inf are never checkpointed: the error names the stage, the epoch and batch, and the last
 good checkpoint, which is left as it was.
 
@@ -230,6 +231,49 @@ def train_pass(
                      step, desc)
 
 
+SYNC_EVERY = 25
+"""Steps between the loop's reads of the loss parts (progress postfix, NaN/inf check). A read waits for the
+device (a host sync); in between, the parts are summed, and the first non-finite step found, on the device. A
+NaN/inf stops the stage at the next read (the message names the step it happened at), still before any
+checkpoint is written."""
+
+
+@contextlib.contextmanager
+def step_scope() -> Iterator[None]:
+    """Entered around every step function :func:`step_pass` calls (nothing by default): the place to watch a
+    step, e.g. ``tests/test_host_sync.py`` makes every host sync inside a step an error there."""
+    yield
+
+
+class _Running:
+    """Sums of the loss parts, and the first non-finite step and its parts, kept on the device."""
+
+    def __init__(self, values: dict[str, torch.Tensor]) -> None:
+        self.names = list(values)
+        first = torch.stack([v.double() for v in values.values()])
+        self.sums = torch.zeros_like(first)
+        self.last = first
+        self.bad_step = torch.full((), -1, dtype=torch.long, device=first.device)
+        self.bad_values = torch.zeros_like(first)
+
+    def add(self, step: int, values: dict[str, torch.Tensor]) -> None:
+        vec = torch.stack([values[k].double() for k in self.names])
+        self.sums += vec
+        self.last = vec
+        new_bad = ~torch.isfinite(vec).all() & (self.bad_step < 0)
+        self.bad_step = torch.where(new_bad, torch.full_like(self.bad_step, step), self.bad_step)
+        self.bad_values = torch.where(new_bad, vec, self.bad_values)
+
+    def check(self, steps: int) -> None:
+        """Raise :class:`NonFiniteLoss` for the first non-finite step seen (one host sync)."""
+        bad = int(self.bad_step)
+        if bad >= 0:
+            check_finite(dict(zip(self.names, self.bad_values.tolist())), bad + 1, steps)
+
+    def means(self, done: int) -> dict[str, float]:
+        return {k: round(v / max(done, 1), 5) for k, v in zip(self.names, self.sums.tolist())}
+
+
 def step_pass(
     batch_iter: Iterable[dict[str, torch.Tensor]],
     steps: int,
@@ -238,13 +282,14 @@ def step_pass(
     desc: str,
     shard: bool = True,
 ) -> dict[str, float]:
-    """One pass over ``batch_iter``; ``step(i, batch)`` trains and returns its loss parts. Returns the mean of
-    each part over the pass. Progress on a terminal and in logs, a NaN/inf loss stops the stage, a
+    """One pass over ``batch_iter``; ``step(i, batch)`` trains and returns its loss parts (as tensors: a step
+    reads no Python number off the device). Returns the mean of each part over the pass. Progress on a terminal
+    and in logs, a NaN/inf loss stops the stage (read every :data:`SYNC_EVERY` steps and at the end), a
     :func:`stop_at` deadline ends the pass early. Under torchrun ``step`` gets this rank's shard of each batch
     on ``device`` (it should back-propagate ``ddp.scale_loss(loss)`` and call ``ddp.average_gradients``) and
     the loss parts are those of the whole batch; with ``shard=False`` it gets the whole batch, as it comes,
     and shards it itself (its parts must then be the whole batch's)."""
-    sums: dict[str, float] = {}
+    running: _Running | None = None
     bar = progress(batch_iter, total=steps, desc=desc)
     done = 0
     for i, batch in enumerate(bar):
@@ -254,14 +299,19 @@ def step_pass(
             break
         if shard:
             local, share = ddp.shard(batch)
-            with ddp.sharded_step(share):
+            with ddp.sharded_step(share), step_scope():
                 parts = step(i, to_device(local, device))
-            values = ddp.mean_over_ranks(parts.as_dict(), share)
+            values = ddp.mean_over_ranks(parts.tensors(), share)
         else:
-            values = step(i, batch).as_dict()
-        check_finite(values, i + 1, steps)  # before anything is saved: the stage stops here, its checkpoint intact
-        for k, v in values.items():
-            sums[k] = sums.get(k, 0.0) + v
-        bar.set_postfix(loss=f"{values['loss']:.3f}")
+            with step_scope():
+                values = step(i, batch).tensors()
+        running = running or _Running(values)
+        running.add(i, values)
         done += 1
-    return {k: round(v / max(done, 1), 5) for k, v in sums.items()}
+        if done % SYNC_EVERY == 0:  # before anything is saved: the stage stops here, its checkpoint intact
+            running.check(steps)
+            bar.set_postfix(loss=f"{float(running.last[0]):.3f}")
+    if running is None:
+        return {}
+    running.check(steps)
+    return running.means(done)

@@ -69,11 +69,25 @@ def hierarchical_kd(
 
 @dataclass
 class LossParts:
+    """A step's loss (to back-propagate) and its parts for the logs, kept as tensors: reading a number off a
+    GPU tensor waits for the device (a host sync), so the loop reads them only at its log lines
+    (:func:`bertnas.training.loop.step_pass`), never inside a step."""
+
     total: torch.Tensor
-    ce: float
-    kd: float
-    efficiency: float
+    ce: torch.Tensor | float = 0.0
+    kd: torch.Tensor | float = 0.0
+    efficiency: torch.Tensor | float = 0.0
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The parts as detached 0-dim tensors on the loss's device (no host sync)."""
+        like = self.total.detach()
+
+        def as_tensor(v: torch.Tensor | float) -> torch.Tensor:
+            return v.detach().reshape(()) if torch.is_tensor(v) else torch.full((), v, dtype=like.dtype, device=like.device)
+
+        return {"loss": like.reshape(()), "ce": as_tensor(self.ce), "kd": as_tensor(self.kd),
+                "eff": as_tensor(self.efficiency)}
 
     def as_dict(self) -> dict[str, float]:
-        return {"loss": float(self.total.detach()), "ce": self.ce, "kd": self.kd, "eff": self.efficiency}
-
+        """The parts as Python numbers (a host sync: for logs and tests, not for steps)."""
+        return {k: float(v) for k, v in self.tensors().items()}
