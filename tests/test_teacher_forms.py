@@ -165,3 +165,16 @@ def test_teacher_without_position_embeddings_table(tmp_path):
     assert out.shape == (1, 16, 3)
     words, positions = emb.folded()
     assert words.shape == (30, 16) and positions.shape == (64, 16)
+
+
+def test_a_bare_vocab_txt_is_a_bert_tokenizer(tmp_path):
+    """A folder with only vocab.txt (how BERT vocabularies are shipped) loads as BERT's WordPiece tokenizer,
+    lower-cased; transformers v5's AutoTokenizer alone refuses it."""
+    from bertnas.teacher.loading import load_tokenizer
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "##s", "on", "mat"]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = load_tokenizer(str(tmp_path))
+    assert len(tok) == len(vocab)
+    assert tok("The cats sat on the MAT")["input_ids"] == [2, 5, 6, 8, 7, 9, 5, 10, 3]
+    assert tok("dog")["input_ids"] == [2, 1, 3]

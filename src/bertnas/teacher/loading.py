@@ -67,6 +67,13 @@ def check_source(name: str) -> str:
     return name  # a hub id
 
 
+def _vocab_only(path: Path) -> bool:
+    """A directory with a WordPiece vocab.txt and nothing that names a tokenizer class: read as BERT's
+    (lower-cased, as bert-base-uncased; a tokenizer_config.json with do_lower_case false makes it cased)."""
+    names = ("tokenizer.json", "tokenizer_config.json", "config.json")
+    return path.is_dir() and (path / "vocab.txt").is_file() and not any((path / n).is_file() for n in names)
+
+
 def load_tokenizer(name: str, trust_remote_code: bool = False):
     """A tokenizer from a directory (tokenizer.json or vocab files; no model needed) or a hub id."""
     if not name:
@@ -76,6 +83,10 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
         raise BertnasError(f"tokenizer directory {name} not found: check the path")
     source = str(path) if path.exists() else name
     try:
+        if _vocab_only(path):  # transformers v5's AutoTokenizer cannot tell the class from a bare vocab.txt
+            from transformers import BertTokenizer
+
+            return BertTokenizer.from_pretrained(source)
         return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, TypeError) as exc:
         raise BertnasError(
