@@ -117,7 +117,7 @@ def test_augmentation_adds_teacher_labelled_copies_and_is_seeded(setup):
 
 
 def test_copies_are_labelled_with_the_teachers_prediction(setup):
-    from bertnas.data.encode import encode
+    from bertnas.data.encode import Ragged, encode
     from bertnas.data.readers import load_task
     from bertnas.nasbert.config import FinetuneSettings
     from bertnas.nasbert.finetune import with_teacher
@@ -134,12 +134,13 @@ def test_copies_are_labelled_with_the_teachers_prediction(setup):
     assert torch.equal(out.labels[:n], gold)  # the originals keep their gold labels
     assert torch.equal(out.labels[n:], soft[n:].argmax(-1))  # a copy's label is the teacher's prediction
     assert not torch.equal(out.labels[n:], gold)  # (a random teacher disagrees with the gold labels somewhere)
-    changed = sum(a != b for a, b in zip(out.input_ids[n:], out.input_ids[:n]))
+    changed = sum(list(a) != list(b) for a, b in zip(out.input_ids[n:], out.input_ids[:n]))
     assert changed > n // 4  # most copies differ from their original
     again, _, _ = with_teacher(tch, train, dev, data.spec, FinetuneSettings(augment=1))
     other, _, _ = with_teacher(tch, train, dev, data.spec, FinetuneSettings(augment=1, seed=1))
     assert again.input_ids == out.input_ids and other.input_ids[n:] != out.input_ids[n:]  # copies follow the seed
     assert all(1 in t for t in out.token_type_ids[n:])  # pairs stay pairs (segment B kept)
+    assert isinstance(out.input_ids, Ragged)  # the copies are read back memory-mapped, as AdaBERT's
 
 
 @pytest.mark.parametrize("flag, value, words", [

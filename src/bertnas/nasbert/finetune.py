@@ -2,7 +2,8 @@
 
 Works on any Hugging Face sequence classifier directory (a selected ``nasbert`` model or the hand-designed
 BERT baseline), so both are trained exactly the same way. The fine-tuned teacher runs once over the
-training split and its teacher-labelled copies (``--augment``; bfloat16 autocast on CPU) and its logits are kept.
+training split and its teacher-labelled copies (``--augment``; bfloat16 where the device has it natively) and its
+logits are kept in the teacher stack's cache (``teacher.knowledge.cached_logits``, ``teacher.augment``).
 The epoch saved is the best on a validation split carved from the training data (``--val-examples``; with 0, the
 last epoch); the dev set is only reported.
 
@@ -13,11 +14,7 @@ commands), and the benchmark report's teacher row comes from these values.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
-import pickle
 import random
 import time
 from pathlib import Path
@@ -25,14 +22,14 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from ..data.encode import batches, concat, encode, num_batches
+from ..data.encode import concat, encode, num_batches
 from ..data.readers import load_task
 from ..data.split import carve, take, validation_size
 from ..errors import BertnasError
 from ..measure.profile import count_params, profile_classifier
 from ..rundir import FINETUNE_LATENCY_REPEATS, FINETUNE_LATENCY_SEQ_LEN, data_source, save_finetune_run
-from ..teacher.augment import AugmentSettings, augment_encoded, teacher_labels
-from ..teacher.knowledge import bf16_supported, default_cache_dir, hash_weights, teacher_fingerprint
+from ..teacher.augment import AugmentSettings, label_augmented
+from ..teacher.knowledge import bf16_supported, cached_logits, hash_weights, teacher_fingerprint
 from ..teacher.loading import load_teacher, load_tokenizer
 from ..training import distributed as ddp
 from ..training.best import BestEpoch
@@ -41,64 +38,29 @@ from ..training.loop import Resumable, run_epochs, train_pass
 from ..training.losses import LossParts, distill_loss, task_loss
 from ..training.optim import adamw
 from ..training.schedule import linear_schedule
-from ..utils import hash_obj, progress, resolve_device, set_seed
+from ..utils import hash_obj, resolve_device, set_seed
 from .config import FinetuneSettings
 
 logger = logging.getLogger("bertnas")
 
 
-@torch.inference_mode()
-def teacher_logits(model: torch.nn.Module, data, batch_size: int = 64, label_order: list[int] | None = None) -> torch.Tensor:
-    """Teacher logits for every example (length-sorted batches, bfloat16 autocast on CPU), in task label order."""
-    out = torch.zeros(len(data), model.config.num_labels)
-    order = sorted(range(len(data)), key=lambda i: len(data.input_ids[i]))
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_supported(torch.device("cpu"))):
-        for b in progress(batches(data, batch_size, subset=order), desc="teacher logits",
-                          total=num_batches(len(data), batch_size), examples=len(data)):
-            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"]).logits
-            out[b["index"]] = logits.float()
-    return out if label_order is None else out[:, label_order]
-
-
-def _cached_teacher_outputs(tch, train, dev, spec) -> tuple[torch.Tensor, dict]:
-    """Teacher logits on the training split and its dev metrics, cached on disk: every student of a
-    comparison is fine-tuned against the same teacher and data, so the teacher runs once for all of them."""
-    h = hashlib.sha256(teacher_fingerprint(tch).encode())  # weights, vocabulary, label order: what the logits depend on
-    h.update(json.dumps([spec.name, train.input_ids, train.token_type_ids, dev.input_ids,
-                         tch.label_order]).encode())
-    path = default_cache_dir() / f"nasbert-teacher-logits-{h.hexdigest()[:24]}.pt"
-    if path.is_file():
-        try:
-            saved = torch.load(path, weights_only=True)
-            return saved["logits"], json.loads(saved["dev"])
-        except (OSError, EOFError, RuntimeError, ValueError, KeyError, TypeError, pickle.UnpicklingError) as exc:
-            logger.warning("the cached teacher outputs %s are damaged (%s: %s): computing them again", path,
-                           type(exc).__name__, " ".join(str(exc).split())[:120] or "empty or cut short")
-    soft = teacher_logits(tch.model, train, label_order=tch.label_order)
-    order = tch.label_order
-    teacher_dev = evaluate(lambda b: tch.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                                               token_type_ids=b["token_type_ids"]).logits[:, order or slice(None)],
-                           dev, spec, torch.device("cpu"), batch_size=64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp-{os.getpid()}")
-    torch.save({"logits": soft, "dev": json.dumps(teacher_dev)}, tmp)
-    os.replace(tmp, path)
-    return soft, teacher_dev
-
-
-def with_teacher(tch, train, dev, spec, settings: FinetuneSettings):
+def with_teacher(tch, train, dev, spec, settings: FinetuneSettings, device: torch.device | None = None,
+                 cache_dir: str | None = None):
     """The training set with ``settings.augment`` copies of every example appended (the word replacement,
-    deletion and swaps AdaBERT trains on, ``teacher.augment``), the teacher's logits for all of it, and the
-    teacher's dev metrics. A copy's gold label is the teacher's prediction; the originals keep theirs."""
-    n = len(train)
+    deletion and swaps AdaBERT trains on), the teacher's logits for all of it, and the teacher's dev metrics;
+    through the teacher stack AdaBERT uses (``teacher.knowledge.cached_logits``, ``teacher.augment.label_augmented``:
+    one cache, copies made, labelled and written one at a time and read back memory-mapped). A copy's gold label
+    is the teacher's prediction; the originals keep theirs."""
+    device = device or torch.device("cpu")
+    bf16 = bf16_supported(device)
+    soft, teacher_dev, key = cached_logits(tch, train, dev, spec, device, bf16, cache_dir=cache_dir)
     if settings.augment:
-        aug = AugmentSettings(settings.augment, settings.augment_replace_prob, settings.augment_edit_prob, settings.seed)
-        table = tch.model.get_input_embeddings().weight.detach().float().cpu()
-        train = concat(train, augment_encoded(train, tch.tokenizer, table, aug))
-    soft, teacher_dev = _cached_teacher_outputs(tch, train, dev, spec)
-    if settings.augment:
-        train.labels[n:] = teacher_labels(soft[n:], spec.is_regression)
-        logger.info("augmentation: %d teacher-labelled copies of %d training examples", len(train) - n, n)
+        aug = label_augmented(tch, train, AugmentSettings(settings.augment, settings.augment_replace_prob,
+                                                          settings.augment_edit_prob, settings.seed),
+                              None, key, device, bf16, spec.is_regression, cache_dir=cache_dir)
+        train, soft = concat(train, aug.encoded), torch.cat([soft, aug.teacher_logits])
+        logger.info("augmentation: %d teacher-labelled copies of %d training examples", len(aug.encoded),
+                    len(train) - len(aug.encoded))
     return train, soft, teacher_dev
 
 
@@ -158,7 +120,9 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
     val = take(train, held.val) if held.active else None
     train = take(train, held.train)
     t0 = time.time()
-    train, soft, teacher_dev = with_teacher(tch, train, dev, spec, settings)
+    train, soft, teacher_dev = with_teacher(tch, train, dev, spec, settings, device)
+    soft = soft.to(device)  # indexed by each batch's example ids on the device: no host copy in a step
+    tch.model.cpu()
     teacher_seconds = time.time() - t0
     labels = {i: name for i, name in enumerate(spec.labels or ["score"])}
     model = _load_for_task(model_dir, spec.num_labels, labels).to(device)
@@ -180,7 +144,7 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
     def step(_: int, b: dict[str, torch.Tensor]) -> LossParts:
         logits = predict(b)
         ce = task_loss(logits, b["labels"], spec.is_regression)
-        kd = distill_loss(logits, soft[b["index"].cpu()].to(device), settings.temperature, spec.is_regression)
+        kd = distill_loss(logits, soft[b["index"]], settings.temperature, spec.is_regression)
         loss = (1 - settings.kd_lambda) * ce + settings.kd_lambda * kd
         optimizer.zero_grad(set_to_none=True)
         ddp.scale_loss(loss).backward()

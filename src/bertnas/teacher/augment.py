@@ -189,19 +189,21 @@ class Augmented:
 
     encoded: Encoded
     teacher_logits: torch.Tensor  # (N, C)
-    probe_logits: torch.Tensor  # (L + 1, N, C)
+    probe_logits: torch.Tensor | None  # (L + 1, N, C); None when labelled without probes (NAS-BERT)
     key: str
 
 
-def probes_hash(probe_tensors: dict[str, torch.Tensor]) -> str:
-    """A digest of the probes' weights: the copies' probe predictions depend on them."""
+def probes_hash(probe_tensors: dict[str, torch.Tensor] | None) -> str | None:
+    """A digest of the probes' weights: the copies' probe predictions depend on them (None: no probes)."""
+    if probe_tensors is None:
+        return None
     h = hashlib.sha256()
     for name in ("weight", "bias", "mean", "std"):
         h.update(probe_tensors[name].detach().float().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
-def augment_key(knowledge_key: str, settings: AugmentSettings, probe_tensors: dict[str, torch.Tensor]) -> str:
+def augment_key(knowledge_key: str, settings: AugmentSettings, probe_tensors: dict[str, torch.Tensor] | None) -> str:
     return hash_obj({"knowledge": knowledge_key, "settings": settings.__dict__, "probes": probes_hash(probe_tensors),
                      "pairs": "one decision per word"})[:24]
 
@@ -272,7 +274,8 @@ def load_augmented(key: str, cache_dir: str | Path | None, regression: bool, pad
     ids = np.load(path / "input_ids.npy", mmap_mode="r")
     types = np.load(path / "token_type_ids.npy", mmap_mode="r")
     logits = torch.from_numpy(np.load(path / "teacher_logits.npy")[:n])
-    probes = torch.from_numpy(np.load(path / "probe_logits.npy", mmap_mode="c")[:, :n])
+    probe_file = path / "probe_logits.npy"
+    probes = torch.from_numpy(np.load(probe_file, mmap_mode="c")[:, :n]) if probe_file.is_file() else None
     enc = Encoded(input_ids=Ragged(ids, offsets), token_type_ids=Ragged(types, offsets),
                   labels=teacher_labels(logits, regression), pad_id=pad_id)  # memory-mapped: no list per copy
     return Augmented(encoded=enc, teacher_logits=logits, probe_logits=probes, key=key)
@@ -287,7 +290,7 @@ def label_augmented(
     teacher: Teacher,
     train: Encoded,
     settings: AugmentSettings,
-    probe_tensors: dict[str, torch.Tensor],
+    probe_tensors: dict[str, torch.Tensor] | None,
     knowledge_key: str,
     device: torch.device,
     bf16: bool,
@@ -297,7 +300,9 @@ def label_augmented(
     cache_dir: str | Path | None = None,
 ) -> Augmented:
     """Make the augmented copies and label them with the teacher and the probes (cached), one copy at a time:
-    a copy's ids, token types and outputs go to disk before the next is made, so memory holds one copy's lists."""
+    a copy's ids, token types and outputs go to disk before the next is made, so memory holds one copy's lists.
+    ``probe_tensors`` None: the teacher's logits only (NAS-BERT's fine-tuning reads no probes); the teacher then
+    runs without its hidden states. ``knowledge_key``: the cache entry of the teacher's outputs on ``train``."""
     key = augment_key(knowledge_key, settings, probe_tensors)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     final = cache / f"augment-{key}"
@@ -309,10 +314,11 @@ def label_augmented(
     logger.info("augmentation: %d copies of %d examples = %d new examples, labelled by the teacher (%s)",
                 settings.copies, len(train), n, "bf16" if bf16 else "fp32")
     with atomic_dir(final) as tmp:  # a crash leaves no half-written cache entry
-        logits = np.zeros((n, probe_tensors["weight"].size(-1)), np.float32)
+        labels = probe_tensors["weight"].size(-1) if probe_tensors is not None else teacher_outputs(teacher)
+        logits = np.zeros((n, labels), np.float32)
         offsets = np.zeros(n + 1, np.int64)
-        probe_logits = np.lib.format.open_memmap(tmp / "probe_logits.npy", mode="w+", dtype=np.float32,
-                                                 shape=(probe_tensors["weight"].size(0), *logits.shape))
+        probe_logits = None if probe_tensors is None else np.lib.format.open_memmap(
+            tmp / "probe_logits.npy", mode="w+", dtype=np.float32, shape=(probe_tensors["weight"].size(0), *logits.shape))
         with _FlatWriter(tmp / "input_ids.npy", np.int32) as ids_out, \
                 _FlatWriter(tmp / "token_type_ids.npy", np.int8) as types_out:
             for copy in range(settings.copies):
@@ -321,26 +327,36 @@ def label_augmented(
                 enc = Encoded(input_ids=ids, token_type_ids=types, pad_id=train.pad_id,
                               labels=torch.zeros(len(ids), dtype=train.labels.dtype))
                 teacher_pass(teacher, enc, _sink(probe_tensors, logits, probe_logits, base), device, bf16,
-                             batch_size, token_budget, desc=f"teacher (augmented) copy {copy + 1}/{settings.copies}")
+                             batch_size, token_budget, want_features=probe_tensors is not None,
+                             desc=f"teacher (augmented) copy {copy + 1}/{settings.copies}")
                 offsets[base + 1 : base + len(ids) + 1] = offsets[base] + np.cumsum(lengths_of(ids))
                 ids_out.append(ids)
                 types_out.append(types)
                 del ids, types, enc  # before the next copy is made
-        probe_logits.flush()
-        del probe_logits
+        if probe_logits is not None:
+            probe_logits.flush()
+            del probe_logits
         meta = {"key": key, "knowledge_key": knowledge_key, "settings": settings.__dict__, "n": n,
                 "n_original": len(train), "probes": probes_hash(probe_tensors)}
         _save(tmp, offsets, logits, meta)
     return load_augmented(key, cache, regression, train.pad_id)
 
 
-def _sink(probe_tensors: dict[str, torch.Tensor], logits: np.ndarray, probe_logits: np.ndarray, base: int):
-    """Write one copy's teacher logits and probe logits at its rows (``base`` + index in the copy)."""
+def _sink(probe_tensors: dict[str, torch.Tensor] | None, logits: np.ndarray, probe_logits: np.ndarray | None,
+          base: int):
+    """Write one copy's teacher logits and probe logits (when there are probes) at its rows (``base`` + index
+    in the copy)."""
     from .probes import apply_probes
 
     def sink(idx: torch.Tensor, lg: torch.Tensor, feats: torch.Tensor | None) -> None:
         rows = idx.numpy() + base
         logits[rows] = lg.numpy()
-        probe_logits[:, rows] = apply_probes(probe_tensors, feats.half()).numpy()
+        if probe_logits is not None:
+            probe_logits[:, rows] = apply_probes(probe_tensors, feats.half()).numpy()
 
     return sink
+
+
+def teacher_outputs(teacher: Teacher) -> int:
+    """Logits per example the teacher gives in task order (its label count; 1 for regression)."""
+    return len(teacher.label_order) if teacher.label_order is not None else int(teacher.model.config.num_labels)

@@ -32,11 +32,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..data.encode import Encoded, collate, encode, inference_batches, to_device
+from ..data.encode import ENCODE_CHUNK, Encoded, collate, encode, inference_batches, lengths_of, to_device
 from ..data.examples import Examples, TaskData, TaskSpec
 from ..data.metrics import compute_metrics
 from ..errors import BertnasError
-from ..utils import atomic_write_text, hash_obj, progress
+from ..training.evaluation import evaluate
+from ..utils import atomic_dir, atomic_write_text, hash_obj, progress
 from .loading import Teacher
 
 logger = logging.getLogger("bertnas")
@@ -401,6 +402,59 @@ def compute_knowledge(
     logger.info("teacher knowledge: %d train examples at %.0f/s (%s); dev %s; saved to %s", len(train),
                 meta["train_examples_per_second"], precision["chosen"], dev_metrics, final)
     return Knowledge(key=key, meta=meta, path=final)
+
+
+def hash_encoded(*splits: Encoded) -> str:
+    """A sha256 of tokenized splits (lengths, ids, token types and labels), read a block at a time: what a
+    teacher's outputs on them depend on, cheap for millions of examples."""
+    h = hashlib.sha256()
+    for enc in splits:
+        lengths = lengths_of(enc.input_ids)
+        h.update(lengths.tobytes())
+        for start in range(0, len(enc), ENCODE_CHUNK):
+            stop = min(start + ENCODE_CHUNK, len(enc))
+            for seqs, dtype in ((enc.input_ids, np.int32), (enc.token_type_ids, np.int8)):
+                h.update(np.concatenate([np.asarray(seqs[i], dtype) for i in range(start, stop)]).tobytes())
+        h.update(enc.labels.numpy().tobytes())
+    return h.hexdigest()
+
+
+def cached_logits(teacher: Teacher, train: Encoded, dev: Encoded, spec: TaskSpec, device: torch.device, bf16: bool,
+                  batch_size: int = 64, token_budget: int | None = None,
+                  cache_dir: str | Path | None = None) -> tuple[torch.Tensor, dict, str]:
+    """(the teacher's logits on ``train`` in task label order, its dev metrics, the cache key): the teacher's
+    outputs without per-layer features, for students that distil from its logits only (NAS-BERT's fine-tuning),
+    cached in ``logits-KEY/`` beside the knowledge cache so that every student of a comparison shares one pass.
+    Dev is evaluated in float32, as the teacher's reported dev metric."""
+    key = hash_obj({"version": CACHE_VERSION, "teacher": teacher_fingerprint(teacher), "task": spec.name,
+                    "data": hash_encoded(train, dev), "bf16": bf16})[:24]
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    final = cache / f"logits-{key}"
+    if (final / "meta.json").is_file():
+        logger.info("teacher logits: cache hit %s", final)
+        meta = json.loads((final / "meta.json").read_text())
+        return torch.from_numpy(np.load(final / "train_logits.npy")), meta["teacher_dev_metrics"], key
+    require_free_space(cache, len(train) * max(1, spec.num_labels) * 4, f"the teacher's logits on {len(train)} "
+                       "examples", "--cache-dir" if cache_dir else "BERTNAS_CACHE_DIR")
+    logits = torch.zeros(len(train), max(1, spec.num_labels))
+
+    def sink(idx: torch.Tensor, lg: torch.Tensor, _: torch.Tensor | None) -> None:
+        logits[idx] = lg
+
+    teacher.model.to(device).eval()
+    teacher_pass(teacher, train, sink, device, bf16, batch_size, token_budget, want_features=False,
+                 desc=f"teacher logits ({'bf16' if bf16 else 'fp32'})")
+    order = teacher.label_order or slice(None)
+    with torch.inference_mode():
+        dev_metrics = evaluate(lambda b: teacher.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                                                       token_type_ids=b["token_type_ids"]).logits[:, order],
+                               dev, spec, device, batch_size=batch_size)
+    with atomic_dir(final) as tmp:
+        np.save(tmp / "train_logits.npy", logits.numpy())
+        atomic_write_text(tmp / "meta.json", json.dumps({"key": key, "teacher": teacher.source, "task": spec.name,
+                                                         "n_train": len(train), "n_dev": len(dev), "bf16": bf16,
+                                                         "teacher_dev_metrics": dev_metrics}, indent=2))
+    return logits, dev_metrics, key
 
 
 def load_knowledge(key: str, cache_dir: str | Path | None = None) -> Knowledge:
