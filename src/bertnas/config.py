@@ -155,6 +155,7 @@ class RunConfig(Settings):
     latency_table_batch: int = _f(32, "with --efficiency latency: batch size the op latencies are measured (and the budget meant) at", "search")
     latency_table_seq_len: int | None = _f(None, "with --efficiency latency: sequence length of the op latencies (default: --eval-seq-len)", "search")
     latency_table_threads: int | None = _f(None, "with --efficiency latency: torch threads for the op latencies (default: --latency-threads)", "search")
+    search_distill: str = _f("probes", "what the search distils: probes (each cell matched to a teacher layer's probe through its own head, and the last to the teacher's logits: AdaBERT) or logits (the teacher's logits only, no per-cell heads: the benchmark's ablation row; further training then distils the logits only too)", "search", choices=("probes", "logits"))
     # --- retraining ---
     retrain_epochs: int = _f(2, "epochs of training the derived model further (default 2: see --augment)", "retrain")
     retrain_batch_size: int = _f(32, "retraining batch size", "retrain")

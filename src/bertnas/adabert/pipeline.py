@@ -290,9 +290,10 @@ def retrain(cfg: RunConfig, out: str | Path) -> dict:
     inputs = stage_inputs(cfg, out)
     spec, tokenizer = inputs.spec, inputs.tokenizer
     student = load_model_dir(AdaBertForSequenceClassification, out / "search" / "student", "search")
-    heads = KDHeads(student.config.architecture.depth, student.config.hidden_size, spec.num_labels,
-                    pair=student.config.pair_input, pair_head=student.config.pair_head)
-    heads.load_state_dict(read_weights(out / "search" / "heads.safetensors", "search"))
+    saved_heads = read_weights(out / "search" / "heads.safetensors", "search")  # none after --search-distill logits:
+    heads = KDHeads(student.config.architecture.depth if saved_heads else 0, student.config.hidden_size,  # then
+                    spec.num_labels, pair=student.config.pair_input, pair_head=student.config.pair_head)  # logits only
+    heads.load_state_dict(saved_heads)
     t0 = time.perf_counter()
     ckpt = out / "checkpoints" / "retrain.pt"
     student, best, history = run_retrain(cfg, spec, student, heads, inputs.train, inputs.dev, inputs.targets,

@@ -155,7 +155,8 @@ def search(
     architecture steps on validation batches (bilevel)."""
     lat = latency_costs(cfg, latency_table)
     arch = Architecture(cfg.k_max).to(device)
-    heads = KDHeads(cfg.k_max, cfg.hidden_size, spec.num_labels, pair=spec.pair).to(device)
+    heads = KDHeads(cfg.k_max if cfg.search_distill == "probes" else 0, cfg.hidden_size, spec.num_labels,
+                    pair=spec.pair).to(device)  # no heads: depth_loss pairs the final logits with the teacher's only
     supernet.to(device)
     scale = TargetScale.of(train.labels, spec.is_regression)
     objective = SearchObjective(cfg, spec, supernet, heads, arch, train_targets.standardized(scale),
@@ -446,7 +447,8 @@ def finish_search(cfg: RunConfig, spec: TaskSpec, supernet: AdaBertSupernet, arc
     config = student_config(cfg, spec, genotype, supernet, pad_token_id, sep_token_id,
                             TargetScale.of(train_labels, spec.is_regression) if train_labels is not None else None)
     student = derive_student(supernet, genotype, config)
-    kept = KDHeads(genotype.depth, cfg.hidden_size, spec.num_labels, pair=spec.pair)
+    kept = KDHeads(genotype.depth if cfg.search_distill == "probes" else 0, cfg.hidden_size, spec.num_labels,
+                   pair=spec.pair)
     kept.heads.load_state_dict({k: v for k, v in heads.cpu().heads.state_dict().items()
                                 if int(k.split(".")[0]) < genotype.depth})
     cost_table = efficiency_table(cfg.hidden_size, cfg.eval_seq_len)

@@ -17,7 +17,6 @@ when only the further-training settings change.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
 import time
@@ -116,31 +115,6 @@ def _train(rcfg: RunConfig, row_dir: Path, inputs, student, heads, key: str, sav
     return {"dev": best, "train_seconds": seconds}
 
 
-@contextlib.contextmanager
-def _logits_only_search():
-    """Search with the final logits as the only distillation target: the search loop's per-cell heads are built
-    with zero heads, so ``depth_loss`` sees a depth-1 pairing (final logits <-> teacher logits) only.
-
-    A stopgap until the run settings have a distillation-mode field; the row checks afterwards that the search
-    really saved no heads, so a refactor of the search loop cannot turn this row silently into the full method.
-    """
-    from ..adabert import searcher
-
-    original = getattr(searcher, "KDHeads", None)
-    if original is None:
-        raise RuntimeError("adabert.searcher no longer has KDHeads: update bench.runner._logits_only_search")
-
-    class NoProbeHeads(original):
-        def __init__(self, k_max: int, hidden: int, num_labels: int, pair: bool = False) -> None:
-            super().__init__(0, hidden, num_labels, pair=pair)
-
-    searcher.KDHeads = NoProbeHeads
-    try:
-        yield
-    finally:
-        searcher.KDHeads = original
-
-
 # ----------------------------------------------------------------------------- one row per kind
 def _search_row(row: Row, rcfg: RunConfig, row_dir: Path, key: str, search_key: str) -> dict:
     from ..adabert.modeling import AdaBertForSequenceClassification
@@ -149,15 +123,14 @@ def _search_row(row: Row, rcfg: RunConfig, row_dir: Path, key: str, search_key: 
     stages = row_dir / "bench-stages.json"
     marks = read_json(stages) if stages.is_file() else {}
     if not (rcfg.resume and marks.get("search") == search_key):  # a finished search survives new training settings
-        with _logits_only_search() if row.logits_only else contextlib.nullcontext():
-            pipeline.search(rcfg, row_dir)
+        pipeline.search(rcfg.update({"search_distill": "logits"}) if row.logits_only else rcfg, row_dir)
         write_json(stages, {"search": search_key})
     else:
         logger.info("bench row %s: search already done, training further", row.name)
     summary = read_json(row_dir / "search" / "genotype.json")
     if row.logits_only:
         if read_weights(row_dir / "search" / "heads.safetensors", "search"):
-            raise RuntimeError("logits-only search saved probe heads: the search loop changed, see _logits_only_search")
+            raise RuntimeError("logits-only search saved probe heads: --search-distill logits did not reach the search")
         inputs = pipeline.stage_inputs(rcfg, row_dir)
         student = load_model_dir(AdaBertForSequenceClassification, row_dir / "search" / "student", "search")
         heads = KDHeads(0, rcfg.hidden_size, inputs.spec.num_labels, pair=inputs.spec.pair)
