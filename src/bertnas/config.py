@@ -123,6 +123,7 @@ class RunConfig(Settings):
     # --- probes ---
     probe_epochs: int = _f(3, "epochs of training for each layer's linear probe", "probes")
     probe_lr: float = _f(1e-3, "probe learning rate (Adam)", "probes")
+    probe_max_examples: int | None = _f(100000, "probes train on a random sample of at most N training examples (the same for every --seed: seed sweeps share one cache), whose per-layer features are cached; the other examples' probe predictions come from a second teacher pass that applies the trained probes on the fly, storing no features (a BERT-base teacher's features take about 40 KB an example); 0 or unset: every example (ours)", "probes")
     # --- search space ---
     hidden_size: int = _f(128, "student hidden size (AdaBERT: 128)", "space")
     k_max: int = _f(8, "largest number of stacked cells searched (AdaBERT: 8)", "space")
@@ -215,6 +216,8 @@ class RunConfig(Settings):
         for name in ["max_train_examples", "teacher_token_budget"]:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise bad(name, "must be >= 1 (or unset for all)")
+        if self.probe_max_examples is not None and self.probe_max_examples < 0:
+            raise bad("probe_max_examples", "must be >= 1, or 0 to train the probes on every training example")
         if self.search_max_examples is not None and self.search_max_examples < 0:
             raise bad("search_max_examples", "must be >= 1, or 0 to search on every training example")
         for name in ["gamma", "dropout"]:

@@ -109,7 +109,7 @@ def measure_costs(cfg: RunConfig, cached: bool | None = None) -> Costs:
     encode_s = time.perf_counter() - t0
     n = len(data.train)
     if cached is None:
-        key = knowledge_key(teacher, data, cfg.max_seq_len, cfg.teacher_dtype)
+        key = knowledge_key(teacher, data, cfg.max_seq_len, cfg.teacher_dtype, cfg.probe_max_examples)
         cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
         cached = (cache / f"knowledge-{key}" / "meta.json").is_file()
     del teacher
@@ -155,11 +155,14 @@ def predict(cfg: RunConfig, costs: Costs) -> dict[str, tuple[float, str]]:
     n_aug = n * cfg.augment
     out: dict[str, tuple[float, str]] = {}
     teacher_s = 0.0 if costs.teacher_cached else costs.teacher_dev_s + n * costs.teacher_example_s
-    probes_s = costs.probes_example_s * n
+    featured = min(n, cfg.probe_max_examples or n)  # the rest's probe predictions take a second teacher pass
+    teacher_s += (n - featured) * costs.teacher_example_s
+    probes_s = costs.probes_example_s * featured
     copies_s = n_aug * costs.copy_example_s
     out["probe"] = (teacher_s + probes_s + copies_s,
                     ("teacher cached" if costs.teacher_cached else
-                     f"teacher {n:,} train at {1 / max(costs.teacher_example_s, 1e-9):,.0f}/s + dev {costs.teacher_dev_s:.0f}s")
+                     f"teacher {n:,} train at {1 / max(costs.teacher_example_s, 1e-9):,.0f}/s + dev {costs.teacher_dev_s:.0f}s"
+                     + (f", {n - featured:,} again for their probe predictions" if featured < n else ""))
                     + (f", {n_aug:,} copies {copies_s:.0f}s" if n_aug else "") + f", probes {probes_s:.0f}s")
     total_train = (n - held) * (1 + cfg.augment)
     n_search = min(cfg.search_max_examples or total_train, total_train)
@@ -189,7 +192,8 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
     (``bertnas.budget.planner``); the estimate is then for them."""
     from .adabert import pipeline
     from .teacher.augment import augment_bytes
-    from .teacher.knowledge import default_cache_dir, free_bytes, knowledge_bytes, knowledge_key, tables_bytes
+    from .teacher.knowledge import (default_cache_dir, feature_rows, free_bytes, knowledge_bytes, knowledge_key,
+                                    tables_bytes)
     from .teacher.loading import load_teacher
 
     out = Path(out)
@@ -200,13 +204,15 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
     enc = encode(teacher.tokenizer, data.train, cfg.max_seq_len, spec.is_regression)
     lengths = lengths_of(enc.input_ids)
     n, n_aug = len(data.train), len(data.train) * cfg.augment
-    key = knowledge_key(teacher, data, cfg.max_seq_len, cfg.teacher_dtype)
+    key = knowledge_key(teacher, data, cfg.max_seq_len, cfg.teacher_dtype, cfg.probe_max_examples)
     cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     hit = (cache / f"knowledge-{key}" / "meta.json").is_file()
     done = pipeline.completed_stages(out, cfg) if (out / "stages.json").is_file() and cfg.resume else set()
     labels = max(1, spec.num_labels)
+    sample = feature_rows(n, cfg.probe_max_examples)  # the training rows whose features are cached
+    featured = n if sample is None else len(sample)
     disk = 0 if hit else (knowledge_bytes(teacher.num_layers, int(teacher.model.config.hidden_size), n + len(data.dev),
-                                          labels) + tables_bytes(teacher))
+                                          labels, featured + len(data.dev)) + tables_bytes(teacher))
     # copies: a copy is never longer than its original (augment_one only replaces, deletes and swaps words)
     disk += augment_bytes(n_aug, int(lengths.sum()) * cfg.augment, teacher.num_layers + 1, labels) if n_aug else 0
     del teacher
@@ -219,6 +225,7 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
         f"{int((lengths >= cfg.max_seq_len).sum()):,} cut at --max-seq-len {cfg.max_seq_len}",
         f"teacher knowledge: {'cache hit' if hit else 'not cached yet'} ({cache / f'knowledge-{key}'})",
         f"cache disk to write: {disk / 1e9:.2f} GB (knowledge{' cached' if hit else ''}"
+        + ("" if sample is None else f", features of {featured:,} of {n:,} train (--probe-max-examples)")
         + (f", {n_aug:,} copies' logits and ids" if n_aug else "") + f"); {free_bytes(cache) / 1e9:.1f} GB free there",
     ]
     if done:

@@ -170,7 +170,7 @@ def probe(cfg: RunConfig, out: str | Path) -> dict:
 def _probe(cfg: RunConfig, out: str | Path) -> dict:
     from ..teacher.knowledge import compute_knowledge
     from ..teacher.loading import load_teacher
-    from ..teacher.probes import train_probes
+    from ..teacher.probes import probe_unsampled, train_probes
 
     out = Path(out)
     cfg.validate()
@@ -189,14 +189,23 @@ def _probe(cfg: RunConfig, out: str | Path) -> dict:
     with atomic_dir(out / "tokenizer") as tmp:
         teacher.tokenizer.save_pretrained(tmp)
     knowledge = compute_knowledge(teacher, data, cfg.max_seq_len, cfg.teacher_batch_size, device, cfg.cache_dir,
-                                  cfg.teacher_dtype, cfg.teacher_token_budget)
+                                  cfg.teacher_dtype, cfg.teacher_token_budget, cfg.probe_max_examples)
     probes = train_probes(knowledge, data, cfg.probe_epochs, cfg.probe_lr, seed=cfg.seed)
+    sampled = knowledge.feature_rows() is not None
+    train_enc = (encode(teacher.tokenizer, data.train, cfg.max_seq_len, data.spec.is_regression)
+                 if sampled or cfg.augment else None)
+    if sampled:  # the rows without cached features: their probe predictions from a second teacher pass
+        t0 = time.perf_counter()
+        rest = probe_unsampled(probes, knowledge, teacher, train_enc, device, cfg.teacher_batch_size,
+                               cfg.teacher_token_budget)
+        logger.info("probes: trained on %d sampled training examples (--probe-max-examples); the other %d examples' "
+                    "probe predictions computed on the fly by a second teacher pass in %.0fs",
+                    len(data.train) - rest, rest, time.perf_counter() - t0)
     augmented = {}
     if cfg.augment:
         from ..teacher.augment import AugmentSettings, label_augmented
 
         settings = AugmentSettings(cfg.augment, cfg.augment_replace_prob, cfg.augment_edit_prob, cfg.seed)
-        train_enc = encode(teacher.tokenizer, data.train, cfg.max_seq_len, data.spec.is_regression)
         aug = label_augmented(teacher, train_enc, settings, probes.tensors, knowledge.key, device,
                               knowledge.meta.get("precision", {}).get("chosen") == "bf16", data.spec.is_regression,
                               cfg.teacher_batch_size, cfg.teacher_token_budget, cfg.cache_dir)

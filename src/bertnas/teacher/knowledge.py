@@ -3,7 +3,10 @@
 Stored in one directory per (teacher weights + tokenizer + data + settings), ``knowledge-<key>/``:
   * ``{split}_logits.npy``   (N, num_labels) float32: the teacher's predictions, in task label order;
   * ``{split}_features.npy`` (L + 1, N, 2H) float16: for the embedding layer and each hidden layer, the
-    [CLS] vector concatenated with the masked token mean -- the inputs of the per-layer probes;
+    [CLS] vector concatenated with the masked token mean -- the inputs of the per-layer probes. With
+    ``max_feature_rows`` below the training set's size, train keeps the rows of a seeded sample only, listed
+    (sorted) in ``train_feature_rows.npy``: the probes train on them and label the other rows from a second
+    teacher pass (``teacher.probes.probe_unsampled``), so the cache grows with the sample, not the data;
   * ``tables.safetensors``: the word / position embedding tables the student projects;
   * ``meta.json``, written last (a directory without it is never used).
 The arrays are written batch by batch into memory-mapped files and read back memory-mapped, so neither
@@ -84,6 +87,17 @@ class Knowledge:
     def features(self, split: str) -> torch.Tensor:
         return self.get(f"{split}_features")
 
+    def feature_rows(self) -> np.ndarray | None:
+        """The sorted training rows whose features are stored, or None when every row's are: row i of the train
+        features belongs to example ``feature_rows()[i]``."""
+        if not self.meta.get("train_feature_rows"):
+            return None
+        rows = self.get("train_feature_rows")
+        if rows is None:
+            raise BertnasError(f"cached teacher knowledge {self.path} lacks train_feature_rows.npy: delete it and run "
+                               "`bertnas probe` again")
+        return rows.numpy()
+
     @property
     def word_embeddings(self) -> torch.Tensor:
         return self.get("word_embeddings")
@@ -139,15 +153,29 @@ def teacher_fingerprint(teacher: Teacher) -> str:
     return h.hexdigest()
 
 
-def knowledge_key(teacher: Teacher, data: TaskData, max_seq_len: int, teacher_dtype: str = "auto") -> str:
-    return hash_obj({
+def feature_rows(n: int, most: int | None, seed: int = 0) -> np.ndarray | None:
+    """The sorted training rows whose features the cache keeps: None (all ``n``) unless ``n`` exceeds ``most``
+    (0 or None: no bound), else a random sample of ``most`` rows drawn by a numpy generator seeded with ``seed``
+    (0 from the pipeline, whatever the run's seed: runs of several seeds share one teacher pass and cache)."""
+    if not most or n <= most:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, size=most, replace=False))
+
+
+def knowledge_key(teacher: Teacher, data: TaskData, max_seq_len: int, teacher_dtype: str = "auto",
+                  max_feature_rows: int | None = None, seed: int = 0) -> str:
+    """The cache key; the feature sample enters it only when there is one, so an unsampled cache keeps its key."""
+    settings = {
         "version": CACHE_VERSION,
         "teacher": teacher_fingerprint(teacher),
         "train": hash_examples(data.train),
         "dev": hash_examples(data.dev),
         "max_seq_len": max_seq_len,
         "teacher_dtype": teacher_dtype,
-    })[:24]
+    }
+    if feature_rows(len(data.train), max_feature_rows, seed) is not None:
+        settings["feature_sample"] = {"size": max_feature_rows, "seed": seed}
+    return hash_obj(settings)[:24]
 
 
 # ----------------------------------------------------------------------------- the teacher pass
@@ -284,22 +312,33 @@ def choose_precision(
 
 
 class _MemmapWriter:
-    """The sink that writes a split's logits and features by index into .npy files on disk."""
+    """The sink that writes a split's logits and features by index into .npy files on disk; with ``kept`` (sorted
+    rows), the features of those rows only, in that order."""
 
-    def __init__(self, directory: Path, split: str, n: int) -> None:
+    def __init__(self, directory: Path, split: str, n: int, kept: np.ndarray | None = None) -> None:
         self.directory, self.split, self.n = directory, split, n
+        self.slot = None if kept is None else np.full(n, -1, np.int64)  # example -> its row in the features file
+        if kept is not None:
+            self.slot[kept] = np.arange(len(kept))
         self.logits: np.ndarray | None = None
         self.features: np.ndarray | None = None
 
     def __call__(self, idx: torch.Tensor, logits: torch.Tensor, feats: torch.Tensor | None) -> None:
         if self.logits is None:
+            kept = self.n if self.slot is None else int((self.slot >= 0).sum())
             self.logits = np.lib.format.open_memmap(self.directory / f"{self.split}_logits.npy", mode="w+",
                                                     dtype=np.float32, shape=(self.n, logits.size(1)))
             self.features = np.lib.format.open_memmap(self.directory / f"{self.split}_features.npy", mode="w+",
-                                                      dtype=np.float16, shape=(feats.size(0), self.n, feats.size(2)))
+                                                      dtype=np.float16, shape=(feats.size(0), kept, feats.size(2)))
         rows = idx.numpy()
         self.logits[rows] = logits.numpy()
-        self.features[:, rows] = feats.half().numpy()
+        if self.slot is None:
+            self.features[:, rows] = feats.half().numpy()
+            return
+        slots = self.slot[rows]
+        keep = slots >= 0
+        if keep.any():
+            self.features[:, slots[keep]] = feats[:, torch.from_numpy(keep)].half().numpy()
 
     def close(self) -> None:
         for array in (self.logits, self.features):
@@ -308,9 +347,11 @@ class _MemmapWriter:
         self.logits = self.features = None
 
 
-def knowledge_bytes(layers: int, hidden: int, examples: int, num_labels: int) -> int:
-    """Disk the knowledge of ``examples`` examples takes: float16 features (L + 1, N, 2H), float32 logits."""
-    return examples * ((layers + 1) * 2 * hidden * 2 + num_labels * 4)
+def knowledge_bytes(layers: int, hidden: int, examples: int, num_labels: int, featured: int | None = None) -> int:
+    """Disk the knowledge of ``examples`` examples takes: float32 logits of all, float16 features (L + 1, N, 2H) of
+    ``featured`` of them (default all; a feature sample's row numbers, 8 bytes a kept row, are not counted)."""
+    featured = examples if featured is None else featured
+    return examples * num_labels * 4 + featured * (layers + 1) * 2 * hidden * 2
 
 
 def tables_bytes(teacher: Teacher) -> int:
@@ -344,22 +385,28 @@ def compute_knowledge(
     cache_dir: str | Path | None = None,
     teacher_dtype: str = "auto",
     token_budget: int | None = None,
+    max_feature_rows: int | None = None,
+    seed: int = 0,
 ) -> Knowledge:
-    """Load the teacher's knowledge from the cache, or compute and store it (see the module docstring)."""
+    """Load the teacher's knowledge from the cache, or compute and store it (see the module docstring);
+    ``max_feature_rows`` and ``seed``: the train features of at most that many rows (:func:`feature_rows`)."""
     device = torch.device(device)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = knowledge_key(teacher, data, max_seq_len, teacher_dtype)
+    key = knowledge_key(teacher, data, max_seq_len, teacher_dtype, max_feature_rows, seed)
     final = cache / f"knowledge-{key}"
     if (final / "meta.json").is_file():
         logger.info("teacher knowledge: cache hit %s", final)
         return Knowledge(key=key, meta=json.loads((final / "meta.json").read_text()), path=final)
 
-    logger.info("teacher knowledge: running the teacher once over %d train + %d dev examples", len(data.train), len(data.dev))
+    kept = feature_rows(len(data.train), max_feature_rows, seed)
+    logger.info("teacher knowledge: running the teacher once over %d train + %d dev examples%s", len(data.train),
+                len(data.dev), "" if kept is None else f" (train features of a random {len(kept)} kept)")
     t0 = time.perf_counter()
     regression = data.spec.is_regression
     train, dev = (encode(teacher.tokenizer, ex, max_seq_len, regression) for ex in (data.train, data.dev))
+    featured = len(train) if kept is None else len(kept)
     needed = knowledge_bytes(teacher.num_layers, int(teacher.model.config.hidden_size), len(train) + len(dev),
-                             max(1, data.spec.num_labels)) + tables_bytes(teacher)
+                             max(1, data.spec.num_labels), featured + len(dev)) + tables_bytes(teacher)
     require_free_space(cache, needed, f"the teacher's knowledge of {len(train)} + {len(dev)} examples", "--cache-dir")
     try:
         cache.mkdir(parents=True, exist_ok=True)
@@ -371,7 +418,11 @@ def compute_knowledge(
                                                     batch_size, token_budget)
         np.save(tmp / "dev_logits.npy", dev_out["logits"].numpy())
         np.save(tmp / "dev_features.npy", dev_out["features"].numpy())
-        writer = _MemmapWriter(tmp, "train", len(train))
+        writer = _MemmapWriter(tmp, "train", len(train), kept)
+        sample = {}
+        if kept is not None:
+            np.save(tmp / "train_feature_rows.npy", kept)
+            sample = {"train_feature_rows": {"file": "train_feature_rows.npy", "size": len(kept), "seed": seed}}
         t_train = time.perf_counter()
         teacher_pass(teacher, train, writer, device, bf16, batch_size, token_budget,
                      desc=f"teacher train ({'bf16' if bf16 else 'fp32'})")
@@ -390,7 +441,7 @@ def compute_knowledge(
             "train_hash": hash_examples(data.train), "dev_hash": hash_examples(data.dev),
             "teacher_dev_metrics": dev_metrics, "precision": precision,
             "train_examples_per_second": round(len(train) / max(train_seconds, 1e-9), 1),
-            "seconds": round(time.perf_counter() - t0, 1),
+            "seconds": round(time.perf_counter() - t0, 1), **sample,
         }
         atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=2))
         if final.exists():  # an incomplete leftover (no meta.json)

@@ -1,7 +1,9 @@
 """One linear probe per teacher layer (embeddings + each hidden layer), trained on cached features.
 
 The probes turn every teacher layer into a task prediction; the student's cells are distilled towards
-them. The teacher stays frozen (it is not even loaded: probes read the knowledge cache).
+them. The teacher stays frozen, and is not even run when the cache holds every training row's features. When
+it holds a sample's only (``--probe-max-examples``), the probes train on the sample and
+:func:`probe_unsampled` labels the other rows in one teacher pass, applying the probes batch by batch.
 """
 from __future__ import annotations
 
@@ -14,12 +16,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.encode import Encoded
 from ..data.examples import TaskData
 from ..data.metrics import compute_metrics
+from ..data.split import take
 from ..training.losses import task_loss
 from ..training.optim import adam
 from ..utils import progress
-from .knowledge import Knowledge
+from .knowledge import Knowledge, Sink, teacher_pass
+from .loading import Teacher
 
 logger = logging.getLogger("bertnas")
 RELEASE_BYTES = 64 * 2**20  # bytes mapped by reads between two releases of the mapped pages
@@ -151,12 +156,19 @@ def train_probes(
     batch_size: int = 256,
     seed: int = 0,
 ) -> Probes:
-    """Fit every layer's probe on train features (standardized), report dev metrics, return logits."""
+    """Fit every layer's probe on train features (standardized), report dev metrics, return logits.
+
+    When the knowledge keeps a sample's features only (:meth:`Knowledge.feature_rows`), the probes fit the sample
+    (its labels, its mean and std) and the train logits of the other rows are NaN until :func:`probe_unsampled`
+    fills them."""
     spec = data.spec
     regression = spec.is_regression
     train_x = split_features(knowledge, "train")  # (L+1, N, F) float16, read from disk as needed
     dev_x = knowledge.features("dev")
     labels = torch.tensor(data.train.labels, dtype=torch.float32 if regression else torch.long)
+    rows = knowledge.feature_rows()  # None: every training row's features are stored
+    if rows is not None:
+        labels = labels[torch.from_numpy(rows)]
     mean, std = _feature_stats(train_x)  # (L+1, 1, F) each, without a float32 copy of all features
 
     def norm(x: torch.Tensor) -> torch.Tensor:
@@ -190,6 +202,8 @@ def train_probes(
                "mean": mean.contiguous(), "std": std.contiguous()}
     with torch.no_grad():
         train_logits, dev_logits = apply_probes(trained, train_x), apply_probes(trained, dev_x)
+    if rows is not None:
+        train_logits = _scattered(train_logits, rows, len(data.train))
     metrics = [compute_metrics(spec, dev_logits[l].numpy(), np.asarray(data.dev.labels)) for l in range(layers)]
     for l, m in enumerate(metrics):
         logger.info("probe layer %d (%s): dev %s", l, "embeddings" if l == 0 else f"hidden {l}", m)
@@ -197,3 +211,46 @@ def train_probes(
         tensors={"train_logits": train_logits.contiguous(), "dev_logits": dev_logits.contiguous(), **trained},
         metrics=metrics,
     )
+
+
+def _scattered(sampled: torch.Tensor, rows: np.ndarray, n: int) -> torch.Tensor:
+    """(L + 1, n, C) logits with the sample's at ``rows`` and NaN elsewhere: a row left unfilled cannot pass
+    for a prediction."""
+    out = torch.full((sampled.size(0), n, sampled.size(2)), float("nan"))
+    out[:, torch.from_numpy(rows)] = sampled
+    return out
+
+
+def unsampled_rows(knowledge: Knowledge, n: int) -> np.ndarray:
+    """The training rows (of ``n``) whose features the knowledge did not keep: empty when it kept every row's."""
+    rows = knowledge.feature_rows()
+    if rows is None:
+        return np.zeros(0, np.int64)
+    missing = np.ones(n, bool)
+    missing[rows] = False
+    return np.nonzero(missing)[0]
+
+
+def _probe_sink(tensors: dict[str, torch.Tensor], train_logits: torch.Tensor, rows: np.ndarray) -> Sink:
+    """Apply the probes to each batch's features (rounded to float16, as the cache stores them) and write the
+    logits at the batch's training rows (``rows``: the subset's position -> training row)."""
+
+    def sink(idx: torch.Tensor, _: torch.Tensor, feats: torch.Tensor | None) -> None:
+        train_logits[:, torch.from_numpy(rows[idx.numpy()])] = apply_probes(tensors, feats.half())
+
+    return sink
+
+
+def probe_unsampled(probes: Probes, knowledge: Knowledge, teacher: Teacher, train: Encoded, device: torch.device,
+                    batch_size: int = 64, token_budget: int | None = None) -> int:
+    """Fill the train logits of the rows without cached features (:func:`unsampled_rows`) from one teacher pass
+    over them that applies the probes on the fly, in the knowledge pass's precision; nothing is stored but the
+    logits. Returns how many rows it filled (0: the knowledge kept every row's features)."""
+    rest = unsampled_rows(knowledge, len(train))
+    if len(rest) == 0:
+        return 0
+    bf16 = knowledge.meta.get("precision", {}).get("chosen") == "bf16"
+    train_logits = probes.tensors["train_logits"]
+    teacher_pass(teacher, take(train, rest.tolist()), _probe_sink(probes.tensors, train_logits, rest), device, bf16,
+                 batch_size, token_budget, desc=f"teacher probes ({'bf16' if bf16 else 'fp32'})")
+    return len(rest)
