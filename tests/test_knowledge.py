@@ -143,7 +143,7 @@ def test_dry_run_estimates_and_writes_nothing(tmp_path, tiny_teacher, synthetic_
     data, teacher = _setup(tiny_teacher, synthetic_files)
     tokens = sum(len(x) for x in encode(teacher.tokenizer, data.train, 32).input_ids)
     want = kn.knowledge_bytes(2, 32, 208, 2) + kn.tables_bytes(teacher) + augment_bytes(160, tokens, 3, 2)
-    assert re.search(rf"cache disk to write: {want / 1e9:.2f} GB \(knowledge, 160 copies' logits and ids\); [\d.]+ GB free", text), text
+    assert re.search(rf"cache disk to write: {want / 1e6:.1f} MB \(knowledge, 160 copies' logits and ids\); [\d.]+ GB free", text), text
     for stage in ("probe", "search", "retrain", "evaluate", "total"):
         assert re.search(rf"\| {stage} \| \d+(m\d\ds|s) \|", text), text
     assert not out.exists() and not cache.exists()  # nothing in the run directory, nothing in the cache

@@ -224,7 +224,7 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
         f"tokens per training example: mean {lengths.mean():.1f}, max {int(lengths.max())}; "
         f"{int((lengths >= cfg.max_seq_len).sum()):,} cut at --max-seq-len {cfg.max_seq_len}",
         f"teacher knowledge: {'cache hit' if hit else 'not cached yet'} ({cache / f'knowledge-{key}'})",
-        f"cache disk to write: {disk / 1e9:.2f} GB (knowledge{' cached' if hit else ''}"
+        f"cache disk to write: {_bytes(disk)} (knowledge{' cached' if hit else ''}"
         + ("" if sample is None else f", features of {featured:,} of {n:,} train (--probe-max-examples)")
         + (f", {n_aug:,} copies' logits and ids" if n_aug else "") + f"); {free_bytes(cache) / 1e9:.1f} GB free there",
     ]
@@ -250,3 +250,8 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
               "estimate assumes the depths sampled early in a search, so a search that settles on a shallow model "
               f"ends sooner. Nothing was written to {out}."]
     return "\n".join(lines)
+
+
+def _bytes(n: float) -> str:
+    """``1.23 GB``, or ``12.3 MB`` below a gigabyte (two decimals of a GB would round a small run to 0.00)."""
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
