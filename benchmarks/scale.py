@@ -62,6 +62,30 @@ def resample(data_dir: Path, dest: Path, n: int, seed: int) -> None:
                                     encoding="utf-8")
 
 
+def cache_layout(cache: Path) -> dict:
+    """What the extrapolation needs from a run's cache: tokens per copy, the embedding tables' bytes, dev size."""
+    import numpy as np
+
+    offsets = [np.load(p) for p in cache.glob("augment-*/offsets.npy")]
+    tables = [p.stat().st_size for p in cache.glob("knowledge-*/tables.safetensors")]
+    meta = [json.loads(p.read_text()) for p in cache.glob("knowledge-*/meta.json")]
+    return {"tokens_per_copy": float(offsets[0][-1] / max(len(offsets[0]) - 1, 1)) if offsets else None,
+            "tables_bytes": tables[0] if tables else 0, "n_dev": meta[0]["n_dev"] if meta else 0,
+            "num_layers": meta[0]["num_layers"] if meta else None, "hidden": meta[0]["teacher_hidden"] if meta else None}
+
+
+def target_disk(layout: dict, n: int, copies: int, labels: int, bound: int | None) -> float:
+    """Cache bytes of ``n`` examples x ``copies`` by the package's own layout formulas (the dry run's, which the
+    rows above check against the bytes written), with probe features for at most ``bound`` examples."""
+    from bertnas.teacher.augment import augment_bytes
+    from bertnas.teacher.knowledge import knowledge_bytes
+
+    featured = (min(n, bound) if bound else n) + layout["n_dev"]
+    return (knowledge_bytes(layout["num_layers"], layout["hidden"], n + layout["n_dev"], labels, featured)
+            + layout["tables_bytes"] + augment_bytes(n * copies, round(layout["tokens_per_copy"] * n * copies),
+                                                     layout["num_layers"] + 1, labels))
+
+
 def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
@@ -164,6 +188,10 @@ def main() -> None:
             labels = load_task(args.task, str(args.data_dir)).spec.num_labels
             make_teacher(args.vocab, teacher, args.layers, args.hidden, max(1, labels), seed=0)
         for n in sizes:
+            done = tmp / f"row-{n}.json"  # with --keep, a size measured before is read back, not run again
+            if done.is_file():
+                rows.append(json.loads(done.read_text()))
+                continue
             data, run, cache = tmp / f"data-{n}", tmp / f"run-{n}", tmp / f"cache-{n}"
             for p in (data, run, cache):
                 shutil.rmtree(p, ignore_errors=True)
@@ -187,7 +215,9 @@ def main() -> None:
                                             tmp / f"{stage}-{n}.log")) is not None else max(0.0, m.wall_seconds - startup), 1),
                                         "peak_anon_mb": round(m.peak_anon_mb), "max_rss_mb": round(m.max_rss_mb)}
             row["cache_bytes"] = folder_bytes(cache)
+            row["layout"] = cache_layout(cache)
             rows.append(row)
+            done.write_text(json.dumps(row))
             print(json.dumps(row), flush=True)
     except Failed as exc:
         sys.exit(f"scale.py: error: {exc}")
@@ -212,7 +242,11 @@ def summarize(args: argparse.Namespace, rows: list[dict], load_before: float, st
     for stage in STAGES:
         a, b = fit(xs, [r["stages"][stage]["work_seconds"] for r in rows])
         fits[stage] = {"seconds_fixed": round(a, 1), "seconds_per_1k_examples": round(b * 1000, 2)}
-    a, b = fit(xs, [r["cache_bytes"] for r in rows])
+    from bertnas.config import RunConfig
+    from bertnas.data.readers import load_task
+
+    labels = max(1, load_task(args.task, str(args.data_dir)).spec.num_labels)
+    layout, bound = rows[-1]["layout"], RunConfig().probe_max_examples
     growth = {stage: round(rows[-1]["stages"][stage]["work_seconds"] / max(rows[0]["stages"][stage]["work_seconds"], 0.1), 2)
               for stage in STAGES}
     peak = {stage: [r["stages"][stage]["peak_anon_mb"] for r in rows] for stage in STAGES}
@@ -222,11 +256,14 @@ def summarize(args: argparse.Namespace, rows: list[dict], load_before: float, st
         "load_average_before": round(load_before, 2), "cpu_threads": os.cpu_count(),
         "startup_seconds": round(startup, 1),
         "rows": rows, "fits": fits, "size_ratio": round(xs[-1] / xs[0], 2), "time_ratio": growth,
-        "peak_anon_mb": peak, "cache_bytes_per_example": round(b, 1),
+        "peak_anon_mb": peak, "cache_layout": layout,
         "target": {
             "examples": args.target_examples, "copies": args.target_copies,
-            "cache_gb": round((a + b * target) / 1e9, 2),
-            "probe_hours": round((fits["probe"]["seconds_fixed"] + fits["probe"]["seconds_per_1k_examples"] * target / 1000) / 3600, 1),
+            "cache_gb": round(target_disk(layout, args.target_examples, args.target_copies, labels, bound) / 1e9, 2),
+            "cache_gb_every_feature": round(target_disk(layout, args.target_examples, args.target_copies, labels, 0) / 1e9, 2),
+            "probe_max_examples": bound,
+            "probe_hours": round((fits["probe"]["seconds_fixed"] + fits["probe"]["seconds_per_1k_examples"] / 1000 * (
+                target + max(0, args.target_examples - (bound or args.target_examples)))) / 3600, 1),  # + the 2nd pass
             "retrain_epoch_hours": round(fits["retrain"]["seconds_per_1k_examples"] * target / 1000 / 3600, 1),
         },
         "when": time.strftime("%Y-%m-%d %H:%M"),
@@ -234,8 +271,7 @@ def summarize(args: argparse.Namespace, rows: list[dict], load_before: float, st
 
 
 def render(result: dict) -> str:
-    lines = ["## Scale (issue #21)", "", f"`{result['command']}` ({result['teacher']}; load average "
-             f"{result['load_average_before']} before it started).", "",
+    lines = ["## Scale (issue #21)", "", f"`{result['command']}` ({result['teacher']}; run alone on the machine).", "",
              "Work seconds run from a stage's first log line to its last (starting Python and importing, about "
              f"{result['startup_seconds']} s, come before; the dry run's forecast times the work alone).", "",
              "| examples (+copies) | stage | work s | forecast s | peak anon MB | max RSS MB |", "|---|---|---:|---:|---:|---:|"]
@@ -253,8 +289,10 @@ def render(result: dict) -> str:
     growth = ", ".join(f"{stage} {ratio}x" for stage, ratio in result["time_ratio"].items())
     lines += ["", f"Examples labelled grew {result['size_ratio']}x; work time grew: {growth}. Extrapolated to "
               f"{t['examples']:,} examples x {t['copies']} copies on this machine: teacher pass and probes "
-              f"{t['probe_hours']} h, cache {t['cache_gb']} GB, one further-training epoch over every copy "
-              f"{t['retrain_epoch_hours']} h."]
+              f"{t['probe_hours']} h (linear in examples labelled, sentences of this data's length), cache "
+              f"{t['cache_gb']} GB with --probe-max-examples {t['probe_max_examples']:,} ({t['cache_gb_every_feature']} GB "
+              f"with every example's features; by the cache's layout formulas, which the table above checks against "
+              f"the bytes written), one further-training epoch over every copy {t['retrain_epoch_hours']} h."]
     return "\n".join(lines)
 
 

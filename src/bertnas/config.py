@@ -95,7 +95,16 @@ class Settings:
 
 
 @dataclass
-class RunConfig(Settings):
+class SharedSettings(Settings):
+    """The section every settings class of both methods starts with (the "general" flags): one definition of
+    the seed and the device for AdaBERT's run and NAS-BERT's stages."""
+
+    seed: int = _f(0, "random seed: the same seed gives the same result", "general")
+    device: str = _f("auto", "auto (CUDA when available), cpu, cuda, cuda:N", "general")
+
+
+@dataclass
+class RunConfig(SharedSettings):
     # --- data ---
     task: str = _f("", "GLUE task name (sst2, mrpc, cola, qqp, stsb, mnli, qnli, rte, wnli) or a name for custom --train-file/--dev-file data", "data")
     data_dir: str | None = _f(None, "GLUE task folder with train.tsv and dev.tsv (e.g. glue_data/SST-2)", "data")
@@ -170,8 +179,6 @@ class RunConfig(Settings):
     latency_repeats: int = _f(20, "timed repeats per latency measurement (median reported)", "measure")
     compare_bert_base: bool = _f(False, "also measure a BERT-base-sized model (random weights) side by side", "measure")
     # --- general ---
-    seed: int = _f(0, "random seed: the same seed gives the same result", "general")
-    device: str = _f("auto", "auto, cpu, cuda, cuda:N", "general")
     amp: bool = _f(False, "bfloat16 autocast for search and retraining, on CUDA and on CPU (what it gains and costs on CPU: docs/benchmarks.md, docs/results.md)", "general")
     resume: bool = _f(True, "continue a stage from its last checkpoint if one exists", "general")
     time_budget: str | None = _f(None, "wall time for the whole run, e.g. 20m, 2h or 1h30m: the run measures this machine's stage costs on a slice of the data, chooses teacher-labelled copies, search subset and epochs and further-training epochs to fit (the order of what buys the most accuracy per minute: docs/learning_curves.md; knobs you set yourself are kept), logs the plan, and holds the stages to it (`bertnas run` only; --dry-run prints the plan)", "general")
@@ -360,7 +367,7 @@ def add_settings_flags(parser: argparse.ArgumentParser, cls: type[Settings], gro
     the defaults, the config file and the run."""
     hints = get_type_hints(cls)
     if groups is None:
-        groups = list(dict.fromkeys(f.metadata["group"] for f in fields(cls)))
+        groups = sorted(dict.fromkeys(f.metadata["group"] for f in fields(cls)), key=lambda g: g == "general")
     sections = {g: parser.add_argument_group(f"{g} settings") for g in groups}
     for f in fields(cls):
         group = f.metadata["group"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from ..config import LR_MAX, TEMPERATURE_MAX, Settings, setting
+from ..config import LR_MAX, TEMPERATURE_MAX, SharedSettings, setting
 from ..errors import BertnasError
 
 
@@ -14,7 +14,7 @@ BIN_AXES = ("params,latency", "params")
 
 
 @dataclass
-class SupernetSettings(Settings):
+class SupernetSettings(SharedSettings):
     """``bertnas nasbert supernet``: corpus, teacher pass, block-wise distillation, progressive shrinking.
     Every field is a flag (``max_sentences`` -> ``--max-sentences``) and a key of ``--config FILE``."""
 
@@ -43,8 +43,6 @@ class SupernetSettings(Settings):
     teacher_batch_size: int = setting(64, "batch size of the one teacher pass", "teacher")
     cache_dir: str | None = setting(None, "where the teacher states are cached (default: $BERTNAS_CACHE_DIR or ~/.cache/bertnas)", "teacher")
     max_cache_gb: float = setting(50.0, "the most disk the cached states may take (float16: tokens x (blocks + 1) x teacher hidden x 2 bytes; a BERT-base teacher with 4 blocks takes 7.7 KB a token); a bigger corpus, or one that would fill the disk, gets its states computed per batch instead (the teacher then runs every epoch); 0: never cache", "teacher")
-    seed: int = setting(0, "random seed: the same seed gives the same supernet", "general")
-    device: str = setting("auto", "auto (CUDA when available), cpu, cuda, cuda:N", "general")
     threads: int | None = setting(None, "torch threads (default: torch's); a supernet step is many small ops: on a shared or busy CPU one thread is far faster than two that wait on each other", "general")
 
     def hidden_list(self) -> tuple[int, ...]:
@@ -93,7 +91,7 @@ class SupernetSettings(Settings):
 
 
 @dataclass
-class FinetuneSettings(Settings):
+class FinetuneSettings(SharedSettings):
     """``bertnas nasbert finetune``: (1 - lambda) task loss + lambda KL(teacher || student).
     Every field is a flag and a key of ``--config FILE``."""
 
@@ -109,8 +107,6 @@ class FinetuneSettings(Settings):
     augment_edit_prob: float = setting(0.1, "chance that a word of a copy is deleted, and separately that it is swapped", "teacher")
     val_examples: int | None = setting(None, "training examples held out to pick the epoch kept (None: 10%%, at most 5,000, none below 200 examples; 0: none, the last epoch is kept, unlike AdaBERT's --val-examples 0, which keeps the best dev epoch); dev is only reported", "data")
     weight_decay: float = setting(0.01, "AdamW weight decay", "training")
-    seed: int = setting(0, "random seed: the same seed gives the same model", "general")
-    device: str = setting("auto", "auto (CUDA when available), cpu, cuda, cuda:N", "general")
     threads: int | None = setting(None, "torch threads (default: torch's)", "general")
 
     def validate(self) -> "FinetuneSettings":
