@@ -180,3 +180,18 @@ def test_loaded_copies_are_memory_mapped_arrays_not_lists(pair, tmp_path):
     again = label_augmented(teacher, enc, settings, _probes(teacher), "k", torch.device("cpu"), bf16=False,
                             regression=False, batch_size=32, cache_dir=tmp_path)
     assert again.encoded.input_ids == aug.encoded.input_ids and torch.equal(again.teacher_logits, aug.teacher_logits)
+
+
+def test_ragged_indices_out_of_range_raise_as_a_list_would():
+    import numpy as np
+    import pytest
+
+    from bertnas.data.encode import Ragged
+
+    r = Ragged(np.arange(6, dtype=np.int32), np.array([0, 2, 5, 6]))
+    assert r.take([-1, 0]) == [[5], [0, 1]] and list(r[-3]) == [0, 1]
+    for bad in ([-5], [3]):
+        with pytest.raises(IndexError, match=f"sequence {bad[0]} of a Ragged of 3"):
+            r.take(bad)
+    with pytest.raises(IndexError, match="sequence -4 of a Ragged of 3"):
+        r[-4]

@@ -311,7 +311,7 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
             return int(value)
         if "float" in text:
             return float(value)
-        if isinstance(value, (list, tuple)) and name == "labels":
+        if isinstance(value, (list, tuple)):  # a YAML list for a comma-separated setting (labels, hidden_sizes)
             return ",".join(str(v) for v in value)
         return str(value)
     except (TypeError, ValueError):
@@ -356,7 +356,7 @@ def load_config_file(path: str | Path, known: Iterable[str] | None = None) -> di
             unknown.append(f"{key!r}" + (f" (close matches: {', '.join(close)})" if close else ""))
     if unknown:
         raise BertnasError(f"config file {path}: unknown setting{'s' if len(unknown) > 1 else ''} {'; '.join(unknown)}; "
-                           "settings are the command's flag names (its --help) with _ or -")
+                           "settings are the names of the command's settings flags (its --help, under '... settings') with _ or -")
     return data
 
 

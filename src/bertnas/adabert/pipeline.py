@@ -433,9 +433,19 @@ def _stage_key(cfg: RunConfig, stage: str) -> str:
 
     from ..utils import hash_obj
 
-    keep = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.metadata.get("group") in _STAGE_GROUPS[stage]}
+    keep = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.metadata.get("group") in _STAGE_GROUPS[stage]
+            and f.name not in _KEYED_ELSEWHERE and getattr(cfg, f.name) != _NEUTRAL.get(f.name, _NONE)}
     keep["seed"] = cfg.seed
     return hash_obj(keep)
+
+
+_NONE = object()
+_KEYED_ELSEWHERE = {"probe_max_examples"}
+"""Settings left out of the stage keys: the feature sample is part of the knowledge key, which every stage's key
+and checkpoint key already carry (a sample only changes anything above the bound)."""
+_NEUTRAL = {"search_distill": "probes"}
+"""Settings added since runs were made, left out of the keys at the value that does what the code did before
+them: a run directory made before a setting existed keeps its stage marks and checkpoints."""
 
 
 def completed_stages(out: Path, cfg: RunConfig) -> set[str]:

@@ -62,10 +62,10 @@ class Ragged:
     def __getitem__(self, i: int | slice) -> np.ndarray | Ragged:
         if isinstance(i, slice):
             return self.take(range(len(self))[i])
-        i = operator.index(i)
-        i = i + len(self) if i < 0 else i
+        given = operator.index(i)
+        i = given + len(self) if given < 0 else given
         if not 0 <= i < len(self):
-            raise IndexError(f"sequence {i} of a Ragged of {len(self)}")
+            raise IndexError(f"sequence {given} of a Ragged of {len(self)}")
         b = bisect.bisect_right(self._firsts, i) - 1
         flat, off = self.blocks[b]
         j = i - self._firsts[b]
@@ -78,8 +78,11 @@ class Ragged:
 
     def take(self, indices: Sequence[int] | np.ndarray) -> Ragged:
         """The sequences at ``indices``, copied into one new in-memory block."""
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        idx = np.where(idx < 0, idx + len(self), idx)
+        given = np.asarray(indices, dtype=np.int64).reshape(-1)
+        idx = np.where(given < 0, given + len(self), given)
+        bad = (idx < 0) | (idx >= len(self))
+        if bad.any():
+            raise IndexError(f"sequence {int(given[bad][0])} of a Ragged of {len(self)}")
         lens = self.lengths[idx]
         offsets = np.zeros(len(idx) + 1, dtype=np.int64)
         np.cumsum(lens, out=offsets[1:])

@@ -68,8 +68,9 @@ def check_source(name: str) -> str:
 
 
 def _vocab_only(path: Path) -> bool:
-    """A directory with a WordPiece vocab.txt and nothing that names a tokenizer class: read as BERT's
-    (lower-cased, as bert-base-uncased; a tokenizer_config.json with do_lower_case false makes it cased)."""
+    """A directory with a WordPiece vocab.txt and nothing that names a tokenizer class: read as BERT's,
+    lower-cased as bert-base-uncased (a directory with a tokenizer_config.json goes to AutoTokenizer, which reads
+    its casing from there)."""
     names = ("tokenizer.json", "tokenizer_config.json", "config.json")
     return path.is_dir() and (path / "vocab.txt").is_file() and not any((path / n).is_file() for n in names)
 
