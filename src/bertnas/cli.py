@@ -107,7 +107,7 @@ def _teacher_finetune(args: argparse.Namespace) -> None:
     else:
         model = load_pretrained_for_finetune(args.model, data.spec.num_labels, cfg.trust_remote_code)
     metrics = finetune(model, tokenizer, data, args.out, args.epochs, args.lr, args.batch_size, cfg.max_seq_len,
-                       cfg.seed, resolve_device(cfg.device), resume=cfg.resume)
+                       cfg.seed, resolve_device(cfg.device), resume=cfg.resume, amp=cfg.amp)
     print(f"teacher saved to {args.out}; dev {metrics}")
 
 

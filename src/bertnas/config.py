@@ -101,6 +101,7 @@ class SharedSettings(Settings):
 
     seed: int = _f(0, "random seed: the same seed gives the same result", "general")
     device: str = _f("auto", "auto (CUDA when available), cpu, cuda, cuda:N", "general")
+    amp: bool = _f(False, "bfloat16 autocast in the training steps (AdaBERT's search and further training, NAS-BERT's supernet and fine-tuning, teacher fine-tuning), on CUDA and on CPU; losses stay float32 (what it gains and costs on CPU: docs/benchmarks.md, docs/results.md)", "general")
 
 
 @dataclass
@@ -179,7 +180,6 @@ class RunConfig(SharedSettings):
     latency_repeats: int = _f(20, "timed repeats per latency measurement (median reported)", "measure")
     compare_bert_base: bool = _f(False, "also measure a BERT-base-sized model (random weights) side by side", "measure")
     # --- general ---
-    amp: bool = _f(False, "bfloat16 autocast for search and retraining, on CUDA and on CPU (what it gains and costs on CPU: docs/benchmarks.md, docs/results.md)", "general")
     resume: bool = _f(True, "continue a stage from its last checkpoint if one exists", "general")
     time_budget: str | None = _f(None, "wall time for the whole run, e.g. 20m, 2h or 1h30m: the run measures this machine's stage costs on a slice of the data, chooses teacher-labelled copies, search subset and epochs and further-training epochs to fit (the order of what buys the most accuracy per minute: docs/learning_curves.md; knobs you set yourself are kept), logs the plan, and holds the stages to it (`bertnas run` only; --dry-run prints the plan)", "general")
 

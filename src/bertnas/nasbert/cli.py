@@ -72,6 +72,7 @@ def add_nasbert_parser(sub: argparse._SubParsersAction) -> None:
     pre.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     pre.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1")
     pre.add_argument("--no-resume", action="store_true", help="start over instead of continuing from the checkpoint")
+    pre.add_argument("--amp", action="store_true", help="bfloat16 autocast in the steps (CUDA and CPU); the loss in float32")
 
     base = nsub.add_parser("baseline", help="hand-designed BERTs of each selected model's size and latency, "
                            "block-wise distilled like the supernet (resumable)")
@@ -116,7 +117,7 @@ def run_nasbert_command(args: argparse.Namespace) -> None:
             print(f"{m['name']}: {m['params'] / 1e6:.2f}M params  {m['architecture']}  {lat}  -> {m['dir']}")
     elif cmd == "pretrain":
         result = pipeline.pretrain(args.out, args.model, args.save, args.epochs, args.batch_size, args.lr, args.threads,
-                                   args.device, resume=not args.no_resume)
+                                   args.device, resume=not args.no_resume, amp=args.amp)
         print(f"pre-training KD done ({result['seconds']} s): {args.save}")
     elif cmd == "baseline":
         models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None

@@ -87,6 +87,8 @@ class SupernetSettings(SharedSettings):
         d = self.to_dict()
         for k in ("epochs", "device", "cache_dir", "teacher_batch_size", "threads", "latency_repeats", "max_cache_gb"):
             d.pop(k)
+        if not d["amp"]:  # added later: without it a checkpoint from before the setting still resumes
+            d.pop("amp")
         return d
 
 

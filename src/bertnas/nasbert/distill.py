@@ -23,6 +23,7 @@ from ..data.corpus import Corpus, chunks, split_pair
 from ..errors import BertnasError
 from ..teacher.knowledge import bf16_supported, hash_weights
 from ..training import distributed as ddp
+from ..training.amp import autocast
 from ..utils import atomic_dir, progress, write_json
 from .space import BlockPath, Supernet
 
@@ -223,6 +224,7 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     """Mean squared error over real tokens only (padding excluded), averaged over features; over a shard of a
     batch, ``denominator`` (the whole batch's real tokens x features, over the ranks' share) makes the ranks'
     averaged gradients the whole batch's exactly."""
+    pred = pred.float()  # under autocast the blocks give bfloat16: the loss is summed in float32
     keep = mask.to(pred.dtype)[..., None]  # (B, L, 1)
     total = ((pred - target) ** 2 * keep).sum()
     if denominator is not None:
@@ -239,12 +241,14 @@ def block_loss(supernet: Supernet, block: int, path: BlockPath, batch: dict,
 
 
 def train_step(supernet: Supernet, paths: list[BlockPath], batch: dict, optimizer: torch.optim.Optimizer,
-               denominator: float | None = None) -> list[torch.Tensor]:
+               denominator: float | None = None, amp: bool = False) -> list[torch.Tensor]:
     """One step: one sampled path per block, each block's own MSE (the graphs are disjoint, so summing the
     losses before ``backward`` gives every block exactly its own gradient). Under torchrun the gradients are
-    averaged over ranks before clipping (every rank drew the same paths)."""
+    averaged over ranks before clipping (every rank drew the same paths). ``amp``: the blocks run in bfloat16
+    autocast, the MSE in float32."""
     supernet.train()
-    losses = [block_loss(supernet, n, path, batch, denominator) for n, path in enumerate(paths)]
+    with autocast(batch["attention_mask"].device, amp):
+        losses = [block_loss(supernet, n, path, batch, denominator) for n, path in enumerate(paths)]
     optimizer.zero_grad(set_to_none=True)
     torch.stack(losses).sum().backward()
     ddp.average_gradients(supernet.parameters())

@@ -32,6 +32,7 @@ from ..teacher.augment import AugmentSettings, label_augmented
 from ..teacher.knowledge import bf16_supported, cached_logits, hash_weights, teacher_fingerprint
 from ..teacher.loading import load_teacher, load_tokenizer
 from ..training import distributed as ddp
+from ..training.amp import autocast
 from ..training.best import BestEpoch
 from ..training.evaluation import evaluate
 from ..training.loop import Resumable, run_epochs, train_pass
@@ -130,7 +131,8 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
     optimizer = adamw(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     steps = settings.epochs * num_batches(len(train), settings.batch_size)
     scheduler = linear_schedule(optimizer, steps, max(1, steps // 10))
-    key = hash_obj({"settings": {k: v for k, v in settings.to_dict().items() if k not in ("device", "threads")},
+    key = hash_obj({"settings": {k: v for k, v in settings.to_dict().items()
+                                 if k not in ("device", "threads") and not (k == "amp" and not v)},  # amp: added later
                     "model": hash_weights(model).hexdigest()[:24], "teacher": teacher_fingerprint(tch),
                     "data": data_source(task, data_dir, train_file, dev_file), "examples": len(train)})
     checkpoint = Path(out) / "checkpoint.pt"  # removed once the model and results.json are written
@@ -143,7 +145,8 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
                      token_type_ids=b["token_type_ids"]).logits
 
     def step(_: int, b: dict[str, torch.Tensor]) -> LossParts:
-        logits = predict(b)
+        with autocast(device, settings.amp):
+            logits = predict(b).float()  # the losses in float32
         ce = task_loss(logits, b["labels"], spec.is_regression)
         kd = distill_loss(logits, soft[b["index"]], settings.temperature, spec.is_regression)
         loss = (1 - settings.kd_lambda) * ce + settings.kd_lambda * kd

@@ -343,8 +343,9 @@ def measure_model(model, vocab_size: int, seq_len: int, table: LatencyTable | No
 
 
 def pretrain(out: str | Path, model_dir: str, save: str | Path, epochs: int = 1, batch_size: int = 32, lr: float = 5e-4,
-             threads: int | None = None, device: str = "auto", resume: bool = True) -> dict:
-    """Stage 4 (optional): pre-training distillation of ``model_dir`` on the run's corpus states (resumable)."""
+             threads: int | None = None, device: str = "auto", resume: bool = True, amp: bool = False) -> dict:
+    """Stage 4 (optional): pre-training distillation of ``model_dir`` on the run's corpus states (resumable;
+    ``amp``: bfloat16 autocast in the steps)."""
     from .pretrain import pretrain_distill
 
     set_threads(threads)
@@ -353,7 +354,8 @@ def pretrain(out: str | Path, model_dir: str, save: str | Path, epochs: int = 1,
     ddp.setup(device)  # under torchrun: data-parallel steps, rank 0 writes
     ddp.on_main(_states, settings, boundaries=space.boundaries(), keep=False)  # rank 0 fills the cache if needed
     states, (train_idx, _) = _states(settings, boundaries=space.boundaries())
-    return pretrain_distill(model_dir, states, train_idx, save, epochs, batch_size, lr, settings.seed, device, resume)
+    return pretrain_distill(model_dir, states, train_idx, save, epochs, batch_size, lr, settings.seed, device, resume,
+                            amp)
 
 
 def baseline(out: str | Path, resume: bool = True, measure: bool = True, models: list[str] | None = None) -> list[dict]:

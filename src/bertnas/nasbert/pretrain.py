@@ -18,6 +18,7 @@ from ..data.encode import to_device
 from ..errors import BertnasError
 from ..teacher.loading import load_tokenizer
 from ..training import distributed as ddp
+from ..training.amp import autocast
 from ..training.loop import Resumable, run_epochs, step_pass
 from ..training.losses import LossParts
 from ..training.optim import adamw
@@ -30,7 +31,7 @@ logger = logging.getLogger("bertnas")
 
 def pretrain_distill(model_dir: str, states: BlockStates, train_idx: Sequence[int], out: str | Path, epochs: int = 1,
                      batch_size: int = 32, lr: float = 5e-4, seed: int = 0,
-                     device: torch.device = torch.device("cpu"), resume: bool = True) -> dict:
+                     device: torch.device = torch.device("cpu"), resume: bool = True, amp: bool = False) -> dict:
     """Distil the teacher's last hidden state into ``model_dir``; saves the classifier to ``out``.
 
     Checkpointed after every epoch beside ``out`` (``.NAME.checkpoint.pt``, removed once the model is saved): the
@@ -53,7 +54,8 @@ def pretrain_distill(model_dir: str, states: BlockStates, train_idx: Sequence[in
     out = Path(out).resolve()  # resolved: `--save .` has a name to put the checkpoint beside
     key = hash_obj({"model": str(Path(model_dir).resolve()), "config": model.config.to_dict(),
                     "states": states.meta.get("key", Path(states.directory).name), "meta": states.meta,
-                    "sentences": len(train_idx), "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed})
+                    "sentences": len(train_idx), "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+                    **({"amp": True} if amp else {})})  # amp came later: older checkpoints still resume without it
     checkpoint = out.with_name(f".{out.name}.checkpoint.pt")
     state = Resumable("nasbert pretrain", checkpoint, resume, key, model=model, to_teacher=to_teacher,
                       optimizer=optimizer, scheduler=scheduler)
@@ -61,9 +63,11 @@ def pretrain_distill(model_dir: str, states: BlockStates, train_idx: Sequence[in
     def step(_: int, batch: dict[str, torch.Tensor]) -> LossParts:
         local, denominator = shard_for_rank(batch, t)  # under torchrun: this rank's rows, exact share of the loss
         b = to_device(local, device)
-        hidden_states = encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                                token_type_ids=b["token_type_ids"]).last_hidden_state
-        loss = masked_mse(to_teacher(hidden_states), b["states"][:, :, -1], b["attention_mask"], denominator)
+        with autocast(device, amp):  # ``--amp``: bfloat16 forward; masked_mse sums in float32
+            hidden_states = encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                                    token_type_ids=b["token_type_ids"]).last_hidden_state
+            predicted = to_teacher(hidden_states)
+        loss = masked_mse(predicted, b["states"][:, :, -1], b["attention_mask"], denominator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         ddp.average_gradients(params)

@@ -81,7 +81,7 @@ def train_supernet(
             paths_now = [rng.choice(c) for c in candidates]  # one random path per block per step (alike on all ranks)
             local, denominator = shard_for_rank(batch, supernet.space.teacher_hidden)
             rows += local["input_ids"].size(0)
-            losses = train_step(supernet, paths_now, to_device(local, device), optimizer, denominator)
+            losses = train_step(supernet, paths_now, to_device(local, device), optimizer, denominator, settings.amp)
             scheduler.step()
             return BlockLosses(ddp.average_over_ranks(losses))  # the whole batch's losses (unchanged in one process)
 

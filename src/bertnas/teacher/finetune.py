@@ -10,6 +10,7 @@ from transformers import AutoModelForSequenceClassification, BertConfig, BertFor
 from ..data.encode import encode, num_batches
 from ..data.examples import TaskData
 from ..errors import BertnasError, first_line
+from ..training.amp import autocast
 from ..training.best import BestEpoch
 from ..training.evaluation import evaluate
 from ..training.loop import Resumable, run_epochs, train_pass
@@ -61,11 +62,12 @@ def finetune(
     seed: int = 0,
     device: torch.device | str = "cpu",
     resume: bool = True,
+    amp: bool = False,
 ) -> dict[str, float]:
     """Train with AdamW and linear warm-up and decay, keep the best dev epoch, save a Hugging Face directory.
 
     Checkpointed after every epoch beside ``out_dir`` (``.NAME.checkpoint.pt``, removed once the teacher is
-    saved): the same call continues an interrupted fine-tuning."""
+    saved): the same call continues an interrupted fine-tuning. ``amp``: bfloat16 autocast in the steps."""
     set_seed(seed)
     device = torch.device(device)
     spec = data.spec
@@ -76,7 +78,8 @@ def finetune(
     train = encode(tokenizer, data.train, max_seq_len, spec.is_regression)
     dev = encode(tokenizer, data.dev, max_seq_len, spec.is_regression)
     key = hash_obj({"weights": hash_weights(model).hexdigest()[:24], "task": spec.name, "train": len(train), "dev": len(dev),
-                    "epochs": epochs, "lr": lr, "batch_size": batch_size, "max_seq_len": max_seq_len, "seed": seed})
+                    "epochs": epochs, "lr": lr, "batch_size": batch_size, "max_seq_len": max_seq_len, "seed": seed,
+                    **({"amp": True} if amp else {})})  # amp came later: without it older checkpoints still resume
     model.to(device)
     opt = adamw(model.parameters(), lr=lr, weight_decay=0.01)
     total = max(1, num_batches(len(train), batch_size) * epochs)
@@ -90,7 +93,9 @@ def finetune(
         return model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"]).logits
 
     def step(_: int, b: dict[str, torch.Tensor]) -> LossParts:
-        loss = task_loss(predict(b), b["labels"], spec.is_regression)
+        with autocast(device, amp):  # ``--amp``: bfloat16 forward, the loss in float32
+            logits = predict(b).float()
+        loss = task_loss(logits, b["labels"], spec.is_regression)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
