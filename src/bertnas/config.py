@@ -84,6 +84,27 @@ class Settings:
             if allowed and value not in allowed:
                 raise self.invalid(f.name, f"must be one of {', '.join(allowed)}")
 
+    def check_lr(self, *names: str) -> None:
+        """Learning rates: > 0 and at most LR_MAX (a finite huge value would pass ``> 0`` and diverge)."""
+        for name in names:
+            if not 0 < getattr(self, name) <= LR_MAX:
+                default = next(f.default for f in fields(self) if f.name == name)
+                raise self.invalid(name, f"must be > 0 and at most {LR_MAX:g}; the default is {default:g}")
+
+    def check_augmentation(self) -> None:
+        """The teacher-labelled copies' settings (``augment``, ``augment_replace_prob``, ``augment_edit_prob``),
+        which AdaBERT's run and NAS-BERT's fine-tuning both have."""
+        if self.augment < 0:
+            raise self.invalid("augment", "must be >= 0 (0 turns augmentation off)")
+        for name in ("augment_replace_prob", "augment_edit_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise self.invalid(name, "must be in [0, 1]")
+
+    def check_threads(self) -> None:
+        """``threads``: >= 1, or unset for torch's default."""
+        if self.threads is not None and self.threads < 1:
+            raise self.invalid("threads", "must be >= 1 (or unset for torch's default)")
+
     def check_float32(self) -> None:
         """After the class's own rules (their messages are the more useful): the catch-all for a float
         setting without a tighter bound, within float32's range (torch computes in float32)."""
@@ -192,9 +213,7 @@ class RunConfig(SharedSettings):
         bad = self.invalid
         defaults = {f.name: f.default for f in fields(self)}
         self.check_common()  # NaN and inf pass every comparison below: they are refused first
-        for name in ["probe_lr", "search_lr", "arch_lr", "retrain_lr"]:
-            if not 0 < getattr(self, name) <= LR_MAX:
-                raise bad(name, f"must be > 0 and at most {LR_MAX:g}; the default is {defaults[name]:g}")
+        self.check_lr("probe_lr", "search_lr", "arch_lr", "retrain_lr")
         for name in ["tau_max", "tau_min", "temperature"]:
             if not 0 < getattr(self, name) <= TEMPERATURE_MAX:
                 raise bad(name, f"must be > 0 and at most {TEMPERATURE_MAX:g}; the default is {defaults[name]:g}")
@@ -207,11 +226,7 @@ class RunConfig(SharedSettings):
         for name in ["probe_epochs", "retrain_epochs", "search_warmup_epochs"]:
             if getattr(self, name) < 0:
                 raise bad(name, "must be >= 0")
-        if self.augment < 0:
-            raise bad("augment", "must be >= 0 (0 turns augmentation off)")
-        for name in ["augment_replace_prob", "augment_edit_prob"]:
-            if not 0 <= getattr(self, name) <= 1:
-                raise bad(name, "must be in [0, 1]")
+        self.check_augmentation()
         if self.val_examples is not None and self.val_examples < 0:
             raise bad("val_examples", "must be >= 0 (0 holds nothing out; unset for a tenth of the training data)")
         if not 0 <= self.arch_entropy <= 100:

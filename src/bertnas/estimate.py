@@ -96,7 +96,7 @@ def measure_costs(cfg: RunConfig, cached: bool | None = None) -> Costs:
     """Time the stages on a slice of ``cfg``'s training data (at least one teacher-labelled copy, so copies are
     priced even when ``cfg.augment`` is 0); ``cached``: whether the full teacher pass is cached (None: look)."""
     from .adabert import pipeline
-    from .teacher.knowledge import default_cache_dir, knowledge_key
+    from .teacher.knowledge import cache_root, knowledge_key
     from .teacher.loading import load_teacher
 
     t_start = time.perf_counter()
@@ -110,7 +110,7 @@ def measure_costs(cfg: RunConfig, cached: bool | None = None) -> Costs:
     n = len(data.train)
     if cached is None:
         key = knowledge_key(teacher, data, cfg.max_seq_len, cfg.teacher_dtype, cfg.probe_max_examples)
-        cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+        cache = cache_root(cfg.cache_dir)
         cached = (cache / f"knowledge-{key}" / "meta.json").is_file()
     del teacher
     biggest = max(cfg.search_batch_size, cfg.retrain_batch_size, min(cfg.teacher_batch_size, 64))
@@ -192,7 +192,7 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
     (``bertnas.budget.planner``); the estimate is then for them."""
     from .adabert import pipeline
     from .teacher.augment import augment_bytes
-    from .teacher.knowledge import (default_cache_dir, feature_rows, free_bytes, knowledge_bytes, knowledge_key,
+    from .teacher.knowledge import (cache_root, free_bytes, is_sampled, knowledge_bytes, knowledge_key,
                                     tables_bytes)
     from .teacher.loading import load_teacher
 
@@ -205,12 +205,12 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
     lengths = lengths_of(enc.input_ids)
     n, n_aug = len(data.train), len(data.train) * cfg.augment
     key = knowledge_key(teacher, data, cfg.max_seq_len, cfg.teacher_dtype, cfg.probe_max_examples)
-    cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    cache = cache_root(cfg.cache_dir)
     hit = (cache / f"knowledge-{key}" / "meta.json").is_file()
     done = pipeline.completed_stages(out, cfg) if (out / "stages.json").is_file() and cfg.resume else set()
     labels = max(1, spec.num_labels)
-    sample = feature_rows(n, cfg.probe_max_examples)  # the training rows whose features are cached
-    featured = n if sample is None else len(sample)
+    sampled = is_sampled(n, cfg.probe_max_examples)  # features cached for a sample of the training rows only
+    featured = cfg.probe_max_examples if sampled else n
     disk = 0 if hit else (knowledge_bytes(teacher.num_layers, int(teacher.model.config.hidden_size), n + len(data.dev),
                                           labels, featured + len(data.dev)) + tables_bytes(teacher))
     # copies: a copy is never longer than its original (augment_one only replaces, deletes and swaps words)
@@ -225,7 +225,7 @@ def dry_run(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("probe",
         f"{int((lengths >= cfg.max_seq_len).sum()):,} cut at --max-seq-len {cfg.max_seq_len}",
         f"teacher knowledge: {'cache hit' if hit else 'not cached yet'} ({cache / f'knowledge-{key}'})",
         f"cache disk to write: {_bytes(disk)} (knowledge{' cached' if hit else ''}"
-        + ("" if sample is None else f", features of {featured:,} of {n:,} train (--probe-max-examples)")
+        + ("" if not sampled else f", features of {featured:,} of {n:,} train (--probe-max-examples)")
         + (f", {n_aug:,} copies' logits and ids" if n_aug else "") + f"); {free_bytes(cache) / 1e9:.1f} GB free there",
     ]
     if done:

@@ -167,11 +167,11 @@ def latency_specs(hidden: int, max_positions: int = 512) -> list[OpSpec]:
 def latency_table_path(cache_dir: str | Path | None, hidden: int, seq_len: int, batch: int, threads: int) -> Path:
     """Where the table for these settings on this CPU and torch version is cached."""
     from ..measure.profile import hardware_info
-    from ..teacher.knowledge import default_cache_dir
+    from ..teacher.knowledge import cache_root
 
     cpu = hashlib.sha1(str(hardware_info()["cpu"]).encode()).hexdigest()[:8]
     name = f"adabert-h{hidden}-s{seq_len}-b{batch}-t{threads}-cpu{cpu}-torch{torch.__version__}.json"
-    return Path(cache_dir or default_cache_dir()) / "latency" / name.replace("+", "_")
+    return cache_root(cache_dir) / "latency" / name.replace("+", "_")
 
 
 def measure_latency_table(hidden: int, seq_len: int, batch: int, threads: int, repeats: int = 20,

@@ -68,9 +68,9 @@ STAGES = ("probe", "search", "retrain", "evaluate")
 # ----------------------------------------------------------------------------- helpers
 def _writable_cache(cache_dir: str | None) -> None:
     """Fail before anything is written when the knowledge cache cannot be created."""
-    from ..teacher.knowledge import default_cache_dir
+    from ..teacher.knowledge import cache_root
 
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache = cache_root(cache_dir)
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -207,7 +207,7 @@ def _probe(cfg: RunConfig, out: str | Path) -> dict:
 
         settings = AugmentSettings(cfg.augment, cfg.augment_replace_prob, cfg.augment_edit_prob, cfg.seed)
         aug = label_augmented(teacher, train_enc, settings, probes.tensors, knowledge.key, device,
-                              knowledge.meta.get("precision", {}).get("chosen") == "bf16", data.spec.is_regression,
+                              knowledge.bf16, data.spec.is_regression,
                               cfg.teacher_batch_size, cfg.teacher_token_budget, cfg.cache_dir)
         augmented = {"augment_key": aug.key, "augment_examples": len(aug.encoded)}
     info = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from ..config import LR_MAX, TEMPERATURE_MAX, SharedSettings, setting
+from ..config import TEMPERATURE_MAX, SharedSettings, setting
 from ..errors import BertnasError
 
 
@@ -62,16 +62,14 @@ class SupernetSettings(SharedSettings):
                      "latency_seq_len", "latency_batch", "latency_repeats"):
             if getattr(self, name) < 1:
                 raise self.invalid(name, "must be >= 1")
-        if self.threads is not None and self.threads < 1:
-            raise self.invalid("threads", "must be >= 1 (or unset for torch's default)")
+        self.check_threads()
         if not 0.0 <= self.dropout < 1.0:
             raise self.invalid("dropout", "must be in [0, 1)")
         if self.max_cache_gb < 0:
             raise self.invalid("max_cache_gb", "must be >= 0 (0: never cache)")
         if self.warmup_epochs < 0:
             raise self.invalid("warmup_epochs", "must be >= 0")
-        if not 0 < self.lr <= LR_MAX:
-            raise self.invalid("lr", f"must be > 0 and at most {LR_MAX:g}")
+        self.check_lr("lr")
         self.hidden_list()
         self.check_float32()
         return self
@@ -118,24 +116,18 @@ class FinetuneSettings(SharedSettings):
                 raise self.invalid(name, "must be >= 1")
         if self.max_seq_len < 2:
             raise self.invalid("max_seq_len", "must be >= 2 ([CLS] and [SEP])")
-        if not 0 < self.lr <= LR_MAX:
-            raise self.invalid("lr", f"must be > 0 and at most {LR_MAX:g}")
+        self.check_lr("lr")
         if not 0.0 <= self.kd_lambda <= 1.0:
             raise self.invalid("kd_lambda", "must be in [0, 1]")
         if not 0 < self.temperature <= TEMPERATURE_MAX:
             raise self.invalid("temperature", f"must be > 0 and at most {TEMPERATURE_MAX:g}")
         if self.max_train_examples is not None and self.max_train_examples < 0:
             raise self.invalid("max_train_examples", "must be >= 0 (0: all)")
-        if self.augment < 0:
-            raise self.invalid("augment", "must be >= 0 (0 turns augmentation off)")
-        for name in ("augment_replace_prob", "augment_edit_prob"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise self.invalid(name, "must be in [0, 1]")
+        self.check_augmentation()
         if self.val_examples is not None and self.val_examples < 0:
             raise self.invalid("val_examples", "must be >= 0 (0 holds nothing out)")
         if not 0 <= self.weight_decay <= 10.0:
             raise self.invalid("weight_decay", "must be in [0, 10]")
-        if self.threads is not None and self.threads < 1:
-            raise self.invalid("threads", "must be >= 1 (or unset for torch's default)")
+        self.check_threads()
         self.check_float32()
         return self

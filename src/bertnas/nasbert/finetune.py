@@ -53,7 +53,6 @@ def with_teacher(tch, train, dev, spec, settings: FinetuneSettings, device: torc
     one cache, copies made, labelled and written one at a time and read back memory-mapped). A copy's gold label
     is the teacher's prediction; the originals keep theirs."""
     device = device or torch.device("cpu")
-    tch.model.to(device).eval()  # both passes run it there (a logits cache hit alone would leave it where it was)
     bf16 = bf16_supported(device)
     soft, teacher_dev, key = cached_logits(tch, train, dev, spec, device, bf16, cache_dir=cache_dir)
     if settings.augment:

@@ -30,7 +30,7 @@ from ..data.encode import to_device
 from ..errors import BertnasError
 from ..measure.latency_table import LatencyTable, cached_table, measure_table
 from ..measure.profile import random_batch, count_params, measure_latency
-from ..teacher.knowledge import default_cache_dir
+from ..teacher.knowledge import cache_root
 from ..teacher.loading import load_encoder
 from ..training import distributed as ddp
 from ..utils import atomic_dir, read_json, resolve_device, run_metadata, set_seed, write_json
@@ -61,7 +61,7 @@ def _split(n: int, heldout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _cache_dir(settings: SupernetSettings) -> Path:
-    return Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
+    return cache_root(settings.cache_dir)
 
 
 def _read_texts(settings: SupernetSettings) -> Corpus:

@@ -34,7 +34,7 @@ import torch
 from ..data.encode import Encoded, Ragged, lengths_of
 from ..errors import BertnasError
 from ..utils import atomic_dir, atomic_write_text, hash_obj
-from .knowledge import default_cache_dir, teacher_pass
+from .knowledge import cache_root, teacher_pass
 from .loading import Teacher
 
 logger = logging.getLogger("bertnas")
@@ -264,7 +264,7 @@ def load_augmented(key: str, cache_dir: str | Path | None, regression: bool, pad
     ``limit``: only the first that many (copies are copy-major, and copy c is seeded by (seed, c) alone, so the
     first k copies of a bigger set have the ids of a k-copy set; their teacher outputs match it up to the batching
     of the teacher pass, so a run never takes them from a bigger set by itself: the learning-curve study does)."""
-    path = (Path(cache_dir) if cache_dir else default_cache_dir()) / f"augment-{key}"
+    path = cache_root(cache_dir) / f"augment-{key}"
     if not (path / "meta.json").is_file():
         raise BertnasError(f"augmented data {key} not in cache {path.parent}: run `bertnas probe` again (or pass the same --cache-dir)")
     offsets = np.load(path / "offsets.npy")
@@ -304,7 +304,7 @@ def label_augmented(
     ``probe_tensors`` None: the teacher's logits only (NAS-BERT's fine-tuning reads no probes); the teacher then
     runs without its hidden states. ``knowledge_key``: the cache entry of the teacher's outputs on ``train``."""
     key = augment_key(knowledge_key, settings, probe_tensors)
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache = cache_root(cache_dir)
     final = cache / f"augment-{key}"
     if (final / "meta.json").is_file():
         logger.info("augmentation: cache hit %s", final)

@@ -110,6 +110,12 @@ class Knowledge:
     def num_layers(self) -> int:
         return int(self.meta["num_layers"])
 
+    @property
+    def bf16(self) -> bool:
+        """Whether the teacher pass ran in bfloat16: later passes over the same teacher (copies, unsampled rows)
+        run as it did."""
+        return self.meta.get("precision", {}).get("chosen") == "bf16"
+
     def check_data(self, data: TaskData) -> None:
         """Refuse to pair this knowledge with data it was not computed on (targets are looked up by index)."""
         if self.meta.get("train_hash") != hash_examples(data.train) or self.meta.get("dev_hash") != hash_examples(data.dev):
@@ -117,7 +123,10 @@ class Knowledge:
                                "run `bertnas probe` again")
 
 
-def default_cache_dir() -> Path:
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """The cache folder: `cache_dir` when given, else $BERTNAS_CACHE_DIR, else ~/.cache/bertnas."""
+    if cache_dir:
+        return Path(cache_dir)
     env = os.environ.get("BERTNAS_CACHE_DIR")
     if env:
         return Path(env)
@@ -153,11 +162,16 @@ def teacher_fingerprint(teacher: Teacher) -> str:
     return h.hexdigest()
 
 
+def is_sampled(n: int, most: int | None) -> bool:
+    """Whether a training split of ``n`` rows keeps the features of a sample only (``most`` 0 or None: no bound)."""
+    return bool(most) and n > most
+
+
 def feature_rows(n: int, most: int | None, seed: int = 0) -> np.ndarray | None:
     """The sorted training rows whose features the cache keeps: None (all ``n``) unless ``n`` exceeds ``most``
     (0 or None: no bound), else a random sample of ``most`` rows drawn by a numpy generator seeded with ``seed``
     (0 from the pipeline, whatever the run's seed: runs of several seeds share one teacher pass and cache)."""
-    if not most or n <= most:
+    if not is_sampled(n, most):
         return None
     return np.sort(np.random.default_rng(seed).choice(n, size=most, replace=False))
 
@@ -173,7 +187,7 @@ def knowledge_key(teacher: Teacher, data: TaskData, max_seq_len: int, teacher_dt
         "max_seq_len": max_seq_len,
         "teacher_dtype": teacher_dtype,
     }
-    if feature_rows(len(data.train), max_feature_rows, seed) is not None:
+    if is_sampled(len(data.train), max_feature_rows):
         settings["feature_sample"] = {"size": max_feature_rows, "seed": seed}
     return hash_obj(settings)[:24]
 
@@ -217,8 +231,9 @@ def teacher_pass(
     want_features: bool = True,
     desc: str = "teacher",
 ) -> None:
-    """Run the teacher over ``enc`` once, in length-sorted batches, handing each batch to ``sink``."""
-    model = teacher.model
+    """Run the teacher over ``enc`` once, on ``device`` (it is moved there), in length-sorted batches, handing each
+    batch to ``sink``."""
+    model = teacher.model.to(device).eval()
     plan = inference_batches(enc, batch_size, token_budget)
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
     with torch.inference_mode(), autocast:
@@ -391,7 +406,7 @@ def compute_knowledge(
     """Load the teacher's knowledge from the cache, or compute and store it (see the module docstring);
     ``max_feature_rows`` and ``seed``: the train features of at most that many rows (:func:`feature_rows`)."""
     device = torch.device(device)
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache = cache_root(cache_dir)
     key = knowledge_key(teacher, data, max_seq_len, teacher_dtype, max_feature_rows, seed)
     final = cache / f"knowledge-{key}"
     if (final / "meta.json").is_file():
@@ -479,7 +494,7 @@ def cached_logits(teacher: Teacher, train: Encoded, dev: Encoded, spec: TaskSpec
     Dev is evaluated in float32, as the teacher's reported dev metric."""
     key = hash_obj({"version": CACHE_VERSION, "teacher": teacher_fingerprint(teacher), "task": spec.name,
                     "data": hash_encoded(train, dev), "bf16": bf16})[:24]
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache = cache_root(cache_dir)
     final = cache / f"logits-{key}"
     if (final / "meta.json").is_file():
         logger.info("teacher logits: cache hit %s", final)
@@ -492,7 +507,6 @@ def cached_logits(teacher: Teacher, train: Encoded, dev: Encoded, spec: TaskSpec
     def sink(idx: torch.Tensor, lg: torch.Tensor, _: torch.Tensor | None) -> None:
         logits[idx] = lg
 
-    teacher.model.to(device).eval()
     teacher_pass(teacher, train, sink, device, bf16, batch_size, token_budget, want_features=False,
                  desc=f"teacher logits ({'bf16' if bf16 else 'fp32'})")
     order = teacher.label_order or slice(None)
@@ -510,7 +524,7 @@ def cached_logits(teacher: Teacher, train: Encoded, dev: Encoded, spec: TaskSpec
 
 def load_knowledge(key: str, cache_dir: str | Path | None = None) -> Knowledge:
     """Load cached knowledge by key (as recorded in a run directory)."""
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache = cache_root(cache_dir)
     path = cache / f"knowledge-{key}"
     if not (path / "meta.json").is_file():
         raise BertnasError(f"teacher knowledge {key} not in cache {cache}: run `bertnas probe` again (or pass the same --cache-dir)")

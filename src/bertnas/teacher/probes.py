@@ -249,7 +249,7 @@ def probe_unsampled(probes: Probes, knowledge: Knowledge, teacher: Teacher, trai
     rest = unsampled_rows(knowledge, len(train))
     if len(rest) == 0:
         return 0
-    bf16 = knowledge.meta.get("precision", {}).get("chosen") == "bf16"
+    bf16 = knowledge.bf16
     train_logits = probes.tensors["train_logits"]
     teacher_pass(teacher, take(train, rest.tolist()), _probe_sink(probes.tensors, train_logits, rest), device, bf16,
                  batch_size, token_budget, desc=f"teacher probes ({'bf16' if bf16 else 'fp32'})")
