@@ -107,8 +107,12 @@ def _teacher_finetune(args: argparse.Namespace) -> None:
     else:
         model = load_pretrained_for_finetune(args.model, data.spec.num_labels, cfg.trust_remote_code)
     metrics = finetune(model, tokenizer, data, args.out, args.epochs, args.lr, args.batch_size, cfg.max_seq_len,
-                       cfg.seed, resolve_device(cfg.device), resume=cfg.resume, amp=cfg.amp)
-    print(f"teacher saved to {args.out}; dev {metrics}")
+                       cfg.seed, resolve_device(cfg.device), resume=cfg.resume, amp=cfg.amp,
+                       amp_dtype=cfg.amp_dtype)
+    from .training import distributed as ddp
+
+    if ddp.is_main():  # torchrun: rank 0 reports
+        print(f"teacher saved to {args.out}; dev {metrics}")
 
 
 def _check_out(out: str | None) -> None:
@@ -117,7 +121,8 @@ def _check_out(out: str | None) -> None:
         raise BertnasError(f"--out {out} is an existing file: pass a directory path (it is created if missing)")
 
 
-_DISTRIBUTED_COMMANDS = ("run", "probe", "search", "retrain", "evaluate", "nasbert supernet", "nasbert pretrain")
+_DISTRIBUTED_COMMANDS = ("run", "probe", "search", "retrain", "evaluate", "teacher finetune", "nasbert supernet",
+                         "nasbert pretrain", "nasbert finetune")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         from .adabert import pipeline
 
         _check_out(getattr(args, "out", None))
-        command = " ".join(filter(None, [args.command, getattr(args, "nasbert_command", None)]))
+        command = " ".join(filter(None, [args.command, getattr(args, "nasbert_command", None),
+                                           getattr(args, "teacher_command", None)]))
         if ddp.launched() and (command not in _DISTRIBUTED_COMMANDS or getattr(args, "dry_run", False)):
             what = f"{command} --dry-run" if getattr(args, "dry_run", False) else command
             raise BertnasError(f"`bertnas {what}` runs in one process: start it without torchrun (under torchrun: "

@@ -122,7 +122,8 @@ class SharedSettings(Settings):
 
     seed: int = _f(0, "random seed: the same seed gives the same result", "general")
     device: str = _f("auto", "auto (CUDA when available), cpu, cuda, cuda:N", "general")
-    amp: bool = _f(False, "bfloat16 autocast in the training steps (AdaBERT's search and further training, NAS-BERT's supernet and fine-tuning, teacher fine-tuning), on CUDA and on CPU; losses stay float32 (what it gains and costs on CPU: docs/benchmarks.md, docs/results.md)", "general")
+    amp: bool = _f(False, "mixed-precision autocast in the training steps (AdaBERT's search and further training, NAS-BERT's supernet and fine-tuning, teacher fine-tuning), on CUDA and on CPU; losses stay float32 (what it gains and costs on CPU: docs/benchmarks.md, docs/results.md)", "general")
+    amp_dtype: str = _f("auto", "with --amp: auto (float16 with a gradient scaler on GPUs without native bfloat16, such as V100 and T4; bfloat16 elsewhere), bf16 or fp16", "general", choices=("auto", "bf16", "fp16"))
 
 
 @dataclass

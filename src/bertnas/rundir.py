@@ -14,7 +14,7 @@ from typing import Any
 
 from .config import RunConfig
 from .data.examples import TaskData
-from .data.readers import load_task
+from .data.readers import is_synthetic_task, load_task
 from .data.tasks import is_glue_task
 from .errors import BertnasError
 from .utils import atomic_dir, read_json, run_metadata, write_json
@@ -22,7 +22,7 @@ from .utils import atomic_dir, read_json, run_metadata, write_json
 
 def load_data(cfg: RunConfig) -> TaskData:
     """Read the task's train/dev data as the config says (GLUE folder, custom files, or synthetic)."""
-    if is_glue_task(cfg.task) and cfg.data_dir:  # GLUE files have fixed columns
+    if (is_glue_task(cfg.task) or is_synthetic_task(cfg.task)) and cfg.data_dir:  # these folders have fixed columns
         data = load_task(cfg.task, cfg.data_dir, metric=cfg.metric)
     else:
         data = load_task(cfg.task, cfg.data_dir, cfg.train_file, cfg.dev_file, text_column=cfg.text_column,

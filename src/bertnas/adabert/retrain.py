@@ -18,7 +18,7 @@ from ..config import RunConfig
 from ..data.encode import Encoded, num_batches
 from ..data.examples import TaskSpec
 from ..training import distributed as ddp
-from ..training.amp import autocast
+from ..training.amp import Precision
 from ..training.best import BestEpoch
 from ..training.evaluation import evaluate
 from ..training.loop import Resumable, run_epochs, train_pass
@@ -93,7 +93,9 @@ def retrain(
     total = num_batches(len(train_subset) if train_subset is not None else len(train), cfg.retrain_batch_size) \
         * cfg.retrain_epochs
     sched = linear_schedule(opt, total)
-    state = Resumable("retrain", checkpoint, cfg.resume, resume_key, student=student, heads=heads, opt=opt, sched=sched)
+    precision = Precision(device, cfg.amp, cfg.amp_dtype)  # --amp: autocast, and a gradient scaler under float16
+    state = Resumable("retrain", checkpoint, cfg.resume, precision.tag(resume_key), student=student, heads=heads, opt=opt,
+                      sched=sched, **precision.stateful())
     ddp.broadcast_modules(student, heads)  # torchrun: every rank starts from rank 0's weights
     ddp.global_batchnorm(student)
     if state.restored:  # a checkpoint from before best_choice was saved: the choice was dev's headline
@@ -102,17 +104,17 @@ def retrain(
         state.history = [{"epoch": 0, **first}]
 
     def step(_: int, batch: dict[str, torch.Tensor]) -> LossParts:
-        with autocast(device, cfg.amp):
+        with precision.autocast():
             pooled, _ = student.pooled_states(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
             logits = student.classifier(pooled)  # on the standardized scale for regression
             head_logits = heads(pooled[:-1]) if cfg.retrain_distill == "probes" else []  # logits: final pairing only
         ce, kd = depth_loss(logits, head_logits, batch, targets, spec.is_regression, cfg.temperature, cfg.attentive_kd)
         parts = adabert_loss(ce, kd, None, cfg.gamma, cfg.beta)
         opt.zero_grad(set_to_none=True)
-        ddp.scale_loss(parts.total).backward()
+        precision.backward(ddp.scale_loss(parts.total))
         ddp.average_gradients(params)
-        torch.nn.utils.clip_grad_norm_(params, 5.0)
-        opt.step()
+        precision.clip_step(opt, params, 5.0)
+        precision.update()
         sched.step()
         return parts
 

@@ -29,7 +29,7 @@ from ..data.split import HoldOut, take
 from ..data.examples import TaskSpec
 from ..errors import BertnasError
 from ..training import distributed as ddp
-from ..training.amp import autocast
+from ..training.amp import Precision, autocast
 from ..training.evaluation import evaluate
 from ..training.loop import Resumable, run_epochs, train_pass
 from ..training.losses import LossParts
@@ -109,7 +109,7 @@ class SearchObjective:
         op_index, sampled = picks[:-1], picks[-1] + 1
         depths = list(range(1, cfg.k_max + 1)) if (arch_step if all_depths is None else all_depths) else [sampled]
         losses = []
-        with autocast(self.costs.device, cfg.amp):
+        with autocast(self.costs.device, cfg.amp, cfg.amp_dtype):
             out = self.supernet(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], ops_w,
                                 depths[-1], sampled_only=cfg.sampled_only, grad_cells=sampled, op_index=op_index)
             head_logits = self.heads(out.pooled[: depths[-1] - 1])
@@ -186,8 +186,9 @@ def search(
     if bilevel and cfg.search_step == "joint":
         logger.info("search: architecture steps on validation batches (--arch-data): each step is a weight step on "
                     "training data, then an architecture step on held-out data")
-    state = Resumable("search", checkpoint, cfg.resume, resume_key, supernet=supernet, heads=heads, arch=arch,
-                      w_opt=w_opt, a_opt=a_opt)
+    precision = Precision(device, cfg.amp, cfg.amp_dtype)  # --amp: autocast, and a gradient scaler under float16
+    state = Resumable("search", checkpoint, cfg.resume, precision.tag(resume_key),
+                      supernet=supernet, heads=heads, arch=arch, w_opt=w_opt, a_opt=a_opt, **precision.stateful())
     ddp.broadcast_modules(supernet, heads, arch)  # torchrun: every rank starts from rank 0's weights
     ddp.global_batchnorm(supernet)  # torchrun: BatchNorm statistics of the whole batch, as in one process
 
@@ -203,12 +204,18 @@ def search(
         def update(params: list[torch.nn.Parameter], opt: torch.optim.Optimizer) -> None:
             """One optimizer step on gradients averaged over ranks (the same step on every rank), clipped at 5."""
             ddp.average_gradients(params)
+            precision.unscale(opt)
             if opt is a_opt:
                 signal.add(arch.alpha.grad, arch.depth_logits.grad)
             torch.nn.utils.clip_grad_norm_(params, 5.0)
-            opt.step()
+            precision.step(opt)
 
         def step(i: int, batch: dict[str, torch.Tensor]) -> LossParts:
+            parts = one_step(i, batch)
+            precision.update()  # once per step, after every optimizer stepped
+            return parts
+
+        def one_step(i: int, batch: dict[str, torch.Tensor]) -> LossParts:
             nonlocal tau
             tau = temperature(epoch + i / steps, cfg.tau_max, cfg.tau_min, decay)
             ops_w, depth_w = arch.sample(tau, gumbel_gen)
@@ -218,19 +225,20 @@ def search(
                 return joint_step(batch, ops_w, depth_w)
             parts = objective(batch, ops_w.detach(), depth_w.detach(), arch_step=False)
             w_opt.zero_grad(set_to_none=True)
-            ddp.scale_loss(parts.total).backward()
+            precision.backward(ddp.scale_loss(parts.total))
             update(weights, w_opt)
             if arch_due:
                 ops_w, depth_w = arch.sample(tau, gumbel_gen)
                 if arch_batches is None:
                     arch_parts = objective(batch, ops_w, depth_w, arch_step=True)
-                    grads = torch.autograd.grad(ddp.scale_loss(arch_parts.total), arch_params, allow_unused=True)
+                    grads = torch.autograd.grad(precision.scale(ddp.scale_loss(arch_parts.total)), arch_params,
+                                                allow_unused=True)
                 else:  # bilevel: the architecture learns from held-out batches
                     local, share = ddp.shard(next(arch_batches))
                     with ddp.sharded_step(share):
                         arch_parts = objective(to_device(local, device), ops_w, depth_w, arch_step=True)
-                        grads = torch.autograd.grad(ddp.scale_loss(arch_parts.total), arch_params,
-                                                    allow_unused=True)
+                        grads = torch.autograd.grad(precision.scale(ddp.scale_loss(arch_parts.total)),
+                                                    arch_params, allow_unused=True)
                 for p, g in zip(arch_params, grads):
                     p.grad = g
                 update(arch_params, a_opt)
@@ -246,7 +254,7 @@ def search(
             parts = objective(batch, ops_w, depth_w, arch_step=True)
             w_opt.zero_grad(set_to_none=True)
             a_opt.zero_grad(set_to_none=True)
-            ddp.scale_loss(parts.total).backward()
+            precision.backward(ddp.scale_loss(parts.total))
             update(weights, w_opt)
             update(arch_params, a_opt)
             return parts
@@ -305,7 +313,7 @@ def recalibrate_batchnorm(supernet: AdaBertSupernet, ops_w: torch.Tensor, depth:
         if i >= n:
             break
         b = to_device(b, device)
-        with autocast(device, cfg.amp):
+        with autocast(device, cfg.amp, cfg.amp_dtype):
             supernet(b["input_ids"], b["attention_mask"], b["token_type_ids"], ops_w, depth)
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum

@@ -466,7 +466,7 @@ def load_task(
 
     if data_dir is not None:
         folder = Path(data_dir)
-        if not _is_synthetic(task):
+        if not is_synthetic_task(task):
             raise _unknown_task_for_folder(task, folder)
         if not folder.is_dir():
             raise BertnasError(f"{folder}: directory not found: --data-dir must contain train.tsv and dev.tsv")
@@ -479,7 +479,7 @@ def load_task(
             columns.setdefault("text_pair_column", "sentence2")
         return read_custom(train_file, dev_file, task_name=task, **columns)
 
-    if not has_files and _is_synthetic(task):
+    if not has_files and is_synthetic_task(task):
         from .synthetic import generate  # local import: the generator is only needed here
 
         variant = task.lower().removeprefix("synthetic").lstrip("-_") or "single"
@@ -495,7 +495,8 @@ def load_task(
     return read_custom(train_file, dev_file, task_name=task, **columns)
 
 
-def _is_synthetic(task: str) -> bool:
+def is_synthetic_task(task: str) -> bool:
+    """The built-in synthetic tasks (``synthetic-single``, ``synthetic-pair``): their folders have fixed columns."""
     return task.lower().startswith("synthetic")
 
 

@@ -72,7 +72,9 @@ def add_nasbert_parser(sub: argparse._SubParsersAction) -> None:
     pre.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     pre.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1")
     pre.add_argument("--no-resume", action="store_true", help="start over instead of continuing from the checkpoint")
-    pre.add_argument("--amp", action="store_true", help="bfloat16 autocast in the steps (CUDA and CPU); the loss in float32")
+    pre.add_argument("--amp", action="store_true", help="mixed-precision autocast in the steps (CUDA and CPU); the loss in float32")
+    pre.add_argument("--amp-dtype", default="auto", choices=("auto", "bf16", "fp16"),
+                     help="with --amp: auto (float16 with a gradient scaler on GPUs without native bfloat16, bfloat16 elsewhere), bf16 or fp16")
 
     base = nsub.add_parser("baseline", help="hand-designed BERTs of each selected model's size and latency, "
                            "block-wise distilled like the supernet (resumable)")
@@ -96,34 +98,37 @@ def add_nasbert_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_nasbert_command(args: argparse.Namespace) -> None:
+    from ..training import distributed as ddp
     from . import pipeline
 
-    cmd = args.nasbert_command  # under torchrun the main CLI lets only supernet and pretrain through
+    cmd = args.nasbert_command  # under torchrun the main CLI lets only supernet, pretrain and finetune through
+    report = print if ddp.is_main() else (lambda *_: None)  # torchrun: rank 0 reports
     if cmd == "supernet":
         summary = pipeline.supernet(resolve_settings(args, SupernetSettings), args.out, resume=not args.no_resume)
-        print(f"supernet trained: {summary['paths_per_block_end']} paths left per block "
+        report(f"supernet trained: {summary['paths_per_block_end']} paths left per block "
               f"(space {summary['space_size_start']} -> {summary['space_size_end']}); {args.out}/supernet")
     elif cmd == "latency":
         table = pipeline.latency(args.out, args.seq_len, _ints(args.batch_sizes, "--batch-sizes"),
                                  _ints(args.embedding_sizes, "--embedding-sizes"), args.threads, args.repeats, args.stat,
                                  args.calibration_models, args.device)
-        print(f"latency table: {len(table.entries)} entries in {args.out}/latency.json")
+        report(f"latency table: {len(table.entries)} entries in {args.out}/latency.json")
     elif cmd == "select":
         for m in pipeline.select(args.out, args.max_params, args.max_latency_ms, _ints(args.embedding_sizes, "--embedding-sizes"),
                                  args.embedding_fraction, args.top_t, args.seq_len, args.latency_batch, not args.no_measure,
                                  args.device):
             lat = " ".join(f"b{b}: predicted {m[f'predicted_ms_b{b}']:.2f} ms, measured {m[f'measured_ms_b{b}']:.2f} ms"
                            for b in (1, 32) if f"predicted_ms_b{b}" in m and f"measured_ms_b{b}" in m)
-            print(f"{m['name']}: {m['params'] / 1e6:.2f}M params  {m['architecture']}  {lat}  -> {m['dir']}")
+            report(f"{m['name']}: {m['params'] / 1e6:.2f}M params  {m['architecture']}  {lat}  -> {m['dir']}")
     elif cmd == "pretrain":
         result = pipeline.pretrain(args.out, args.model, args.save, args.epochs, args.batch_size, args.lr, args.threads,
-                                   args.device, resume=not args.no_resume, amp=args.amp)
-        print(f"pre-training KD done ({result['seconds']} s): {args.save}")
+                                   args.device, resume=not args.no_resume, amp=args.amp,
+                                   amp_dtype=args.amp_dtype)
+        report(f"pre-training KD done ({result['seconds']} s): {args.save}")
     elif cmd == "baseline":
         models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
         for b in pipeline.baseline(args.out, resume=not args.no_resume, measure=not args.no_measure, models=models):
             lat = f", predicted {b['predicted_ms_b1']:.2f} ms at batch 1" if "predicted_ms_b1" in b else ""
-            print(f"{b['name']}: BERT {b['layers']} layers, hidden {b['hidden']}, {b['params'] / 1e6:.2f}M params{lat}, "
+            report(f"{b['name']}: BERT {b['layers']} layers, hidden {b['hidden']}, {b['params'] / 1e6:.2f}M params{lat}, "
                   f"held-out loss {b['exact_loss']:.4f} ({b['like']}: {b['like_exact_loss']:.4f}) -> {b['dir']}")
     elif cmd == "finetune":
         from .finetune import finetune
@@ -131,6 +136,6 @@ def run_nasbert_command(args: argparse.Namespace) -> None:
         r = finetune(args.model, args.teacher, args.task, args.out, resolve_settings(args, FinetuneSettings),
                      args.data_dir, args.train_file, args.dev_file, measure=not args.no_measure,
                      resume=not args.no_resume)
-        print(f"{r['task']}: dev {r['dev']} (teacher {r['teacher_dev']}); {r['params'] / 1e6:.2f}M params; {args.out}/model")
+        report(f"{r['task']}: dev {r['dev']} (teacher {r['teacher_dev']}); {r['params'] / 1e6:.2f}M params; {args.out}/model")
     else:  # argparse already refuses unknown commands
         raise BertnasError(f"unknown nasbert command {cmd!r}")

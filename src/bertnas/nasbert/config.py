@@ -85,6 +85,7 @@ class SupernetSettings(SharedSettings):
         d = self.to_dict()
         for k in ("epochs", "device", "cache_dir", "teacher_batch_size", "threads", "latency_repeats", "max_cache_gb"):
             d.pop(k)
+        d.pop("amp_dtype")  # the type it resolves to enters the key where it is known (train.py: Precision.key())
         if not d["amp"]:  # added later: without it a checkpoint from before the setting still resumes
             d.pop("amp")
         return d
@@ -105,6 +106,7 @@ class FinetuneSettings(SharedSettings):
     augment: int = setting(0, "teacher-labelled copies of each training example (word replacement, deletion, swaps; the copies AdaBERT trains on); 0: none", "teacher")
     augment_replace_prob: float = setting(0.4, "chance that a word of a copy is replaced by a near neighbour", "teacher")
     augment_edit_prob: float = setting(0.1, "chance that a word of a copy is deleted, and separately that it is swapped", "teacher")
+    cache_dir: str | None = setting(None, "where the teacher's logits and copies are cached (default: $BERTNAS_CACHE_DIR or ~/.cache/bertnas)", "teacher")
     val_examples: int | None = setting(None, "training examples held out to pick the epoch kept (None: 10%%, at most 5,000, none below 200 examples; 0: none, the last epoch is kept, unlike AdaBERT's --val-examples 0, which keeps the best dev epoch); dev is only reported", "data")
     weight_decay: float = setting(0.01, "AdamW weight decay", "training")
     threads: int | None = setting(None, "torch threads (default: torch's)", "general")

@@ -23,7 +23,7 @@ from ..data.corpus import Corpus, chunks, split_pair
 from ..errors import BertnasError
 from ..teacher.knowledge import bf16_supported, hash_weights
 from ..training import distributed as ddp
-from ..training.amp import autocast
+from ..training.amp import Precision
 from ..utils import atomic_dir, progress, write_json
 from .space import BlockPath, Supernet
 
@@ -241,19 +241,20 @@ def block_loss(supernet: Supernet, block: int, path: BlockPath, batch: dict,
 
 
 def train_step(supernet: Supernet, paths: list[BlockPath], batch: dict, optimizer: torch.optim.Optimizer,
-               denominator: float | None = None, amp: bool = False) -> list[torch.Tensor]:
+               denominator: float | None = None, precision: Precision | None = None) -> list[torch.Tensor]:
     """One step: one sampled path per block, each block's own MSE (the graphs are disjoint, so summing the
     losses before ``backward`` gives every block exactly its own gradient). Under torchrun the gradients are
-    averaged over ranks before clipping (every rank drew the same paths). ``amp``: the blocks run in bfloat16
-    autocast, the MSE in float32."""
+    averaged over ranks before clipping (every rank drew the same paths). ``precision`` (``--amp``): the blocks run
+    under autocast, the MSE in float32, a gradient scaler under float16."""
     supernet.train()
-    with autocast(batch["attention_mask"].device, amp):
+    precision = precision or Precision(batch["attention_mask"].device)
+    with precision.autocast():
         losses = [block_loss(supernet, n, path, batch, denominator) for n, path in enumerate(paths)]
     optimizer.zero_grad(set_to_none=True)
-    torch.stack(losses).sum().backward()
+    precision.backward(torch.stack(losses).sum())
     ddp.average_gradients(supernet.parameters())
-    torch.nn.utils.clip_grad_norm_(supernet.parameters(), 1.0)
-    optimizer.step()
+    precision.clip_step(optimizer, supernet.parameters(), 1.0)
+    precision.update()
     return [x.detach() for x in losses]  # tensors: a Python float here would wait for the device every step
 
 

@@ -32,7 +32,7 @@ from ..teacher.augment import AugmentSettings, label_augmented
 from ..teacher.knowledge import bf16_supported, cached_logits, hash_weights, teacher_fingerprint
 from ..teacher.loading import load_teacher, load_tokenizer
 from ..training import distributed as ddp
-from ..training.amp import autocast
+from ..training.amp import Precision
 from ..training.best import BestEpoch
 from ..training.evaluation import evaluate
 from ..training.loop import Resumable, run_epochs, train_pass
@@ -45,8 +45,7 @@ from .config import FinetuneSettings
 logger = logging.getLogger("bertnas")
 
 
-def with_teacher(tch, train, dev, spec, settings: FinetuneSettings, device: torch.device | None = None,
-                 cache_dir: str | None = None):
+def with_teacher(tch, train, dev, spec, settings: FinetuneSettings, device: torch.device | None = None):
     """The training set with ``settings.augment`` copies of every example appended (the word replacement,
     deletion and swaps AdaBERT trains on), the teacher's logits for all of it, and the teacher's dev metrics;
     through the teacher stack AdaBERT uses (``teacher.knowledge.cached_logits``, ``teacher.augment.label_augmented``:
@@ -54,11 +53,11 @@ def with_teacher(tch, train, dev, spec, settings: FinetuneSettings, device: torc
     is the teacher's prediction; the originals keep theirs."""
     device = device or torch.device("cpu")
     bf16 = bf16_supported(device)
-    soft, teacher_dev, key = cached_logits(tch, train, dev, spec, device, bf16, cache_dir=cache_dir)
+    soft, teacher_dev, key = cached_logits(tch, train, dev, spec, device, bf16, cache_dir=settings.cache_dir)
     if settings.augment:
         aug = label_augmented(tch, train, AugmentSettings(settings.augment, settings.augment_replace_prob,
                                                           settings.augment_edit_prob, settings.seed),
-                              None, key, device, bf16, spec.is_regression, cache_dir=cache_dir)
+                              None, key, device, bf16, spec.is_regression, cache_dir=settings.cache_dir)
         train, soft = concat(train, aug.encoded), torch.cat([soft, aug.teacher_logits])
         logger.info("augmentation: %d teacher-labelled copies of %d training examples", len(aug.encoded),
                     len(train) - len(aug.encoded))
@@ -103,6 +102,7 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device)
+    ddp.setup(device)  # under torchrun: data-parallel steps; rank 0 runs the teacher and writes the run
     if not (Path(model_dir) / "config.json").is_file():
         raise BertnasError(f"--model {model_dir} has no config.json: pass a model written by `bertnas nasbert select`")
     data = load_task(task, data_dir, train_file, dev_file)
@@ -121,22 +121,27 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
     val = take(train, held.val) if held.active else None
     train = take(train, held.train)
     t0 = time.time()
-    train, soft, teacher_dev = with_teacher(tch, train, dev, spec, settings, device)
+    main_side: list = []  # under torchrun rank 0 runs the teacher (filling the cache); the others then read it
+    ddp.on_main(lambda: main_side.append(with_teacher(tch, train, dev, spec, settings, device)))
+    train, soft, teacher_dev = main_side[0] if main_side else with_teacher(tch, train, dev, spec, settings, device)
     soft = soft.to(device)  # indexed by each batch's example ids on the device: no host copy in a step
     tch.model.cpu()
     teacher_seconds = time.time() - t0
     labels = {i: name for i, name in enumerate(spec.labels or ["score"])}
     model = _load_for_task(model_dir, spec.num_labels, labels).to(device)
+    ddp.broadcast_modules(model)  # torchrun: every rank starts from rank 0's weights (a new head included)
     optimizer = adamw(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     steps = settings.epochs * num_batches(len(train), settings.batch_size)
     scheduler = linear_schedule(optimizer, steps, max(1, steps // 10))
-    key = hash_obj({"settings": {k: v for k, v in settings.to_dict().items()
-                                 if k not in ("device", "threads") and not (k == "amp" and not v)},  # amp: added later
+    precision = Precision(device, settings.amp, settings.amp_dtype)  # --amp: autocast; a gradient scaler under float16
+    key = hash_obj({"settings": {k: v for k, v in settings.to_dict().items()  # amp: added later; the dtype: precision
+                                 if k not in ("device", "threads", "cache_dir", "amp_dtype") and not (k == "amp" and not v)},
+                    **precision.key(),
                     "model": hash_weights(model).hexdigest()[:24], "teacher": teacher_fingerprint(tch),
                     "data": data_source(task, data_dir, train_file, dev_file), "examples": len(train)})
     checkpoint = Path(out) / "checkpoint.pt"  # removed once the model and results.json are written
     state = Resumable("nasbert finetune", checkpoint, resume, key, model=model, optimizer=optimizer,
-                      scheduler=scheduler)
+                      scheduler=scheduler, **precision.stateful())
     best = BestEpoch().restore(state.extra, lambda record: record["score"])  # extras best, best_state
 
     def predict(b: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -144,16 +149,16 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
                      token_type_ids=b["token_type_ids"]).logits
 
     def step(_: int, b: dict[str, torch.Tensor]) -> LossParts:
-        with autocast(device, settings.amp):
+        with precision.autocast():
             logits = predict(b).float()  # the losses in float32
         ce = task_loss(logits, b["labels"], spec.is_regression)
         kd = distill_loss(logits, soft[b["index"]], settings.temperature, spec.is_regression)
         loss = (1 - settings.kd_lambda) * ce + settings.kd_lambda * kd
         optimizer.zero_grad(set_to_none=True)
-        ddp.scale_loss(loss).backward()
+        precision.backward(ddp.scale_loss(loss))
         ddp.average_gradients(model.parameters())
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        precision.clip_step(optimizer, model.parameters(), 1.0)
+        precision.update()
         scheduler.step()
         return LossParts(loss, ce.detach(), kd.detach())
 
@@ -182,10 +187,15 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
                "history": history, "train_examples": len(held.train), "augmented_examples": len(train) - len(held.train),
                "settings": settings.to_dict(), "seconds": {"teacher_logits": round(teacher_seconds, 1),
                                                           "training": round(train_seconds, 1)}}
-    if measure:
-        prof = profile_classifier(model, len(tokenizer), (1, 32), seq_len=FINETUNE_LATENCY_SEQ_LEN,
-                                  repeats=FINETUNE_LATENCY_REPEATS, threads=settings.threads)
-        results.update({k: prof[k] for k in ("latency_ms_b1", "latency_ms_b32", "flops")})
-    save_finetune_run(out, model, tokenizer, results)
-    checkpoint.unlink(missing_ok=True)
-    return results
+    results["ranks"] = ddp.world_size()
+
+    def finish() -> dict:  # rank 0 times the model and writes the run; every rank returns its results
+        if measure:
+            prof = profile_classifier(model, len(tokenizer), (1, 32), seq_len=FINETUNE_LATENCY_SEQ_LEN,
+                                      repeats=FINETUNE_LATENCY_REPEATS, threads=settings.threads)
+            results.update({k: prof[k] for k in ("latency_ms_b1", "latency_ms_b32", "flops")})
+        save_finetune_run(out, model, tokenizer, results)
+        checkpoint.unlink(missing_ok=True)
+        return results
+
+    return ddp.on_main(finish)

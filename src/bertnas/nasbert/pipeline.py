@@ -343,9 +343,10 @@ def measure_model(model, vocab_size: int, seq_len: int, table: LatencyTable | No
 
 
 def pretrain(out: str | Path, model_dir: str, save: str | Path, epochs: int = 1, batch_size: int = 32, lr: float = 5e-4,
-             threads: int | None = None, device: str = "auto", resume: bool = True, amp: bool = False) -> dict:
+             threads: int | None = None, device: str = "auto", resume: bool = True, amp: bool = False,
+             amp_dtype: str = "auto") -> dict:
     """Stage 4 (optional): pre-training distillation of ``model_dir`` on the run's corpus states (resumable;
-    ``amp``: bfloat16 autocast in the steps)."""
+    ``amp``: mixed-precision autocast in the steps, ``amp_dtype`` auto, bf16 or fp16)."""
     from .pretrain import pretrain_distill
 
     set_threads(threads)
@@ -355,7 +356,7 @@ def pretrain(out: str | Path, model_dir: str, save: str | Path, epochs: int = 1,
     ddp.on_main(_states, settings, boundaries=space.boundaries(), keep=False)  # rank 0 fills the cache if needed
     states, (train_idx, _) = _states(settings, boundaries=space.boundaries())
     return pretrain_distill(model_dir, states, train_idx, save, epochs, batch_size, lr, settings.seed, device, resume,
-                            amp)
+                            amp, amp_dtype)
 
 
 def baseline(out: str | Path, resume: bool = True, measure: bool = True, models: list[str] | None = None) -> list[dict]:

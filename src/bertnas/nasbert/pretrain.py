@@ -18,7 +18,7 @@ from ..data.encode import to_device
 from ..errors import BertnasError
 from ..teacher.loading import load_tokenizer
 from ..training import distributed as ddp
-from ..training.amp import autocast
+from ..training.amp import Precision
 from ..training.loop import Resumable, run_epochs, step_pass
 from ..training.losses import LossParts
 from ..training.optim import adamw
@@ -31,7 +31,8 @@ logger = logging.getLogger("bertnas")
 
 def pretrain_distill(model_dir: str, states: BlockStates, train_idx: Sequence[int], out: str | Path, epochs: int = 1,
                      batch_size: int = 32, lr: float = 5e-4, seed: int = 0,
-                     device: torch.device = torch.device("cpu"), resume: bool = True, amp: bool = False) -> dict:
+                     device: torch.device = torch.device("cpu"), resume: bool = True, amp: bool = False,
+                     amp_dtype: str = "auto") -> dict:
     """Distil the teacher's last hidden state into ``model_dir``; saves the classifier to ``out``.
 
     Checkpointed after every epoch beside ``out`` (``.NAME.checkpoint.pt``, removed once the model is saved): the
@@ -51,28 +52,29 @@ def pretrain_distill(model_dir: str, states: BlockStates, train_idx: Sequence[in
     optimizer = adamw(params, lr=lr, weight_decay=0.01)
     epoch_steps = (len(train_idx) + batch_size - 1) // batch_size
     scheduler = linear_schedule(optimizer, epochs * epoch_steps)
+    precision = Precision(device, amp, amp_dtype)  # --amp: autocast; a gradient scaler under float16
     out = Path(out).resolve()  # resolved: `--save .` has a name to put the checkpoint beside
     key = hash_obj({"model": str(Path(model_dir).resolve()), "config": model.config.to_dict(),
                     "states": states.meta.get("key", Path(states.directory).name), "meta": states.meta,
                     "sentences": len(train_idx), "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-                    **({"amp": True} if amp else {})})  # amp came later: older checkpoints still resume without it
+                    **({"amp": True} if amp else {}), **precision.key()})  # amp came later: older checkpoints resume
     checkpoint = out.with_name(f".{out.name}.checkpoint.pt")
     state = Resumable("nasbert pretrain", checkpoint, resume, key, model=model, to_teacher=to_teacher,
-                      optimizer=optimizer, scheduler=scheduler)
+                      optimizer=optimizer, scheduler=scheduler, **precision.stateful())
 
     def step(_: int, batch: dict[str, torch.Tensor]) -> LossParts:
         local, denominator = shard_for_rank(batch, t)  # under torchrun: this rank's rows, exact share of the loss
         b = to_device(local, device)
-        with autocast(device, amp):  # ``--amp``: bfloat16 forward; masked_mse sums in float32
+        with precision.autocast():  # ``--amp``: mixed-precision forward; masked_mse sums in float32
             hidden_states = encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
                                     token_type_ids=b["token_type_ids"]).last_hidden_state
             predicted = to_teacher(hidden_states)
         loss = masked_mse(predicted, b["states"][:, :, -1], b["attention_mask"], denominator)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        precision.backward(loss)
         ddp.average_gradients(params)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        precision.clip_step(optimizer, params, 1.0)
+        precision.update()
         scheduler.step()
         value = ddp.average_over_ranks([loss.detach()])[0]  # the whole batch's (unchanged in one process)
         return LossParts(value, kd=value)

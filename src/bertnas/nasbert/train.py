@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..data.encode import to_device
+from ..training.amp import Precision
 from ..training import distributed as ddp
 from ..training.loop import Resumable, run_epochs, step_pass
 from ..training.optim import adamw
@@ -65,8 +66,10 @@ def train_supernet(
     if resume and not (out / "checkpoint.pt").is_file() and (out / "checkpoint" / "state.json").is_file():
         logger.warning("%s holds a checkpoint of an older bertnas (before the shared loop): not resumed, the "
                        "supernet starts over (delete that folder to drop this warning)", out / "checkpoint")
-    state = Resumable("nasbert supernet", out / "checkpoint.pt", resume, hash_obj(settings.training_key())[:16],
-                      supernet=supernet, optimizer=optimizer, scheduler=scheduler, shrink=shrink)
+    precision = Precision(device, settings.amp, settings.amp_dtype)  # --amp: autocast; a gradient scaler under float16
+    state = Resumable("nasbert supernet", out / "checkpoint.pt", resume,
+                      hash_obj({**settings.training_key(), **precision.key()})[:16],
+                      supernet=supernet, optimizer=optimizer, scheduler=scheduler, shrink=shrink, **precision.stateful())
     logger.info("search space: %s paths per block, %d whole models", [shrink.size(n) for n in range(len(shrink.bins))],
                 shrink.space_size())
 
@@ -81,7 +84,7 @@ def train_supernet(
             paths_now = [rng.choice(c) for c in candidates]  # one random path per block per step (alike on all ranks)
             local, denominator = shard_for_rank(batch, supernet.space.teacher_hidden)
             rows += local["input_ids"].size(0)
-            losses = train_step(supernet, paths_now, to_device(local, device), optimizer, denominator, settings.amp)
+            losses = train_step(supernet, paths_now, to_device(local, device), optimizer, denominator, precision)
             scheduler.step()
             return BlockLosses(ddp.average_over_ranks(losses))  # the whole batch's losses (unchanged in one process)
 

@@ -10,7 +10,8 @@ from transformers import AutoModelForSequenceClassification, BertConfig, BertFor
 from ..data.encode import encode, num_batches
 from ..data.examples import TaskData
 from ..errors import BertnasError, first_line
-from ..training.amp import autocast
+from ..training import distributed as ddp
+from ..training.amp import Precision
 from ..training.best import BestEpoch
 from ..training.evaluation import evaluate
 from ..training.loop import Resumable, run_epochs, train_pass
@@ -63,13 +64,15 @@ def finetune(
     device: torch.device | str = "cpu",
     resume: bool = True,
     amp: bool = False,
+    amp_dtype: str = "auto",
 ) -> dict[str, float]:
     """Train with AdamW and linear warm-up and decay, keep the best dev epoch, save a Hugging Face directory.
 
     Checkpointed after every epoch beside ``out_dir`` (``.NAME.checkpoint.pt``, removed once the teacher is
-    saved): the same call continues an interrupted fine-tuning. ``amp``: bfloat16 autocast in the steps."""
+    saved): the same call continues an interrupted fine-tuning. ``amp``: mixed-precision autocast in the steps (``amp_dtype`` auto, bf16 or fp16: training/amp.py)."""
     set_seed(seed)
     device = torch.device(device)
+    ddp.setup(device)  # under torchrun: data-parallel steps, rank 0 writes
     spec = data.spec
     labels = spec.labels or ["score"]
     model.config.id2label = {i: l for i, l in enumerate(labels)}
@@ -77,29 +80,33 @@ def finetune(
     model.config.problem_type = "regression" if spec.is_regression else "single_label_classification"
     train = encode(tokenizer, data.train, max_seq_len, spec.is_regression)
     dev = encode(tokenizer, data.dev, max_seq_len, spec.is_regression)
+    precision = Precision(device, amp, amp_dtype)  # --amp: autocast; a gradient scaler under float16
     key = hash_obj({"weights": hash_weights(model).hexdigest()[:24], "task": spec.name, "train": len(train), "dev": len(dev),
                     "epochs": epochs, "lr": lr, "batch_size": batch_size, "max_seq_len": max_seq_len, "seed": seed,
-                    **({"amp": True} if amp else {})})  # amp came later: without it older checkpoints still resume
+                    **({"amp": True} if amp else {}), **precision.key()})  # amp came later: without it older checkpoints still resume
     model.to(device)
+    ddp.broadcast_modules(model)  # torchrun: every rank starts from rank 0's weights (a new head included)
     opt = adamw(model.parameters(), lr=lr, weight_decay=0.01)
     total = max(1, num_batches(len(train), batch_size) * epochs)
     sched = linear_schedule(opt, total, max(1, total // 10))
     out_dir = Path(out_dir).resolve()  # resolved: `--out .` has a name to put the checkpoint beside
     checkpoint = out_dir.with_name(f".{out_dir.name}.checkpoint.pt")
-    state = Resumable("teacher fine-tuning", checkpoint, resume, key, model=model, opt=opt, sched=sched)
+    state = Resumable("teacher fine-tuning", checkpoint, resume, key, model=model, opt=opt, sched=sched,
+                      **precision.stateful())
     best = BestEpoch().restore(state.extra, lambda metrics: metrics[spec.headline])  # extras best, best_state
 
     def predict(b):
         return model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"]).logits
 
     def step(_: int, b: dict[str, torch.Tensor]) -> LossParts:
-        with autocast(device, amp):  # ``--amp``: bfloat16 forward, the loss in float32
+        with precision.autocast():  # ``--amp``: mixed-precision forward, the loss in float32
             logits = predict(b).float()
         loss = task_loss(logits, b["labels"], spec.is_regression)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        precision.backward(ddp.scale_loss(loss))
+        ddp.average_gradients(model.parameters())
+        precision.clip_step(opt, model.parameters(), 1.0)
+        precision.update()
         sched.step()
         return LossParts(loss, loss.detach())
 
@@ -114,9 +121,14 @@ def finetune(
 
     run_epochs(state, epochs, seed, epoch_fn, extra=best.extras)
     best.load_into(model)
-    with atomic_dir(out_dir) as tmp:
-        model.cpu().save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        write_json(Path(tmp) / "teacher_metrics.json", {"task": spec.name, "dev": best.record, "epochs": epochs})
-    checkpoint.unlink(missing_ok=True)
+
+    def save() -> None:
+        with atomic_dir(out_dir) as tmp:
+            model.cpu().save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            write_json(Path(tmp) / "teacher_metrics.json", {"task": spec.name, "dev": best.record, "epochs": epochs,
+                                                            "ranks": ddp.world_size()})
+        checkpoint.unlink(missing_ok=True)
+
+    ddp.on_main(save)
     return best.record

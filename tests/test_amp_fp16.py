@@ -1,0 +1,135 @@
+"""``--amp-dtype fp16``: float16 autocast with a gradient scaler, for GPUs without native bfloat16 (V100, T4), where
+``auto`` picks it. Tested on CPU, which runs float16 autocast too: a step whose gradients overflow is skipped and the
+scale shrinks; the scaler's state is checkpointed and a resumed search ends where an uninterrupted one ends; every
+loop (AdaBERT's search and further training, NAS-BERT's supernet, pre-training KD and fine-tuning, teacher
+fine-tuning) trains with it to finite numbers other than float32's."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bertnas.training.amp import Precision, amp_dtype
+from test_resume import _setup
+
+
+def test_dtype_choice():
+    cpu = torch.device("cpu")
+    assert amp_dtype(cpu, False, "fp16") is None  # --amp off: float32 whatever the dtype
+    assert amp_dtype(cpu, True) is torch.bfloat16  # auto on a CPU
+    assert amp_dtype(cpu, True, "fp16") is torch.float16
+    assert amp_dtype(torch.device("mps"), True) is None  # no autocast there
+    with pytest.raises(ValueError, match="auto, bf16, fp16"):
+        amp_dtype(cpu, True, "fp8")
+    assert Precision(cpu, True).scaler is None and Precision(cpu, True, "fp16").scaler is not None
+    assert Precision(cpu, True).key() == {} and Precision(cpu, True, "fp16").key() == {"amp_dtype": "fp16"}
+
+
+def test_an_overflowing_step_is_skipped_and_the_scale_shrinks():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    precision = Precision("cpu", True, "fp16")
+    before = [p.detach().clone() for p in model.parameters()]
+    scale = precision.scaler.get_scale()
+    with precision.autocast():
+        out = model(torch.full((2, 4), 1e4))
+    assert out.dtype is torch.float16
+    precision.backward(out.float().pow(2).mean())
+    for p in model.parameters():  # an overflow, as a float16 backward through a large loss gives
+        p.grad[0] = float("inf")
+    precision.clip_step(opt, model.parameters(), 1.0)
+    precision.update()
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the step was skipped
+    assert precision.scaler.get_scale() == scale / 2
+    opt.zero_grad()
+    with precision.autocast():
+        loss = model(torch.ones(2, 4)).float().pow(2).mean()
+    precision.backward(loss)
+    precision.clip_step(opt, model.parameters(), 1.0)
+    precision.update()
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))  # a finite step is taken
+
+
+def _search(tmp_path, epochs: int, amp_dtype: str | None, checkpoint=None):
+    from bertnas.adabert.searcher import search
+
+    cfg, spec, train, dev, targets, net = _setup(tmp_path)
+    cfg = cfg.update({"search_epochs": epochs, "amp": amp_dtype is not None, "amp_dtype": amp_dtype or "auto"})
+    arch, _, history = search(cfg, spec, train, dev, targets, net, torch.device("cpu"), checkpoint, resume_key="k")
+    return arch, history
+
+
+def test_search_with_fp16_resumes_with_its_scaler(tmp_path):
+    full, hist = _search(tmp_path, 2, "fp16")
+    fp32, _ = _search(tmp_path, 2, None)
+    assert torch.isfinite(full.alpha).all() and all(torch.isfinite(torch.tensor(h["loss"])) for h in hist)
+    assert not torch.equal(full.alpha, fp32.alpha)  # float16 rounds otherwise
+    ckpt = tmp_path / "ckpt" / "search.pt"
+    _search(tmp_path, 1, "fp16", ckpt)
+    state = torch.load(ckpt, weights_only=True)
+    assert state["grad_scaler"]["scale"] > 0  # the scaler's state is in the checkpoint
+    resumed, _ = _search(tmp_path, 2, "fp16", ckpt)
+    assert torch.equal(resumed.alpha, full.alpha)
+    bf16, _ = _search(tmp_path, 2, "bf16", ckpt)  # another precision never resumes a float16 checkpoint
+    assert not torch.equal(bf16.alpha, full.alpha)
+
+
+def test_every_other_loop_trains_with_fp16(tmp_path, synthetic_files):
+    from safetensors.torch import load_file
+
+    from bertnas.data.corpus import read_corpus
+    from bertnas.data.synthetic import build_tokenizer, generate
+    from bertnas.nasbert import pipeline
+    from bertnas.nasbert.config import FinetuneSettings, SupernetSettings
+    from bertnas.nasbert.finetune import finetune as nasbert_finetune
+    from bertnas.teacher.finetune import finetune, new_bert
+    from conftest import make_teacher
+
+    data = generate("single", n_train=64, n_dev=16, seed=0)
+    tok = build_tokenizer(tmp_path / "vocab")
+    weights = {}
+    for dtype in ("fp16", None):
+        torch.manual_seed(0)
+        finetune(new_bert(tok, 2, layers=1, hidden=16, heads=2), tok, data, tmp_path / f"t{dtype}", epochs=1, lr=1e-3,
+                 batch_size=16, max_seq_len=32, seed=0, amp=dtype is not None, amp_dtype=dtype or "auto")
+        weights[dtype] = load_file(tmp_path / f"t{dtype}" / "model.safetensors")
+    assert all(torch.isfinite(v).all() for v in weights["fp16"].values())
+    assert any(not torch.equal(weights["fp16"][k], weights[None][k]) for k in weights[None])
+
+    teacher = make_teacher(tmp_path / "teacher")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(read_corpus(str(synthetic_files["single"]))[:60]) + "\n")
+    settings = SupernetSettings(teacher=str(teacher), corpus=str(corpus), max_sentences=50, heldout_sentences=10,
+                                max_len=24, num_blocks=2, layers_per_block=2, hidden_sizes="16", epochs=1,
+                                warmup_epochs=1, bins=1, samples_per_bin=2, keep_per_bin=1, score_batches=1,
+                                batch_size=8, threads=1, amp=True, amp_dtype="fp16")
+    mse = pipeline.supernet(settings, tmp_path / "nb")["epochs"][0]["train_block_mse"]
+    assert all(torch.isfinite(torch.tensor(mse)))
+    out = tmp_path / "nb"
+    pipeline.latency(out, seq_len=16, batch_sizes=(1,), embedding_sizes=(16,), threads=1, repeats=2)
+    model = pipeline.select(out, "60K", None, (16,), 0.5, 2, 16, 1, False)[0]
+    pre = pipeline.pretrain(out, model["dir"], str(tmp_path / "pt"), 1, 8, 1e-3, 1, amp=True, amp_dtype="fp16")
+    assert all(torch.isfinite(torch.tensor(e["mse"])) for e in pre["log"])
+    r = nasbert_finetune(str(tmp_path / "pt"), str(teacher), "synthetic", tmp_path / "ft",
+                         FinetuneSettings(epochs=1, batch_size=16, max_seq_len=24, val_examples=0, threads=1, amp=True,
+                                          amp_dtype="fp16"),
+                         data_dir=str(synthetic_files["single"]), measure=False)
+    assert 0 <= r["dev"]["accuracy"] <= 1 and all(torch.isfinite(torch.tensor(h["train_loss"])) for h in r["history"])
+
+
+def test_a_run_with_fp16_from_the_command_line(tmp_path, synthetic_files):
+    """AdaBERT's further training through the command line: ``--amp --amp-dtype fp16`` is a flag like any other."""
+    import json
+
+    from bertnas.cli import main
+    from conftest import make_teacher
+
+    teacher = make_teacher(tmp_path / "teacher")
+    common = ["--teacher", str(teacher), "--task", "synthetic", "--data-dir", str(synthetic_files["single"]), "--out", str(tmp_path / "run"), "--cache-dir",
+              str(tmp_path / "cache"), "--hidden-size", "16", "--k-max", "2", "--search-epochs", "1",
+              "--retrain-epochs", "1", "--probe-epochs", "1", "--max-train-examples", "96", "--augment", "0",
+              "--latency-repeats", "2", "--amp", "--amp-dtype", "fp16", "--device", "cpu"]
+    assert main(["run", *common]) == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["amp_dtype"] == "fp16"
+    assert 0 <= results["student"]["metric"] <= 1
