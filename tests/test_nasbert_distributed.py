@@ -28,7 +28,8 @@ pre = pipeline.pretrain(run, model, save, epochs=1, batch_size=16, lr=1e-3, thre
 from bertnas.training import distributed as ddp
 rank = ddp.rank()
 (reports / f"rank{rank}.json").write_text(json.dumps({"rank": rank, "world": ddp.world_size(), "shrinks": summary["shrinks"],
-    "mse": [e["train_block_mse"] for e in summary["epochs"]], "pretrain": pre["log"],
+    "mse": [e["train_block_mse"] for e in summary["epochs"]],
+    "pretrain": [{k: v for k, v in e.items() if k != "seconds"} for e in pre["log"]],  # each rank times itself
     "examples": summary["epochs"][0]["examples_this_rank"], "train": summary["train_sentences"]}))
 '''
 
