@@ -159,6 +159,7 @@ def prepare_demo(work: Path, size: Size) -> tuple[Path, Path]:
 def plan(args: argparse.Namespace, work: Path, size: Size) -> tuple[list[tuple[str, list[str]]], dict]:
     """The stages up to ``nasbert select`` (name, bertnas arguments) and what the rest needs to know."""
     dev = ["--device", args.device]
+    amp = ["--amp"] if args.amp else []  # every training stage; auto: float16 + scaler on GPUs without bfloat16
     stages: list[tuple[str, list[str]]] = []
     if args.data_dir:
         task, teacher = args.task, Path(args.teacher)
@@ -173,11 +174,11 @@ def plan(args: argparse.Namespace, work: Path, size: Size) -> tuple[list[tuple[s
         stages.append(("demo teacher", ["teacher", "finetune", "--from-scratch", "--tokenizer", str(vocab), *data,
                                         "--layers", "2", "--hidden", str(size.teacher_hidden), "--heads", "2",
                                         "--epochs", str(size.teacher_epochs), "--lr", "5e-4", "--batch-size", "32",
-                                        "--max-seq-len", str(size.max_seq_len), "--out", str(teacher), *dev]))
+                                        "--max-seq-len", str(size.max_seq_len), "--out", str(teacher), *dev, *amp]))
     run = str(work / "adabert")
     stages += [
         ("adabert probe", ["probe", "--teacher", str(teacher), *data, "--max-seq-len", str(size.max_seq_len),
-                           "--cache-dir", str(work / "cache"), *size.adabert, "--out", run, *dev]),
+                           "--cache-dir", str(work / "cache"), *size.adabert, "--out", run, *dev, *amp]),
         ("adabert search", ["search", "--out", run, *dev]),
         ("adabert retrain", ["retrain", "--out", run, *dev]),
         ("adabert evaluate", ["evaluate", "--out", run, "--no-onnx-latency", "--eval-seq-len", str(size.max_seq_len),
@@ -188,17 +189,17 @@ def plan(args: argparse.Namespace, work: Path, size: Size) -> tuple[list[tuple[s
     stages.append(("nasbert supernet", [  # the encoder's shape is read when the stage starts (the demo trains it first)
         "nasbert", "supernet", "--teacher", str(encoder), "--corpus", corpus, "--max-sentences", str(size.sentences),
         "--heldout-sentences", str(size.heldout), "--max-len", seq, "--latency-seq-len", seq, *size.supernet,
-        "--cache-dir", str(work / "cache"), "--out", nb, *dev]))
+        "--cache-dir", str(work / "cache"), "--out", nb, *dev, *amp]))
     stages.append(("nasbert latency", ["nasbert", "latency", "--out", nb, "--seq-len", seq, *size.latency, *dev]))
     stages.append(("nasbert select", ["nasbert", "select", "--out", nb, "--seq-len", seq, "--top-t", str(size.top_t),
                                       *dev]))
-    later = {"nb": nb, "encoder": encoder, "teacher": teacher, "finetune_data": finetune_data, "work": work}
+    later = {"nb": nb, "encoder": encoder, "teacher": teacher, "finetune_data": finetune_data, "work": work, "amp": amp}
     return stages, later
 
 
 def after_select(later: dict, model_dir: str, size: Size, device: str) -> list[tuple[str, list[str]]]:
     """The NAS-BERT stages that use the selected model in ``model_dir``."""
-    nb, work, dev = later["nb"], later["work"], ["--device", device]
+    nb, work, dev = later["nb"], later["work"], ["--device", device, *later["amp"]]
     pretrained = str(work / "nasbert-pretrained")
     return [
         ("nasbert baseline", ["nasbert", "baseline", "--out", nb]),  # no --device flag: trains on the supernet's
@@ -265,6 +266,8 @@ def save(out: Path, args: argparse.Namespace, rows: list[dict]) -> Path:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="gpu_pipeline.py", description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (default: cuda)")
+    ap.add_argument("--amp", action="store_true", help="--amp in every training stage (--amp-dtype auto: bfloat16, or "
+                    "float16 with a gradient scaler on GPUs without native bfloat16)")
     ap.add_argument("--out", default="runs/gpu-pipeline", help="directory for gpu_pipeline.json, logs/ and work/")
     ap.add_argument("--size", choices=sorted(SIZES), default="small",
                     help="small (default): 2,000 examples, 1-2 epochs a stage; tiny: the tests' CPU setting")

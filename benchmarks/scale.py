@@ -158,6 +158,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "scale.json")
     ap.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"), help="'' to skip the docs section")
     ap.add_argument("--keep", type=Path, help="keep data, runs, caches and logs here (default: a temp dir)")
+    ap.add_argument("--reforecast", action="store_true",
+                    help="with --keep: run only the dry runs again for the sizes measured before (a forecast changed "
+                         "by the code since), keeping what the stages measured")
     args = ap.parse_args()
     try:
         sizes = sorted({int(x) for x in args.sizes.split(",") if x.strip()})
@@ -189,18 +192,31 @@ def main() -> None:
             make_teacher(args.vocab, teacher, args.layers, args.hidden, max(1, labels), seed=0)
         for n in sizes:
             done = tmp / f"row-{n}.json"  # with --keep, a size measured before is read back, not run again
-            if done.is_file():
-                rows.append(json.loads(done.read_text()))
-                continue
             data, run, cache = tmp / f"data-{n}", tmp / f"run-{n}", tmp / f"cache-{n}"
+
+            def flags(out: Path, cache: Path) -> list[str]:
+                return ["--task", args.task, "--data-dir", str(data), "--teacher", str(teacher), "--out", str(out),
+                        "--cache-dir", str(cache), "--device", "cpu", "--max-seq-len", str(args.max_seq_len),
+                        "--augment", str(args.copies), "--search-max-examples", str(args.search_max_examples),
+                        "--search-epochs", "1", "--search-warmup-epochs", "0", "--retrain-epochs", "1",
+                        "--derive-candidates", "1"]
+
+            if done.is_file():
+                row = json.loads(done.read_text())
+                if args.reforecast:  # a fresh cache and run directory: the forecast of a first run
+                    fresh = tmp / f"reforecast-{n}"
+                    shutil.rmtree(fresh, ignore_errors=True)
+                    print(f"{n} examples: dry run again", flush=True)
+                    row["forecast"] = dry_run([sys.executable, "-m", "bertnas.cli", "run", "--dry-run",
+                                               *flags(fresh / "run", fresh / "cache")], env)
+                    shutil.rmtree(fresh, ignore_errors=True)
+                    done.write_text(json.dumps(row))
+                rows.append(row)
+                continue
             for p in (data, run, cache):
                 shutil.rmtree(p, ignore_errors=True)
             resample(args.data_dir.resolve(), data, n, seed=n)
-            common = ["--task", args.task, "--data-dir", str(data), "--teacher", str(teacher), "--out", str(run),
-                      "--cache-dir", str(cache), "--device", "cpu", "--max-seq-len", str(args.max_seq_len),
-                      "--augment", str(args.copies), "--search-max-examples", str(args.search_max_examples),
-                      "--search-epochs", "1", "--search-warmup-epochs", "0", "--retrain-epochs", "1",
-                      "--derive-candidates", "1"]
+            common = flags(run, cache)
             print(f"{n} examples: dry run", flush=True)
             forecast = dry_run([sys.executable, "-m", "bertnas.cli", "run", "--dry-run", *common], env)
             row = {"examples": n, "copies": args.copies, "forecast": forecast, "stages": {}}

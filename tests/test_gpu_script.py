@@ -55,14 +55,14 @@ def test_cpu_tiny_runs_every_stage(tmp_path):
     assert (work / "adabert" / "results.json").is_file() and (work / "nasbert-finetuned" / "results.json").is_file()
 
 
-@pytest.mark.parametrize("pretrained", [False, True])
-def test_user_data_stages_are_commands_the_cli_accepts(tmp_path, synthetic_files, tiny_teacher, pretrained):
+@pytest.mark.parametrize("pretrained, amp", [(False, False), (True, True)])
+def test_user_data_stages_are_commands_the_cli_accepts(tmp_path, synthetic_files, tiny_teacher, pretrained, amp):
     gp = load_script()
     data = tmp_path / "SST-2"  # the task comes from the GLUE folder name
     data.symlink_to(synthetic_files["single"], target_is_directory=True)
     argv = ["--device", "cpu", "--size", "tiny", "--data-dir", str(data), "--teacher", str(tiny_teacher)]
     encoder = make_teacher(tmp_path / "encoder") if pretrained else tiny_teacher
-    args = gp.parse_args(argv + (["--pretrained", str(encoder)] if pretrained else []))
+    args = gp.parse_args(argv + (["--pretrained", str(encoder)] if pretrained else []) + (["--amp"] if amp else []))
     assert args.task == "sst2"
     stages, later = gp.plan(args, tmp_path / "work", gp.SIZES["tiny"])
     stages += gp.after_select(later, str(tmp_path / "model"), gp.SIZES["tiny"], "cpu")
@@ -73,6 +73,8 @@ def test_user_data_stages_are_commands_the_cli_accepts(tmp_path, synthetic_files
         parsed = parser.parse_args(full)  # an unknown flag would exit here
         if name != "nasbert baseline":  # baseline has no --device: it trains on the supernet's
             assert parsed.device == "cpu", name
+        assert bool(getattr(parsed, "amp", False)) == (amp and name in ("adabert probe", "nasbert supernet", "nasbert pretrain",
+                                                                   "nasbert finetune")), name
         if name == "nasbert supernet":
             assert parsed.teacher == str(encoder) and parsed.num_blocks == 2
         if name == "nasbert select":

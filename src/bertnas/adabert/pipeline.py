@@ -190,7 +190,7 @@ def _probe(cfg: RunConfig, out: str | Path) -> dict:
         teacher.tokenizer.save_pretrained(tmp)
     knowledge = compute_knowledge(teacher, data, cfg.max_seq_len, cfg.teacher_batch_size, device, cfg.cache_dir,
                                   cfg.teacher_dtype, cfg.teacher_token_budget, cfg.probe_max_examples)
-    probes = train_probes(knowledge, data, cfg.probe_epochs, cfg.probe_lr, seed=cfg.seed)
+    probes = train_probes(knowledge, data, cfg.probe_epochs, cfg.probe_lr, seed=cfg.seed, device=device)
     sampled = knowledge.feature_rows() is not None
     train_enc = (encode(teacher.tokenizer, data.train, cfg.max_seq_len, data.spec.is_regression)
                  if sampled or cfg.augment else None)

@@ -185,19 +185,25 @@ def _joined(first: Sequences, second: Sequences) -> Sequences:
 
 
 def collate(data: Encoded, indices: list[int]) -> dict[str, torch.Tensor]:
-    """Pad the chosen examples to their longest; keys match a BERT model's forward plus labels, index."""
-    length = max(len(data.input_ids[i]) for i in indices)
-    ids = torch.full((len(indices), length), data.pad_id, dtype=torch.long)
-    types = torch.zeros((len(indices), length), dtype=torch.long)
-    mask = torch.zeros((len(indices), length), dtype=torch.long)
-    for row, i in enumerate(indices):
-        n = len(data.input_ids[i])
-        ids[row, :n] = torch.tensor(data.input_ids[i])
-        types[row, :n] = torch.tensor(data.token_type_ids[i])
-        mask[row, :n] = 1
+    """Pad the chosen examples to their longest; keys match a BERT model's forward plus labels, index.
+    Vectorized: the sequences are gathered as one flat array and scattered into the padded matrix (no loop over
+    rows in Python, which a GPU step would wait for)."""
+    ids, lens = _padded(data.input_ids, indices, data.pad_id)
+    types, _ = _padded(data.token_type_ids, indices, 0)
+    mask = torch.from_numpy((np.arange(ids.size(1))[None, :] < lens[:, None]).astype(np.int64))
     index = torch.tensor(indices, dtype=torch.long)
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types,
             "labels": data.labels[index], "index": index}
+
+
+def _padded(seqs: Sequences, indices: Sequence[int], fill: int) -> tuple[torch.Tensor, np.ndarray]:
+    """The sequences at ``indices`` as a (len(indices), longest) int64 tensor padded with ``fill``, and their lengths."""
+    part = seqs.take(indices) if isinstance(seqs, Ragged) else Ragged.from_lists([seqs[i] for i in indices], np.int64)
+    flat, offsets = part.blocks[0]
+    lens = np.diff(offsets)
+    out = np.full((len(lens), int(lens.max())), fill, dtype=np.int64)
+    out[np.repeat(np.arange(len(lens)), lens), np.arange(len(flat)) - np.repeat(offsets[:-1], lens)] = flat
+    return torch.from_numpy(out), lens
 
 
 def batches(

@@ -155,8 +155,11 @@ def train_probes(
     lr: float = 1e-3,
     batch_size: int = 256,
     seed: int = 0,
+    device: torch.device | str = "cpu",
 ) -> Probes:
-    """Fit every layer's probe on train features (standardized), report dev metrics, return logits.
+    """Fit every layer's probe on train features (standardized), report dev metrics, return logits. The probes
+    train on ``device``, each batch of features read from the cache (memory-mapped) and sent there; the results
+    come back to the CPU.
 
     When the knowledge keeps a sample's features only (:meth:`Knowledge.feature_rows`), the probes fit the sample
     (its labels, its mean and std) and the train logits of the other rows are NaN until :func:`probe_unsampled`
@@ -170,9 +173,11 @@ def train_probes(
     if rows is not None:
         labels = labels[torch.from_numpy(rows)]
     mean, std = _feature_stats(train_x)  # (L+1, 1, F) each, without a float32 copy of all features
+    device = torch.device(device)
+    mean_d, std_d, labels_d = mean.to(device), std.to(device), labels.to(device)
 
     def norm(x: torch.Tensor) -> torch.Tensor:
-        return (x.float() - mean) / std
+        return (x.to(device).float() - mean_d) / std_d
 
     layers, n, dim = train_x.shape
     probes = _LayerProbes(layers, dim, spec.num_labels)
@@ -182,6 +187,7 @@ def train_probes(
         else:
             counts = torch.bincount(labels, minlength=spec.num_labels).float() + 1.0
             probes.bias.copy_((counts / counts.sum()).log().expand(layers, -1))
+    probes.to(device)
     opt = adam(probes.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     steps = epochs * ((n + batch_size - 1) // batch_size)
@@ -191,14 +197,14 @@ def train_probes(
             for start in range(0, n, batch_size):
                 idx = perm[start : start + batch_size]
                 out = probes(norm(train_x[:, idx]))  # (L+1, B, C)
-                y = labels[idx]
+                y = labels_d[idx.to(device)]
                 loss = sum(task_loss(out[l], y, regression) for l in range(layers))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 bar.update(1)
 
-    trained = {"weight": probes.weight.detach().contiguous(), "bias": probes.bias.detach().contiguous(),
+    trained = {"weight": probes.weight.detach().cpu().contiguous(), "bias": probes.bias.detach().cpu().contiguous(),
                "mean": mean.contiguous(), "std": std.contiguous()}
     with torch.no_grad():
         train_logits, dev_logits = apply_probes(trained, train_x), apply_probes(trained, dev_x)
