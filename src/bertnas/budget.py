@@ -90,7 +90,8 @@ class Plan:
 
 
 def _user_key(cfg: RunConfig) -> str:
-    return hash_obj({k: v for k, v in cfg.to_dict().items() if k not in ("resume",)})
+    return hash_obj({k: v for k, v in cfg.to_dict().items()  # amp_dtype: added later, out at its default
+                     if k not in ("resume",) and not (k == "amp_dtype" and v == "auto")})
 
 
 def fixed_knobs(cfg: RunConfig, keep: set[str] | None = None) -> dict:

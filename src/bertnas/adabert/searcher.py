@@ -205,7 +205,7 @@ def search(
             """One optimizer step on gradients averaged over ranks (the same step on every rank), clipped at 5."""
             ddp.average_gradients(params)
             precision.unscale(opt)
-            if opt is a_opt:
+            if opt is a_opt and precision.finite(arch.alpha.grad, arch.depth_logits.grad):  # fp16: skipped steps out
                 signal.add(arch.alpha.grad, arch.depth_logits.grad)
             torch.nn.utils.clip_grad_norm_(params, 5.0)
             precision.step(opt)

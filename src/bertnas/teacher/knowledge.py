@@ -203,9 +203,11 @@ def _cpu_has_bf16() -> bool:
 
 
 def bf16_supported(device: torch.device) -> bool:
-    """True where bfloat16 matmuls run natively (CUDA with bf16, CPUs with AVX512-BF16 or AMX)."""
+    """True where bfloat16 matmuls run natively (CUDA GPUs from Ampere on, CPUs with AVX512-BF16 or AMX)."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        from ..training.amp import cuda_native_bf16
+
+        return cuda_native_bf16(device)
     return device.type == "cpu" and _cpu_has_bf16()
 
 

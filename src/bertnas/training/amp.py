@@ -12,6 +12,13 @@ import torch
 AMP_DTYPES = ("auto", "bf16", "fp16")
 
 
+def cuda_native_bf16(device: torch.device) -> bool:
+    """Whether this CUDA GPU computes bfloat16 natively (compute capability 8.0, Ampere, and later).
+    ``torch.cuda.is_bf16_supported()`` also says True where bfloat16 is only emulated (V100, T4), and reads the
+    current device rather than this one."""
+    return torch.cuda.get_device_properties(device).major >= 8
+
+
 def amp_dtype(device: torch.device, enabled: bool, choice: str = "auto") -> torch.dtype | None:
     """The autocast type of the steps: None (float32) unless ``enabled``; ``choice`` auto: float16 on a CUDA GPU
     without native bfloat16, bfloat16 elsewhere."""
@@ -19,7 +26,7 @@ def amp_dtype(device: torch.device, enabled: bool, choice: str = "auto") -> torc
         return None
     if choice not in AMP_DTYPES:
         raise ValueError(f"amp dtype must be one of {', '.join(AMP_DTYPES)}, got {choice!r}")
-    if choice == "fp16" or (choice == "auto" and device.type == "cuda" and not torch.cuda.is_bf16_supported()):
+    if choice == "fp16" or (choice == "auto" and device.type == "cuda" and not cuda_native_bf16(device)):
         return torch.float16
     return torch.bfloat16
 
@@ -57,6 +64,13 @@ class Precision:
         else:
             optimizer.step()
 
+    def finite(self, *grads: torch.Tensor | None) -> bool:
+        """Whether the (unscaled) gradients are finite: always True without a scaler (no host read); under float16
+        one read off the device, as the scaler's own step makes, since a step it skips had an overflow."""
+        if self.scaler is None:
+            return True
+        return all(bool(torch.isfinite(g).all()) for g in grads if g is not None)
+
     def clip_step(self, optimizer: torch.optim.Optimizer, params, max_norm: float) -> None:
         """unscale, clip the gradient norm of ``params`` at ``max_norm``, step."""
         self.unscale(optimizer)
@@ -82,5 +96,7 @@ class Precision:
 
 
 def autocast(device: torch.device, enabled: bool, choice: str = "auto"):
-    """Autocast alone, for forwards without a backward of their own (evaluation under ``--amp``)."""
-    return Precision(device, enabled, choice).autocast()
+    """Autocast alone (no scaler), for forwards inside a step that a :class:`Precision` drives, or without a
+    backward of their own."""
+    dtype = amp_dtype(device, enabled, choice)
+    return torch.autocast(device_type=device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
