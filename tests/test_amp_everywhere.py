@@ -1,14 +1,19 @@
-"""``--amp`` (bfloat16 autocast in the training steps) in every loop, not AdaBERT's alone: NAS-BERT's supernet,
-pre-training KD and fine-tuning, and teacher fine-tuning train with it (finite losses, other numbers than float32),
-and a checkpoint key without it is the key from before the setting existed."""
+"""``--amp`` (autocast in the training steps) in every loop, not AdaBERT's alone: NAS-BERT's supernet, pre-training
+KD and fine-tuning, and teacher fine-tuning train with it, in bfloat16 and in float16 with a gradient scaler
+(``--amp-dtype``; finite losses, other numbers than float32), and a checkpoint key without it is the key from
+before the setting existed. (AdaBERT's search and further training under float16: tests/test_amp_fp16.py.)"""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from bertnas.data.synthetic import build_tokenizer, generate
 
+DTYPES = pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 
-def test_teacher_finetuning_with_amp(tmp_path):
+
+@DTYPES
+def test_teacher_finetuning_with_amp(tmp_path, dtype):
     from safetensors.torch import load_file
 
     from bertnas.teacher.finetune import finetune, new_bert
@@ -19,14 +24,15 @@ def test_teacher_finetuning_with_amp(tmp_path):
     for amp in (False, True):
         torch.manual_seed(0)
         metrics = finetune(new_bert(tok, 2, layers=1, hidden=16, heads=2), tok, data, tmp_path / f"t{amp}", epochs=1,
-                           lr=1e-3, batch_size=16, max_seq_len=32, seed=0, amp=amp)
+                           lr=1e-3, batch_size=16, max_seq_len=32, seed=0, amp=amp, amp_dtype=dtype)
         assert 0 <= metrics["accuracy"] <= 1
         out[amp] = load_file(tmp_path / f"t{amp}" / "model.safetensors")
     assert all(torch.isfinite(v).all() for v in out[True].values())
-    assert any(not torch.equal(out[True][k], out[False][k]) for k in out[True])  # bfloat16 rounds otherwise
+    assert any(not torch.equal(out[True][k], out[False][k]) for k in out[True])  # the low precision rounds otherwise
 
 
-def test_nasbert_stages_with_amp(tmp_path, synthetic_files):
+@DTYPES
+def test_nasbert_stages_with_amp(tmp_path, synthetic_files, dtype):
     from bertnas.data.corpus import read_corpus
     from bertnas.nasbert import pipeline
     from bertnas.nasbert.config import FinetuneSettings, SupernetSettings
@@ -38,7 +44,8 @@ def test_nasbert_stages_with_amp(tmp_path, synthetic_files):
     corpus.write_text("\n".join(read_corpus(str(synthetic_files["single"]))[:60]) + "\n")
     base = SupernetSettings(teacher=str(teacher), corpus=str(corpus), max_sentences=50, heldout_sentences=10,
                             max_len=24, num_blocks=2, layers_per_block=2, hidden_sizes="16", epochs=1, warmup_epochs=1,
-                            bins=1, samples_per_bin=2, keep_per_bin=1, score_batches=1, batch_size=8, threads=1)
+                            bins=1, samples_per_bin=2, keep_per_bin=1, score_batches=1, batch_size=8, threads=1,
+                            amp_dtype=dtype)
     assert "amp" not in base.training_key()  # off: the key a supernet checkpoint had before the setting
     logs = {}
     for amp in (False, True):
@@ -48,9 +55,10 @@ def test_nasbert_stages_with_amp(tmp_path, synthetic_files):
     out = tmp_path / "nbTrue"
     pipeline.latency(out, seq_len=16, batch_sizes=(1,), embedding_sizes=(16,), threads=1, repeats=2)
     model = pipeline.select(out, "60K", None, (16,), 0.5, 2, 16, 1, False)[0]
-    pre = pipeline.pretrain(out, model["dir"], str(tmp_path / "pt"), 1, 8, 1e-3, 1, amp=True)
+    pre = pipeline.pretrain(out, model["dir"], str(tmp_path / "pt"), 1, 8, 1e-3, 1, amp=True, amp_dtype=dtype)
     assert all(torch.isfinite(torch.tensor(e["mse"])) for e in pre["log"])
     r = finetune(str(tmp_path / "pt"), str(teacher), "synthetic", tmp_path / "ft",
-                 FinetuneSettings(epochs=1, batch_size=16, max_seq_len=24, val_examples=0, threads=1, amp=True),
+                 FinetuneSettings(epochs=1, batch_size=16, max_seq_len=24, val_examples=0, threads=1, amp=True,
+                                  amp_dtype=dtype),
                  data_dir=str(synthetic_files["single"]), measure=False)
-    assert 0 <= r["dev"]["accuracy"] <= 1
+    assert 0 <= r["dev"]["accuracy"] <= 1 and all(torch.isfinite(torch.tensor(h["train_loss"])) for h in r["history"])

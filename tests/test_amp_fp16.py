@@ -1,8 +1,7 @@
 """``--amp-dtype fp16``: float16 autocast with a gradient scaler, for GPUs without native bfloat16 (V100, T4), where
 ``auto`` picks it. Tested on CPU, which runs float16 autocast too: a step whose gradients overflow is skipped and the
-scale shrinks; the scaler's state is checkpointed and a resumed search ends where an uninterrupted one ends; every
-loop (AdaBERT's search and further training, NAS-BERT's supernet, pre-training KD and fine-tuning, teacher
-fine-tuning) trains with it to finite numbers other than float32's."""
+scale shrinks; the scaler's state is checkpointed and a resumed search ends where an uninterrupted one ends; a whole
+AdaBERT run trains with it from the command line. (The other loops under float16: tests/test_amp_everywhere.py.)"""
 from __future__ import annotations
 
 import pytest
@@ -76,49 +75,6 @@ def test_search_with_fp16_resumes_with_its_scaler(tmp_path):
     assert torch.equal(resumed.alpha, full.alpha)
     bf16, _ = _search(tmp_path, 2, "bf16", ckpt)  # another precision never resumes a float16 checkpoint
     assert not torch.equal(bf16.alpha, full.alpha)
-
-
-def test_every_other_loop_trains_with_fp16(tmp_path, synthetic_files):
-    from safetensors.torch import load_file
-
-    from bertnas.data.corpus import read_corpus
-    from bertnas.data.synthetic import build_tokenizer, generate
-    from bertnas.nasbert import pipeline
-    from bertnas.nasbert.config import FinetuneSettings, SupernetSettings
-    from bertnas.nasbert.finetune import finetune as nasbert_finetune
-    from bertnas.teacher.finetune import finetune, new_bert
-    from conftest import make_teacher
-
-    data = generate("single", n_train=64, n_dev=16, seed=0)
-    tok = build_tokenizer(tmp_path / "vocab")
-    weights = {}
-    for dtype in ("fp16", None):
-        torch.manual_seed(0)
-        finetune(new_bert(tok, 2, layers=1, hidden=16, heads=2), tok, data, tmp_path / f"t{dtype}", epochs=1, lr=1e-3,
-                 batch_size=16, max_seq_len=32, seed=0, amp=dtype is not None, amp_dtype=dtype or "auto")
-        weights[dtype] = load_file(tmp_path / f"t{dtype}" / "model.safetensors")
-    assert all(torch.isfinite(v).all() for v in weights["fp16"].values())
-    assert any(not torch.equal(weights["fp16"][k], weights[None][k]) for k in weights[None])
-
-    teacher = make_teacher(tmp_path / "teacher")
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(read_corpus(str(synthetic_files["single"]))[:60]) + "\n")
-    settings = SupernetSettings(teacher=str(teacher), corpus=str(corpus), max_sentences=50, heldout_sentences=10,
-                                max_len=24, num_blocks=2, layers_per_block=2, hidden_sizes="16", epochs=1,
-                                warmup_epochs=1, bins=1, samples_per_bin=2, keep_per_bin=1, score_batches=1,
-                                batch_size=8, threads=1, amp=True, amp_dtype="fp16")
-    mse = pipeline.supernet(settings, tmp_path / "nb")["epochs"][0]["train_block_mse"]
-    assert all(torch.isfinite(torch.tensor(mse)))
-    out = tmp_path / "nb"
-    pipeline.latency(out, seq_len=16, batch_sizes=(1,), embedding_sizes=(16,), threads=1, repeats=2)
-    model = pipeline.select(out, "60K", None, (16,), 0.5, 2, 16, 1, False)[0]
-    pre = pipeline.pretrain(out, model["dir"], str(tmp_path / "pt"), 1, 8, 1e-3, 1, amp=True, amp_dtype="fp16")
-    assert all(torch.isfinite(torch.tensor(e["mse"])) for e in pre["log"])
-    r = nasbert_finetune(str(tmp_path / "pt"), str(teacher), "synthetic", tmp_path / "ft",
-                         FinetuneSettings(epochs=1, batch_size=16, max_seq_len=24, val_examples=0, threads=1, amp=True,
-                                          amp_dtype="fp16"),
-                         data_dir=str(synthetic_files["single"]), measure=False)
-    assert 0 <= r["dev"]["accuracy"] <= 1 and all(torch.isfinite(torch.tensor(h["train_loss"])) for h in r["history"])
 
 
 def test_a_run_with_fp16_from_the_command_line(tmp_path, synthetic_files):

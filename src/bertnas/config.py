@@ -21,6 +21,7 @@ FLOAT32_MAX = 3.4028234663852886e38  # torch computes in float32: a larger setti
 INT_MAX = 2**31 - 1  # counts, sizes and lengths beyond this are typos, and overflow torch's int arguments
 SEED_MAX = 2**32 - 1  # numpy's seed range
 LR_MAX = 10.0  # Adam/AdamW diverge long before this; the defaults are 1e-3 to 3e-3
+AMP_DTYPES = ("auto", "bf16", "fp16")  # --amp-dtype: training/amp.py
 TEMPERATURE_MAX = 100.0  # softmax temperatures (Gumbel tau, distillation T): beyond this every sample is uniform
 
 
@@ -123,7 +124,7 @@ class SharedSettings(Settings):
     seed: int = _f(0, "random seed: the same seed gives the same result", "general")
     device: str = _f("auto", "auto (CUDA when available), cpu, cuda, cuda:N", "general")
     amp: bool = _f(False, "mixed-precision autocast in the training steps (AdaBERT's search and further training, NAS-BERT's supernet and fine-tuning, teacher fine-tuning), on CUDA and on CPU; losses stay float32 (what it gains and costs on CPU: docs/benchmarks.md, docs/results.md)", "general")
-    amp_dtype: str = _f("auto", "with --amp: auto (float16 with a gradient scaler on GPUs without native bfloat16, such as V100 and T4; bfloat16 elsewhere), bf16 or fp16", "general", choices=("auto", "bf16", "fp16"))
+    amp_dtype: str = _f("auto", "with --amp: auto (float16 with a gradient scaler on GPUs without native bfloat16, such as V100 and T4; bfloat16 elsewhere), bf16 or fp16", "general", choices=AMP_DTYPES)
 
 
 @dataclass

@@ -111,10 +111,7 @@ def retrain(
         ce, kd = depth_loss(logits, head_logits, batch, targets, spec.is_regression, cfg.temperature, cfg.attentive_kd)
         parts = adabert_loss(ce, kd, None, cfg.gamma, cfg.beta)
         opt.zero_grad(set_to_none=True)
-        precision.backward(ddp.scale_loss(parts.total))
-        ddp.average_gradients(params)
-        precision.clip_step(opt, params, 5.0)
-        precision.update()
+        precision.optimize(parts.total, opt, params, 5.0)
         sched.step()
         return parts
 

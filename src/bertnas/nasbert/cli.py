@@ -10,7 +10,7 @@ import argparse
 import logging
 
 from ..errors import BertnasError
-from ..config import add_settings_flags, resolve_settings
+from ..config import AMP_DTYPES, add_settings_flags, resolve_settings
 from .config import FinetuneSettings, SupernetSettings
 
 logger = logging.getLogger("bertnas")
@@ -73,7 +73,7 @@ def add_nasbert_parser(sub: argparse._SubParsersAction) -> None:
     pre.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1")
     pre.add_argument("--no-resume", action="store_true", help="start over instead of continuing from the checkpoint")
     pre.add_argument("--amp", action="store_true", help="mixed-precision autocast in the steps (CUDA and CPU); the loss in float32")
-    pre.add_argument("--amp-dtype", default="auto", choices=("auto", "bf16", "fp16"),
+    pre.add_argument("--amp-dtype", default="auto", choices=AMP_DTYPES,
                      help="with --amp: auto (float16 with a gradient scaler on GPUs without native bfloat16, bfloat16 elsewhere), bf16 or fp16")
 
     base = nsub.add_parser("baseline", help="hand-designed BERTs of each selected model's size and latency, "

@@ -251,10 +251,7 @@ def train_step(supernet: Supernet, paths: list[BlockPath], batch: dict, optimize
     with precision.autocast():
         losses = [block_loss(supernet, n, path, batch, denominator) for n, path in enumerate(paths)]
     optimizer.zero_grad(set_to_none=True)
-    precision.backward(torch.stack(losses).sum())
-    ddp.average_gradients(supernet.parameters())
-    precision.clip_step(optimizer, supernet.parameters(), 1.0)
-    precision.update()
+    precision.optimize(torch.stack(losses).sum(), optimizer, supernet.parameters(), 1.0)
     return [x.detach() for x in losses]  # tensors: a Python float here would wait for the device every step
 
 

@@ -155,10 +155,7 @@ def finetune(model_dir: str, teacher: str, task: str, out: str | Path, settings:
         kd = distill_loss(logits, soft[b["index"]], settings.temperature, spec.is_regression)
         loss = (1 - settings.kd_lambda) * ce + settings.kd_lambda * kd
         optimizer.zero_grad(set_to_none=True)
-        precision.backward(ddp.scale_loss(loss))
-        ddp.average_gradients(model.parameters())
-        precision.clip_step(optimizer, model.parameters(), 1.0)
-        precision.update()
+        precision.optimize(loss, optimizer, model.parameters(), 1.0)
         scheduler.step()
         return LossParts(loss, ce.detach(), kd.detach())
 

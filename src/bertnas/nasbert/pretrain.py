@@ -71,10 +71,7 @@ def pretrain_distill(model_dir: str, states: BlockStates, train_idx: Sequence[in
             predicted = to_teacher(hidden_states)
         loss = masked_mse(predicted, b["states"][:, :, -1], b["attention_mask"], denominator)
         optimizer.zero_grad(set_to_none=True)
-        precision.backward(loss)
-        ddp.average_gradients(params)
-        precision.clip_step(optimizer, params, 1.0)
-        precision.update()
+        precision.optimize(loss, optimizer, params, 1.0)  # the loss is this rank's exact share already
         scheduler.step()
         value = ddp.average_over_ranks([loss.detach()])[0]  # the whole batch's (unchanged in one process)
         return LossParts(value, kd=value)

@@ -103,10 +103,7 @@ def finetune(
             logits = predict(b).float()
         loss = task_loss(logits, b["labels"], spec.is_regression)
         opt.zero_grad(set_to_none=True)
-        precision.backward(ddp.scale_loss(loss))
-        ddp.average_gradients(model.parameters())
-        precision.clip_step(opt, model.parameters(), 1.0)
-        precision.update()
+        precision.optimize(loss, opt, model.parameters(), 1.0)
         sched.step()
         return LossParts(loss, loss.detach())
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-AMP_DTYPES = ("auto", "bf16", "fp16")
+from ..config import AMP_DTYPES
+from . import distributed as ddp
 
 
 def cuda_native_bf16(device: torch.device) -> bool:
@@ -76,6 +77,17 @@ class Precision:
         self.unscale(optimizer)
         torch.nn.utils.clip_grad_norm_(params, max_norm)
         self.step(optimizer)
+
+    def optimize(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, params, max_norm: float) -> None:
+        """A whole step of one optimizer on ``loss``: back-propagate this rank's share of the global batch
+        (``ddp.scale_loss``: unchanged outside a sharded step), average the gradients over ranks, unscale, clip the
+        norm of ``params`` at ``max_norm``, step, update the scale. (The AdaBERT search, with two optimizers and an
+        architecture step of its own, calls the parts.)"""
+        params = list(params)
+        self.backward(ddp.scale_loss(loss))
+        ddp.average_gradients(params)
+        self.clip_step(optimizer, params, max_norm)
+        self.update()
 
     def update(self) -> None:
         if self.scaler is not None:
